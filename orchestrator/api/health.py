@@ -1,0 +1,44 @@
+"""Liveness, readiness (ML service and vector store), and collections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+
+from orchestrator.api.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(services: ServicesDep, response: Response) -> dict[str, Any]:
+    ml_ok = await services.ml.ready()
+    try:
+        await services.store.list_collections()
+        store_ok = True
+    except Exception:  # readiness reports the store's failure instead of raising it
+        store_ok = False
+    if not (ml_ok and store_ok):
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return {"ready": ml_ok and store_ok, "ml_service": ml_ok, "vector_store": store_ok}
+
+
+@router.get("/collections")
+async def collections(services: ServicesDep) -> dict[str, Any]:
+    names = await services.store.list_collections()
+    return {"collections": [{"name": n, "points": await services.store.count(n)} for n in names]}
+
+
+@router.delete("/collections/{name}")
+async def delete_collection(name: str, services: ServicesDep) -> dict[str, Any]:
+    if name not in await services.store.list_collections():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
+    await services.store.delete_collection(name)
+    await services.index.drop_collection(name)
+    return {"deleted": name}

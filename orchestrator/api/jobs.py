@@ -1,0 +1,122 @@
+"""Routes for jobs: create (and the seed's /ingest alias), list, status, pause/resume/cancel, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+
+from orchestrator.api.deps import JobsDep, ServicesDep
+from orchestrator.api.schemas import IngestAlias, JobAccepted, JobCreate
+from orchestrator.jobs import InvalidTransitionError, Job, JobManager, JobNotFoundError
+from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root
+
+router = APIRouter(tags=["jobs"])
+
+
+def _accepted(job: Job, request: Request) -> JobAccepted:
+    return JobAccepted(
+        job_id=job.id, state=job.state.value, status_url=str(request.url_for("job_status", job_id=job.id))
+    )
+
+
+def _submit(
+    services: ServicesDep,
+    jobs: JobManager,
+    path: str,
+    collection: str | None,
+    options: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> Job:
+    try:
+        root = resolve_ingest_root(path, services.settings.allowed_root_paths)
+    except PathNotAllowedError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except PathInvalidError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    return jobs.submit(root, collection or services.settings.default_collection, options, idempotency_key)
+
+
+@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+async def create_job(
+    body: JobCreate,
+    request: Request,
+    services: ServicesDep,
+    jobs: JobsDep,
+    idempotency_key: str | None = Header(default=None),
+) -> JobAccepted:
+    job = _submit(services, jobs, body.path, body.collection, body.options, idempotency_key)
+    return _accepted(job, request)
+
+
+@router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
+async def ingest_alias(
+    body: IngestAlias, request: Request, services: ServicesDep, jobs: JobsDep
+) -> JobAccepted:
+    return _accepted(_submit(services, jobs, body.directory_path, body.collection, {}), request)
+
+
+@router.get("/jobs")
+async def list_jobs(jobs: JobsDep) -> dict[str, Any]:
+    return {"jobs": [job.to_dict(max_errors=3) for job in jobs.list()]}
+
+
+def _get(jobs: JobManager, job_id: str) -> Job:
+    try:
+        return jobs.get(job_id)
+    except JobNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from exc
+
+
+@router.get("/jobs/{job_id}", name="job_status")
+async def job_status(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    return _get(jobs, job_id).to_dict()
+
+
+@router.get("/status/{job_id}")
+async def job_status_alias(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    return _get(jobs, job_id).to_dict()
+
+
+@router.get("/jobs/{job_id}/errors")
+async def job_errors(
+    job_id: str, jobs: JobsDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+) -> dict[str, Any]:
+    job = _get(jobs, job_id)
+    errors = job.progress.errors
+    return {
+        "job_id": job.id,
+        "total": len(errors),
+        "offset": offset,
+        "errors": [
+            {"path": e.path, "stage": e.stage, "reason": e.reason, "at": e.at}
+            for e in errors[offset : offset + limit]
+        ],
+    }
+
+
+def _transition(jobs: JobManager, job_id: str, action: str) -> dict[str, Any]:
+    _get(jobs, job_id)
+    try:
+        job = getattr(jobs, action)(job_id)
+    except InvalidTransitionError as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, {"detail": str(exc), "state": exc.current.value}
+        ) from exc
+    assert isinstance(job, Job)
+    return {"job_id": job.id, "state": job.state.value}
+
+
+@router.post("/jobs/{job_id}/pause")
+async def pause_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    return _transition(jobs, job_id, "pause")
+
+
+@router.post("/jobs/{job_id}/resume")
+async def resume_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    return _transition(jobs, job_id, "resume")
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    return _transition(jobs, job_id, "cancel")

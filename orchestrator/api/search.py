@@ -1,0 +1,67 @@
+"""Routes for search: GET with query parameters, POST with a JSON body; same answer."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+
+from orchestrator.api.deps import ServicesDep
+from orchestrator.api.schemas import SearchBody
+from orchestrator.clients.ml import MLUnavailableError
+from orchestrator.search import SearchQuery, search
+
+router = APIRouter(tags=["search"])
+
+
+async def _run(services: ServicesDep, query: SearchQuery) -> dict[str, Any]:
+    try:
+        hits = await search(services.store, services.ml, query)
+    except MLUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return {
+        "query": query.text,
+        "collection": query.collection,
+        "hits": [dataclasses.asdict(h) for h in hits],
+    }
+
+
+@router.get("/search")
+async def search_get(
+    request: Request,
+    services: ServicesDep,
+    q: str = Query(min_length=1, max_length=2000),
+    collection: str | None = Query(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
+    limit: int = Query(10, ge=1, le=200),
+    media_type: str | None = None,
+    path_prefix: str | None = None,
+    taken_after: float | None = None,
+    taken_before: float | None = None,
+) -> dict[str, Any]:
+    query = SearchQuery(
+        text=q,
+        collection=collection or services.settings.default_collection,
+        limit=limit,
+        media_type=media_type,
+        path_prefix=path_prefix,
+        taken_after=taken_after,
+        taken_before=taken_before,
+        request_id=request.headers.get("x-request-id"),
+    )
+    return await _run(services, query)
+
+
+@router.post("/search")
+async def search_post(body: SearchBody, request: Request, services: ServicesDep) -> dict[str, Any]:
+    query = SearchQuery(
+        text=body.query,
+        collection=body.collection or services.settings.default_collection,
+        limit=body.limit,
+        media_type=body.media_type,
+        path_prefix=body.path_prefix,
+        taken_after=body.taken_after,
+        taken_before=body.taken_before,
+        request_id=request.headers.get("x-request-id"),
+    )
+    return await _run(services, query)

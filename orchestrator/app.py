@@ -1,0 +1,65 @@
+"""The orchestrator's FastAPI app: `create_app(settings)` builds it; the lifespan owns every resource."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import Depends, FastAPI, Request, Response
+
+from orchestrator.api import health, jobs, media, search
+from orchestrator.api.deps import require_api_key
+from orchestrator.clients.vectors import VectorStore
+from orchestrator.config import Settings
+from orchestrator.jobs import JobManager
+from orchestrator.logs import configure_logging, get_logger
+from orchestrator.services import Services
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
+    """Build the app. `store` lets a test hand in a real store of its own (e.g. an instrumented one)."""
+    settings.check_exposure()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.open(settings, store)
+        manager = JobManager(services)
+        app.state.services = services
+        app.state.jobs = manager
+        log.info("orchestrator_ready", data_dir=str(settings.data_dir), ml=settings.ml_urls)
+        try:
+            yield
+        finally:
+            await manager.shutdown()
+            await services.close()
+
+    app = FastAPI(title="Archivist orchestrator", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.middleware("http")(_request_id)
+    app.include_router(health.router)
+    protected = [Depends(require_api_key)]
+    for router in (jobs.router, search.router, media.router):
+        app.include_router(router, dependencies=protected)
+    return app
+
+
+async def _request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Bind a request id to every log line of the request and echo it (followed into the ML service)."""
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        response = await call_next(request)
+    response.headers["x-request-id"] = request_id
+    return response
+
+
+def main() -> None:
+    """`python -m orchestrator`: serve with settings from the environment."""
+    import uvicorn
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)

@@ -1,0 +1,109 @@
+"""Orchestrator settings: environment first (pydantic-settings), documented in .env.example."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the orchestrator can be told; one instance is passed down explicitly."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8002
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Security: nothing is ingested outside these roots (comma- or os.pathsep-separated absolute paths).
+    allowed_roots: str = ""
+    api_key: str | None = None
+    # Listening beyond loopback without an API key is refused unless this is set deliberately.
+    allow_unauthenticated: bool = False
+
+    # Vector store: unset -> embedded Qdrant Edge under DATA_DIR; set -> a Qdrant server or cluster.
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    default_collection: str = "media"
+
+    # ML service.
+    ml_service_url: str = "http://127.0.0.1:8001"
+    ml_service_urls: str = ""
+    ml_inference_batch_size: int | None = None
+    ml_request_timeout_s: float = 300.0
+    # How long a job keeps retrying an unreachable ML service before it fails.
+    ml_retry_deadline_s: float = 60.0
+    # Largest side of the copy sent to the ML service: OCR of printed text stays legible at 1024 px,
+    # and the payload stays ~100-200 KB as JPEG.
+    ml_image_max_side: int = 1024
+
+    # Qdrant writes.
+    qdrant_upsert_batch_size: int | None = None
+
+    # Pipeline shape. Queue bounds are the backpressure: memory stays flat however large the tree.
+    queue_size: int = 64
+    prepare_workers: int = 2
+    infer_workers: int = 2
+    thumbnail_size: int = 256
+    max_image_pixels: int = 200_000_000
+    max_file_bytes: int = 1 << 30
+    include_hidden: bool = False
+    # Jobs beyond this many wait in state "queued": two jobs would only split the same two cores.
+    max_concurrent_jobs: int = 1
+    # Edge searches exactly (brute force, ~19 ms at 100k points) until a collection is this large;
+    # past it a job's end builds the HNSW index.
+    ann_index_threshold: int = 50_000
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def allowed_root_paths(self) -> list[Path]:
+        """The configured roots, resolved (symlinks followed) so containment checks are exact."""
+        parts = [p.strip() for chunk in self.allowed_roots.split(",") for p in chunk.split(":")]
+        return [Path(p).expanduser().resolve() for p in parts if p]
+
+    @property
+    def ml_urls(self) -> list[str]:
+        urls = [u.strip().rstrip("/") for u in self.ml_service_urls.split(",") if u.strip()]
+        return urls or [self.ml_service_url.rstrip("/")]
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host in {"localhost", ""}:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check_exposure(self) -> None:
+        """Refuse to listen beyond loopback without an API key (security by default)."""
+        if not self.is_loopback and not self.api_key and not self.allow_unauthenticated:
+            raise ValueError(
+                f"refusing to listen on {self.host} without API_KEY; set API_KEY "
+                "(or ALLOW_UNAUTHENTICATED=true if a proxy in front authenticates)"
+            )
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.data_dir / "thumbnails"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "file_index.sqlite3"
+
+    @property
+    def qdrant_dir(self) -> Path:
+        return self.data_dir / "qdrant"

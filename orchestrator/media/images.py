@@ -1,0 +1,131 @@
+"""Image decoding off the event loop: EXIF, orientation, a stored thumbnail and a downscaled copy for ML."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+_EXIF_IFD = 0x8769
+_GPS_IFD = 0x8825
+
+
+class MediaDecodeError(Exception):
+    """The file's content cannot be decoded as the media it claims to be; the message is user-facing."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    width: int
+    height: int
+    exif: dict[str, Any]
+    ml_jpeg: bytes
+    thumbnail_jpeg: bytes
+
+
+def decode_image(data: bytes, *, ml_max_side: int, thumb_side: int, max_pixels: int) -> DecodedImage:
+    """Decode fully (a truncated file fails here, not later), apply EXIF orientation, make both copies."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > max_pixels:
+                raise MediaDecodeError(
+                    f"image too large: {img.width}x{img.height} exceeds {max_pixels} pixels"
+                )
+            exif = _exif_fields(img)
+            width, height = img.width, img.height
+            if img.format == "JPEG":
+                img.draft("RGB", (ml_max_side, ml_max_side))  # DCT scaling: decode at reduced size
+            img.load()
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+    except MediaDecodeError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise MediaDecodeError("not a decodable image") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise MediaDecodeError(f"cannot decode image: {exc}") from exc
+    if exif.get("orientation") in (5, 6, 7, 8):
+        width, height = height, width
+    ml_copy = _fit(rgb, ml_max_side)
+    thumb = _fit(ml_copy, thumb_side)
+    return DecodedImage(
+        width=width,
+        height=height,
+        exif=exif,
+        ml_jpeg=_jpeg(ml_copy, quality=90),
+        thumbnail_jpeg=_jpeg(thumb, quality=80),
+    )
+
+
+def write_thumbnail(path: Path, jpeg: bytes) -> None:
+    """Write atomically (tmp + rename) so a reader never sees half a thumbnail."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(jpeg)
+    tmp.replace(path)
+
+
+def _fit(img: Image.Image, side: int) -> Image.Image:
+    if max(img.size) <= side:
+        return img
+    copy = img.copy()
+    copy.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return copy
+
+
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _exif_fields(img: Image.Image) -> dict[str, Any]:
+    """taken_at (ISO 8601 + epoch seconds), camera, orientation and GPS where the file has them."""
+    try:
+        exif = img.getexif()
+    except (OSError, ValueError, SyntaxError):
+        return {}
+    out: dict[str, Any] = {}
+    sub = exif.get_ifd(_EXIF_IFD)
+    raw_time = sub.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)
+    taken = _parse_exif_time(raw_time)
+    if taken is not None:
+        out["taken_at"] = taken.isoformat()
+        out["taken_at_ts"] = taken.replace(tzinfo=UTC).timestamp()  # EXIF has no zone: read as UTC
+    make, model = exif.get(ExifTags.Base.Make), exif.get(ExifTags.Base.Model)
+    camera = " ".join(str(v).strip("\x00 ") for v in (make, model) if v)
+    if camera:
+        out["camera"] = camera
+    orientation = exif.get(ExifTags.Base.Orientation)
+    if isinstance(orientation, int):
+        out["orientation"] = orientation
+    gps = _gps(exif.get_ifd(_GPS_IFD))
+    if gps is not None:
+        out["gps"] = gps
+    return out
+
+
+def _parse_exif_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def _gps(ifd: dict[int, Any]) -> dict[str, float] | None:
+    try:
+        lat = _dms(ifd[2]) * (-1 if ifd.get(1) == "S" else 1)
+        lon = _dms(ifd[4]) * (-1 if ifd.get(3) == "W" else 1)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return {"lat": round(lat, 7), "lon": round(lon, 7)}
+
+
+def _dms(values: Any) -> float:
+    d, m, s = (float(v) for v in values)
+    return d + m / 60 + s / 3600

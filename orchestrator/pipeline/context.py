@@ -1,0 +1,70 @@
+"""Everything a job's stages share, passed explicitly (no module globals)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.cache import ResultCache
+from orchestrator.clients.ml import MLClient
+from orchestrator.clients.vectors import VectorStore
+from orchestrator.file_index import FileIndex
+from orchestrator.pipeline.progress import JobProgress
+
+
+@dataclass(slots=True)
+class JobControl:
+    """Pause/cancel signals. `running` gates the scanner (pause stops new work at the source);
+    the threading twin lets the scan thread see it without touching the event loop."""
+
+    running: asyncio.Event = field(default_factory=asyncio.Event)
+    running_flag: threading.Event = field(default_factory=threading.Event)
+    stop_flag: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.resume()
+
+    def pause(self) -> None:
+        self.running.clear()
+        self.running_flag.clear()
+
+    def resume(self) -> None:
+        self.running.set()
+        self.running_flag.set()
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.resume()  # wake a paused scanner so it can see the stop
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    queue_size: int
+    prepare_workers: int
+    infer_workers: int
+    infer_batch: int
+    upsert_batch: int
+    ml_image_max_side: int
+    thumbnail_size: int
+    max_image_pixels: int
+    max_file_bytes: int
+    include_hidden: bool
+    thumbnails_dir: Path
+    models_signature: str
+    image_vectors: bool
+
+
+@dataclass(slots=True)
+class PipelineContext:
+    job_id: str
+    root: Path
+    collection: str
+    config: PipelineConfig
+    store: VectorStore
+    index: FileIndex
+    cache: ResultCache
+    ml: MLClient
+    progress: JobProgress
+    control: JobControl

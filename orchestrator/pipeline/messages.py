@@ -1,0 +1,139 @@
+"""What flows through the pipeline's queues. Frozen, slotted dataclasses; pydantic stays at the HTTP edge.
+
+Queue contracts (each queue is bounded; each ends with one SENTINEL per downstream worker):
+    scan    -> prepare : DirBatch          (a directory's entries, stat'ed, at most SCAN_BATCH of them)
+    prepare -> infer   : PreparedFile | PathLink
+    infer   -> upsert  : AnalyzedFile | PathLink
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from orchestrator.file_index import IndexedFile
+from orchestrator.ids import point_id
+
+
+class _Sentinel:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SENTINEL"
+
+
+SENTINEL: Final = _Sentinel()
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One regular file as the scanner saw it (lstat of the path, or stat of a symlink's in-root target)."""
+
+    path: str
+    directory: str
+    name: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFailure:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirBatch:
+    directory: str
+    entries: list[FileEntry]
+    failures: list[ScanFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What decoding the file told us; goes into the point payload."""
+
+    media_type: str  # "image" (video/audio chunks arrive with issue 5)
+    mime: str
+    width: int
+    height: int
+    exif: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkInput:
+    """One unit of ML work. Images have one chunk; time-based media will have many."""
+
+    index: int
+    start_s: float | None
+    end_s: float | None
+    image: bytes | None  # downscaled JPEG for the ML service; None when results are cached
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkAnalysis:
+    """The ML service's understanding of one chunk, as cached and as stored in the payload."""
+
+    ocr_text: str
+    tags: list[str]
+    caption: str | None
+    faces: list[dict[str, Any]]
+    text: str  # what the text vector was computed from
+    text_vector: list[float]
+    image_vector: list[float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ocr_text": self.ocr_text,
+            "tags": self.tags,
+            "caption": self.caption,
+            "faces": self.faces,
+            "text": self.text,
+            "text_vector": self.text_vector,
+            "image_vector": self.image_vector,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkAnalysis:
+        return cls(
+            ocr_text=data["ocr_text"],
+            tags=list(data["tags"]),
+            caption=data["caption"],
+            faces=list(data["faces"]),
+            text=data["text"],
+            text_vector=list(data["text_vector"]),
+            image_vector=data["image_vector"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFile:
+    """A changed or new file, hashed and decoded; `cached` holds results found under its hash."""
+
+    entry: FileEntry
+    content_hash: str
+    media: MediaInfo
+    chunks: list[ChunkInput]
+    cached: dict[int, ChunkAnalysis]
+    previous: IndexedFile | None  # what the file index had for this path, when the content changed
+
+    @property
+    def point_ids(self) -> list[str]:
+        return [point_id(self.content_hash, c.index) for c in self.chunks]
+
+
+@dataclass(frozen=True, slots=True)
+class PathLink:
+    """Another path with content already handled in this job or stored: add the path, no ML, no vectors."""
+
+    entry: FileEntry
+    content_hash: str
+    point_ids: list[str]
+    previous: IndexedFile | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzedFile:
+    prepared: PreparedFile
+    chunks: dict[int, ChunkAnalysis]

@@ -1,0 +1,93 @@
+"""Per-job progress: counters, per-stage busy time, recorded file errors. Only the event loop mutates it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+STAGES = ("scan", "prepare", "infer", "upsert")
+COUNTERS = (
+    "discovered",  # regular files the scanner found
+    "unchanged",  # skipped by the stat index: not even read
+    "hashed",
+    "duplicates",  # same content as another path: linked, not processed again
+    "cache_hits",  # chunks whose ML results came from the result cache
+    "chunks",  # chunks that needed or reused ML results
+    "inferred",  # chunks the ML service analysed in this job
+    "upserted",  # points written to the vector store
+    "failed",  # files recorded as failed
+    "skipped",  # files that are not media (no error: a README beside the photos)
+    "bytes",  # bytes read and hashed
+    "ml_requests",  # HTTP inference requests sent to the ML service
+    "upsert_requests",  # write calls made to the vector store
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileError:
+    path: str
+    stage: str
+    reason: str
+    at: float
+
+
+@dataclass(slots=True)
+class StageTimer:
+    busy_s: float = 0.0
+    items: int = 0
+
+
+@dataclass(slots=True)
+class JobProgress:
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    stages: dict[str, StageTimer] = field(default_factory=lambda: {s: StageTimer() for s in STAGES})
+    errors: list[FileError] = field(default_factory=list)
+    batch_sizes: dict[str, int] = field(default_factory=dict)
+    queues: dict[str, asyncio.Queue[object]] = field(default_factory=dict)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def add(self, counter: str, n: int = 1) -> None:
+        self.counters[counter] += n
+
+    def fail(self, path: str, stage: str, reason: str) -> None:
+        self.errors.append(FileError(path=path, stage=stage, reason=reason, at=time.time()))
+        self.counters["failed"] += 1
+
+    @contextmanager
+    def busy(self, stage: str, items: int = 1) -> Iterator[None]:
+        """Time a unit of a stage's own work (not its waiting on queues)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            timer = self.stages[stage]
+            timer.busy_s += time.perf_counter() - start
+            timer.items += items
+
+    def elapsed_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.time()) - self.started_at
+
+    def snapshot(self, max_errors: int = 20) -> dict[str, Any]:
+        elapsed = self.elapsed_s()
+        done = self.counters["unchanged"] + self.counters["upserted"] + self.counters["failed"]
+        return {
+            "counters": dict(self.counters),
+            "stages": {
+                name: {"busy_s": round(t.busy_s, 4), "items": t.items} for name, t in self.stages.items()
+            },
+            "batch_sizes": dict(self.batch_sizes),
+            "queue_depths": {name: q.qsize() for name, q in self.queues.items()},
+            "elapsed_s": round(elapsed, 3),
+            "files_per_s": round(done / elapsed, 2) if elapsed > 0 else 0.0,
+            "bytes_per_s": round(self.counters["bytes"] / elapsed, 1) if elapsed > 0 else 0.0,
+            "errors": [
+                {"path": e.path, "stage": e.stage, "reason": e.reason} for e in self.errors[:max_errors]
+            ],
+        }

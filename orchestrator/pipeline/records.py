@@ -1,0 +1,80 @@
+"""Building chunk records: one Qdrant point per chunk, its named vectors and its payload."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from orchestrator.clients.vectors import PointRecord
+from orchestrator.ids import PIPELINE_VERSION, point_id
+from orchestrator.keywords import sparse_vector
+from orchestrator.pipeline.messages import AnalyzedFile
+
+# Payload fields with a keyword index (filters) and a float index (time ranges).
+KEYWORD_FIELDS = ("media_type", "content_hash", "paths", "dirs")
+FLOAT_FIELDS = ("taken_at_ts", "start_s")
+
+
+def ancestor_dirs(paths: list[str]) -> list[str]:
+    """Every directory above the paths: a keyword match on one of them is a path-prefix filter."""
+    dirs: set[str] = set()
+    for path in paths:
+        parent = os.path.dirname(path)
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            up = os.path.dirname(parent)
+            if up == parent:
+                break
+            parent = up
+    return sorted(dirs)
+
+
+def path_fields(paths: list[str]) -> dict[str, Any]:
+    ordered = sorted(set(paths))
+    return {"path": ordered[0] if ordered else None, "paths": ordered, "dirs": ancestor_dirs(ordered)}
+
+
+def build_points(item: AnalyzedFile, paths: list[str], models_signature: str) -> list[PointRecord]:
+    prepared = item.prepared
+    media = prepared.media
+    exif = dict(media.exif)
+    points = []
+    for chunk in prepared.chunks:
+        analysis = item.chunks[chunk.index]
+        payload: dict[str, Any] = {
+            **path_fields(paths),
+            "media_type": media.media_type,
+            "mime": media.mime,
+            "content_hash": prepared.content_hash,
+            "chunk_index": chunk.index,
+            "start_s": chunk.start_s,
+            "end_s": chunk.end_s,
+            "size": prepared.entry.size,
+            "width": media.width,
+            "height": media.height,
+            "taken_at": exif.pop("taken_at", None),
+            "taken_at_ts": exif.pop("taken_at_ts", None),
+            "exif": exif,
+            "ocr_text": analysis.ocr_text,
+            "tags": analysis.tags,
+            "caption": analysis.caption,
+            "faces_count": len(analysis.faces),
+            "faces": [{"box": f.get("box"), "score": f.get("score")} for f in analysis.faces],
+            "text": analysis.text,
+            "models": models_signature,
+            "pipeline_version": PIPELINE_VERSION,
+            "indexed_at": time.time(),
+        }
+        dense = {"text": analysis.text_vector}
+        if analysis.image_vector is not None:
+            dense["image"] = analysis.image_vector
+        points.append(
+            PointRecord(
+                id=point_id(prepared.content_hash, chunk.index),
+                dense=dense,
+                sparse={"sparse": sparse_vector(analysis.text)},
+                payload=payload,
+            )
+        )
+    return points

@@ -1,0 +1,199 @@
+"""Stage 2: stat fast path, content hash, type sniffing, cache look-up, decoding. Never on the event loop.
+
+Per directory batch: one file-index query decides which files are unchanged (not read at all). Each other
+file is handled by ONE thread call that reads it, hashes it (blake3), sniffs its type, looks its results
+up in the result cache and, only on a miss, decodes it into a thumbnail and a downscaled copy for ML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import blake3
+
+from orchestrator.cache import media_key, result_key
+from orchestrator.file_index import IndexedFile
+from orchestrator.media.images import MediaDecodeError, decode_image, write_thumbnail
+from orchestrator.media.sniff import MEDIA_EXTENSIONS, describe_unknown, sniff
+from orchestrator.pipeline.context import PipelineContext
+from orchestrator.pipeline.messages import (
+    SENTINEL,
+    ChunkAnalysis,
+    ChunkInput,
+    DirBatch,
+    FileEntry,
+    MediaInfo,
+    PathLink,
+    PreparedFile,
+)
+
+_HEAD_BYTES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    reason: str
+
+
+class PrepareStage:
+    """Shared state of the prepare workers: which contents this job has already claimed."""
+
+    def __init__(self, ctx: PipelineContext) -> None:
+        self._ctx = ctx
+        self._claimed: dict[str, list[str]] = {}  # content hash -> point ids, first path wins
+
+    async def worker(self, in_q: asyncio.Queue[object], out_q: asyncio.Queue[object]) -> None:
+        ctx = self._ctx
+        while True:
+            batch = await in_q.get()
+            if batch is SENTINEL:
+                return
+            assert isinstance(batch, DirBatch)
+            for failure in batch.failures:
+                ctx.progress.fail(failure.path, "scan", failure.reason)
+            ctx.progress.add("discovered", len(batch.entries))
+            with ctx.progress.busy("prepare", 0):
+                known = await ctx.index.lookup_dir(ctx.collection, batch.directory)
+            for entry in batch.entries:
+                row = known.get(entry.name)
+                if row is not None and _unchanged(row, entry):
+                    ctx.progress.add("unchanged")
+                    continue
+                message = await self._prepare(entry, row)
+                if message is not None:
+                    await out_q.put(message)
+
+    async def _prepare(self, entry: FileEntry, row: IndexedFile | None) -> PreparedFile | PathLink | None:
+        ctx = self._ctx
+        with ctx.progress.busy("prepare"):
+            result = await asyncio.to_thread(_prepare_file, entry, row, ctx)
+        if isinstance(result, _Skipped):
+            ctx.progress.add("skipped")
+            return None
+        if isinstance(result, _Failed):
+            ctx.progress.fail(entry.path, "prepare", result.reason)
+            return None
+        ctx.progress.add("hashed")
+        ctx.progress.add("bytes", result.entry.size)
+        claimed = self._claimed.get(result.content_hash)
+        if claimed is not None:
+            ctx.progress.add("duplicates")
+            return PathLink(
+                entry=result.entry,
+                content_hash=result.content_hash,
+                point_ids=claimed,
+                previous=result.previous,
+            )
+        self._claimed[result.content_hash] = result.point_ids
+        ctx.progress.add("chunks", len(result.chunks))
+        ctx.progress.add("cache_hits", len(result.cached))
+        return result
+
+
+def _unchanged(row: IndexedFile, entry: FileEntry) -> bool:
+    return row.size == entry.size and row.mtime_ns == entry.mtime_ns and row.inode == entry.inode
+
+
+def _prepare_file(
+    entry: FileEntry, row: IndexedFile | None, ctx: PipelineContext
+) -> PreparedFile | _Failed | _Skipped:
+    """Runs in a worker thread: everything blocking about one file, in one hop (PERF.md)."""
+    config = ctx.config
+    if entry.size == 0:
+        return _Failed("empty file")
+    if entry.size > config.max_file_bytes:
+        return _Failed(f"file too large: {entry.size} bytes (limit {config.max_file_bytes})")
+    try:
+        data, entry = _read_stable(entry)
+    except _ChangedError as exc:
+        return _Failed(str(exc))
+    except OSError as exc:
+        return _Failed(f"cannot read: {exc.strerror or exc}")
+    if not data:
+        return _Failed("empty file")
+    kind = sniff(data[:_HEAD_BYTES])
+    extension = os.path.splitext(entry.name)[1].lower()
+    if kind.media_type == "unknown":
+        what = describe_unknown(data[:_HEAD_BYTES])
+        if extension in MEDIA_EXTENSIONS:
+            return _Failed(f"content is {what}, not media (name ends in {extension})")
+        return _Skipped(f"not media: {what}")
+    if kind.media_type != "image":
+        return _Failed(f"{kind.mime}: {kind.media_type} files are not supported by this version yet")
+    content_hash = blake3.blake3(data).hexdigest()
+    previous = row if row is not None and row.content_hash != content_hash else None
+    return _prepare_image(entry, data, content_hash, kind.mime, previous, ctx)
+
+
+def _prepare_image(
+    entry: FileEntry,
+    data: bytes,
+    content_hash: str,
+    mime: str,
+    previous: IndexedFile | None,
+    ctx: PipelineContext,
+) -> PreparedFile | _Failed:
+    config = ctx.config
+    rkey = result_key(content_hash, 0, config.models_signature)
+    mkey = media_key(content_hash)
+    hits = ctx.cache.get_many_sync([rkey, mkey])
+    thumb = thumbnail_path(config.thumbnails_dir, content_hash)
+    if rkey in hits and mkey in hits and thumb.exists():
+        return PreparedFile(
+            entry=entry,
+            content_hash=content_hash,
+            media=MediaInfo(**hits[mkey]),
+            chunks=[ChunkInput(index=0, start_s=None, end_s=None, image=None)],
+            cached={0: ChunkAnalysis.from_dict(hits[rkey])},
+            previous=previous,
+        )
+    try:
+        decoded = decode_image(
+            data,
+            ml_max_side=config.ml_image_max_side,
+            thumb_side=config.thumbnail_size,
+            max_pixels=config.max_image_pixels,
+        )
+    except MediaDecodeError as exc:
+        return _Failed(str(exc))
+    write_thumbnail(thumb, decoded.thumbnail_jpeg)
+    cached = {0: ChunkAnalysis.from_dict(hits[rkey])} if rkey in hits else {}
+    return PreparedFile(
+        entry=entry,
+        content_hash=content_hash,
+        media=MediaInfo("image", mime, decoded.width, decoded.height, decoded.exif),
+        chunks=[ChunkInput(index=0, start_s=None, end_s=None, image=None if cached else decoded.ml_jpeg)],
+        cached=cached,
+        previous=previous,
+    )
+
+
+def thumbnail_path(thumbnails_dir: Path, content_hash: str) -> Path:
+    return thumbnails_dir / content_hash[:2] / f"{content_hash}.jpg"
+
+
+class _ChangedError(Exception):
+    pass
+
+
+def _read_stable(entry: FileEntry) -> tuple[bytes, FileEntry]:
+    """Read the whole file and make sure it did not change meanwhile (else the hash would be stale).
+
+    Returns the stat as it was during the read: that, not the scanner's, goes into the file index."""
+    for _ in range(2):
+        with open(entry.path, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            data = fh.read()
+            after = os.fstat(fh.fileno())
+        stable = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+        if stable and len(data) == after.st_size:
+            return data, replace(entry, size=after.st_size, mtime_ns=after.st_mtime_ns, inode=after.st_ino)
+    raise _ChangedError("file changed while it was being read")

@@ -1,0 +1,43 @@
+"""The long-lived dependencies of one orchestrator process, built once and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.cache import ResultCache
+from orchestrator.clients.ml import MLClient
+from orchestrator.clients.vectors import VectorStore, open_vector_store
+from orchestrator.config import Settings
+from orchestrator.file_index import FileIndex
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    store: VectorStore
+    index: FileIndex
+    cache: ResultCache
+    ml: MLClient
+
+    @classmethod
+    async def open(cls, settings: Settings, store: VectorStore | None = None) -> Services:
+        """Open every resource under DATA_DIR; a test may pass its own (real) store."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        index = FileIndex(settings.index_path)
+        await index.open()
+        cache = ResultCache(settings.cache_dir)
+        await cache.open()
+        ml = MLClient(
+            settings.ml_urls,
+            timeout_s=settings.ml_request_timeout_s,
+            retry_deadline_s=settings.ml_retry_deadline_s,
+        )
+        if store is None:
+            store = open_vector_store(settings.qdrant_dir, settings.qdrant_url, settings.qdrant_api_key)
+        return cls(settings=settings, store=store, index=index, cache=cache, ml=ml)
+
+    async def close(self) -> None:
+        await self.ml.close()
+        await self.store.close()
+        await self.cache.close()
+        await self.index.close()
