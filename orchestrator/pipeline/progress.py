@@ -37,8 +37,27 @@ class FileError:
 
 @dataclass(slots=True)
 class StageTimer:
+    """Busy time is the union of the stage's workers' working intervals: wall time during which at
+    least one worker was working (two overlapping workers do not count double)."""
+
     busy_s: float = 0.0
     items: int = 0
+    active: int = 0
+    since: float = 0.0
+
+    def enter(self, now: float) -> None:
+        if self.active == 0:
+            self.since = now
+        self.active += 1
+
+    def leave(self, now: float, items: int) -> None:
+        self.active -= 1
+        self.items += items
+        if self.active == 0:
+            self.busy_s += now - self.since
+
+    def current_busy_s(self, now: float) -> float:
+        return self.busy_s + (now - self.since if self.active else 0.0)
 
 
 @dataclass(slots=True)
@@ -61,13 +80,12 @@ class JobProgress:
     @contextmanager
     def busy(self, stage: str, items: int = 1) -> Iterator[None]:
         """Time a unit of a stage's own work (not its waiting on queues)."""
-        start = time.perf_counter()
+        timer = self.stages[stage]
+        timer.enter(time.perf_counter())
         try:
             yield
         finally:
-            timer = self.stages[stage]
-            timer.busy_s += time.perf_counter() - start
-            timer.items += items
+            timer.leave(time.perf_counter(), items)
 
     def elapsed_s(self) -> float:
         if self.started_at is None:
@@ -76,11 +94,13 @@ class JobProgress:
 
     def snapshot(self, max_errors: int = 20) -> dict[str, Any]:
         elapsed = self.elapsed_s()
+        now = time.perf_counter()
         done = self.counters["unchanged"] + self.counters["upserted"] + self.counters["failed"]
         return {
             "counters": dict(self.counters),
             "stages": {
-                name: {"busy_s": round(t.busy_s, 4), "items": t.items} for name, t in self.stages.items()
+                name: {"busy_s": round(t.current_busy_s(now), 4), "items": t.items}
+                for name, t in self.stages.items()
             },
             "batch_sizes": dict(self.batch_sizes),
             "queue_depths": {name: q.qsize() for name, q in self.queues.items()},

@@ -1,0 +1,167 @@
+"""`archivist`: the same HTTP API for people at a terminal (serve, ingest, search, jobs, status, control)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="Archivist: ingest media directories and search them by meaning.", no_args_is_help=True
+)
+console = Console()
+
+_ACTIVE = {"queued", "running", "paused"}
+
+
+def _client(url: str | None) -> httpx.Client:
+    base = url or os.environ.get("ARCHIVIST_URL", "http://127.0.0.1:8002")
+    headers = {"x-api-key": key} if (key := os.environ.get("API_KEY")) else {}
+    return httpx.Client(base_url=base, timeout=60.0, headers=headers)
+
+
+def _check(resp: httpx.Response) -> dict[str, Any]:
+    if resp.status_code >= 400:
+        console.print(f"[red]error {resp.status_code}[/red]: {resp.text}")
+        raise typer.Exit(2)
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+UrlOption = typer.Option(None, "--url", help="Orchestrator URL (default $ARCHIVIST_URL or :8002)")
+
+
+@app.command()
+def serve() -> None:
+    """Run the orchestrator (settings from the environment / .env)."""
+    from orchestrator.app import main
+
+    main()
+
+
+@app.command()
+def ingest(
+    directory: Path,
+    collection: str | None = typer.Option(None, "--collection", "-c"),
+    url: str | None = UrlOption,
+    wait: bool = typer.Option(True, help="Follow progress until the job ends"),
+) -> None:
+    """Start a job for DIRECTORY and follow it; exits non-zero if the job fails."""
+    with _client(url) as client:
+        body = {"path": str(directory.expanduser().resolve()), "collection": collection}
+        job = _check(client.post("/jobs", json=body))
+        console.print(f"job [bold]{job['job_id']}[/bold] {job['state']}")
+        if not wait:
+            return
+        status = _follow(client, job["job_id"])
+    _print_status(status)
+    if status["state"] != "completed":
+        raise typer.Exit(1)
+
+
+def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        tasks = {
+            name: bar.add_task(name, total=None) for name in ("discovered", "hashed", "inferred", "upserted")
+        }
+        while True:
+            status = _check(client.get(f"/jobs/{job_id}"))
+            for name, task in tasks.items():
+                bar.update(task, completed=status["counters"][name])
+            if status["state"] not in _ACTIVE:
+                return status
+            time.sleep(0.5)
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    table = Table(title=f"job {status['job_id']}: {status['state']}")
+    table.add_column("counter")
+    table.add_column("value", justify="right")
+    for key, value in status["counters"].items():
+        table.add_row(key, str(value))
+    table.add_row("elapsed_s", str(status["elapsed_s"]))
+    console.print(table)
+    if status.get("error"):
+        console.print(f"[red]{status['error']}[/red]")
+    for err in status.get("errors", []):
+        console.print(f"[yellow]failed[/yellow] {err['path']}: {err['reason']} ({err['stage']})")
+
+
+@app.command()
+def search(
+    query: str,
+    collection: str | None = typer.Option(None, "--collection", "-c"),
+    limit: int = typer.Option(10, "--limit", "-n"),
+    url: str | None = UrlOption,
+) -> None:
+    """Search by meaning; prints path, score and snippet of each hit."""
+    with _client(url) as client:
+        params: dict[str, str | int] = {"q": query, "limit": limit}
+        if collection:
+            params["collection"] = collection
+        body = _check(client.get("/search", params=params))
+    for rank, hit in enumerate(body["hits"], 1):
+        console.print(f"{rank:2d}. [bold]{hit['score']:.3f}[/bold] {hit['path']}")
+        console.print(f"    {hit['snippet']}")
+
+
+@app.command()
+def jobs(url: str | None = UrlOption) -> None:
+    """List jobs, newest first."""
+    with _client(url) as client:
+        body = _check(client.get("/jobs"))
+    table = Table("job", "state", "path", "collection", "upserted", "failed")
+    for job in body["jobs"]:
+        c = job["counters"]
+        table.add_row(
+            job["job_id"], job["state"], job["path"], job["collection"], str(c["upserted"]), str(c["failed"])
+        )
+    console.print(table)
+
+
+@app.command()
+def status(job_id: str, url: str | None = UrlOption) -> None:
+    """Show one job's state and counters."""
+    with _client(url) as client:
+        _print_status(_check(client.get(f"/jobs/{job_id}")))
+
+
+def _control(action: str, job_id: str, url: str | None) -> None:
+    with _client(url) as client:
+        body = _check(client.post(f"/jobs/{job_id}/{action}"))
+    console.print(f"job {body['job_id']}: {body['state']}")
+
+
+@app.command()
+def pause(job_id: str, url: str | None = UrlOption) -> None:
+    """Pause a running job (in-flight batches finish)."""
+    _control("pause", job_id, url)
+
+
+@app.command()
+def resume(job_id: str, url: str | None = UrlOption) -> None:
+    """Resume a paused job."""
+    _control("resume", job_id, url)
+
+
+@app.command()
+def cancel(job_id: str, url: str | None = UrlOption) -> None:
+    """Cancel a job; what is already stored stays consistent."""
+    _control("cancel", job_id, url)
+
+
+def main() -> None:
+    app()
