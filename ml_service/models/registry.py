@@ -1,0 +1,104 @@
+"""Builds the configured models, loads them, and describes them for /capabilities."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from ml_service.config import ImageTask, MLSettings
+from ml_service.models.base import Image, InferenceModel
+from ml_service.models.faces import FaceModel
+from ml_service.models.objects import ObjectModel
+from ml_service.models.ocr import OcrModel
+from ml_service.models.tags import TagModel
+from ml_service.models.text import TextEmbedder
+
+log = structlog.get_logger(__name__)
+
+ImageModel = InferenceModel[Image, Any]
+
+
+def _build_image_model(task: ImageTask, settings: MLSettings) -> ImageModel:
+    limits: dict[str, Any] = {
+        "max_batch": settings.max_batch.get(task.value),
+        "preferred_batch": settings.preferred_batch.get(task.value),
+        "threads": settings.cpu_threads,
+    }
+    match task:
+        case ImageTask.OCR:
+            return OcrModel(min_score=settings.ocr_min_score, det_limit_type=settings.ocr_det_limit_type,
+                            det_limit_side_len=settings.ocr_det_limit_side_len, **limits)
+        case ImageTask.FACES:
+            return FaceModel(min_score=settings.faces_min_score, **limits)
+        case ImageTask.TAGS:
+            return TagModel(top_k=settings.tags_top_k, min_score=settings.tags_min_score, **limits)
+        case ImageTask.OBJECTS:
+            return ObjectModel(min_score=settings.objects_min_score, **limits)
+
+
+class ModelRegistry:
+    """The models this process serves, keyed by the names used in requests."""
+
+    def __init__(self, text: TextEmbedder | None, image: dict[ImageTask, ImageModel],
+                 cpu_threads: int) -> None:
+        self.text = text
+        self.image = image
+        self.cpu_threads = cpu_threads
+        self.load_seconds: dict[str, float] = {}
+
+    @classmethod
+    def from_settings(cls, settings: MLSettings) -> ModelRegistry:
+        text = None
+        if settings.text_enabled:
+            text = TextEmbedder(settings.text_model_path, max_batch=settings.max_batch.get("text"),
+                                preferred_batch=settings.preferred_batch.get("text"),
+                                threads=settings.cpu_threads)
+        image = {task: _build_image_model(task, settings) for task in settings.image_tasks}
+        return cls(text, image, settings.cpu_threads)
+
+    def all_models(self) -> list[InferenceModel[Any, Any]]:
+        models: list[InferenceModel[Any, Any]] = [self.text] if self.text else []
+        return [*models, *self.image.values()]
+
+    def load_all(self) -> None:
+        """Load every model (blocking; run it off the event loop, on the inference thread)."""
+        import cv2
+
+        # OpenCV's pool is process-wide (object detection, faces, resizing). Models run one at a
+        # time on the inference thread, so each may use every configured thread.
+        cv2.setNumThreads(self.cpu_threads)
+        # OpenCV 5 warns on stderr, outside our JSON logs, about a no-op target setting in YuNet.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        for model in self.all_models():
+            started = time.perf_counter()
+            model.load()
+            self.load_seconds[model.key] = round(time.perf_counter() - started, 3)
+            log.info("model_loaded", model=model.key, name=model.name, version=model.version,
+                     seconds=self.load_seconds[model.key])
+
+    @property
+    def loaded(self) -> bool:
+        return all(model.loaded for model in self.all_models())
+
+    def image_limits(self, tasks: list[ImageTask] | None = None) -> dict[str, int]:
+        """Batch limits of /v1/analyze/images: every requested image model must take the batch."""
+        models = [self.image[t] for t in tasks] if tasks else list(self.image.values())
+        if not models:
+            return {"max_batch": 0, "preferred_batch": 0, "max_concurrency": 1}
+        return {"max_batch": min(m.max_batch for m in models),
+                "preferred_batch": min(m.preferred_batch for m in models), "max_concurrency": 1}
+
+    def capabilities(self) -> dict[str, Any]:
+        models = {model.key: model.capabilities() for model in self.all_models()}
+        endpoints: dict[str, Any] = {}
+        if self.text:
+            endpoints["/v1/embed/text"] = {"max_batch": self.text.max_batch,
+                                           "preferred_batch": self.text.preferred_batch,
+                                           "max_concurrency": self.text.max_concurrency}
+        if self.image:
+            endpoints["/v1/analyze/images"] = self.image_limits()
+            endpoints["/api/v1/batch_embed_and_caption"] = self.image_limits()
+        return {"models": models, "endpoints": endpoints,
+                "image_tasks": [task.value for task in self.image]}

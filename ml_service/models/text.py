@@ -1,0 +1,74 @@
+"""Sentence embeddings with sentence-transformers (all-MiniLM-L6-v2 from a local directory)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from ml_service.models.base import FloatArray, InferenceModel, ItemResult
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+class TextEmbedder(InferenceModel[str, FloatArray]):
+    """L2-normalised text vectors; one forward pass per batch."""
+
+    key: ClassVar[str] = "text"
+    task: ClassVar[str] = "text-embedding"
+    name: ClassVar[str] = "all-MiniLM-L6-v2"
+    vector_size: ClassVar[int | None] = 384
+    # Measured over HTTP on 2 cores (docs/ml-api.md, "Measurements"): 32 texts per pass run ~5x more
+    # items/s than 1; beyond 32 the gain flattens while latency grows linearly.
+    default_max_batch: ClassVar[int] = 64
+    default_preferred_batch: ClassVar[int] = 32
+    processing_version: ClassVar[str] = "1"  # mean pooling from the model config + L2 norm
+
+    def __init__(self, model_path: Path, *, max_batch: int | None = None,
+                 preferred_batch: int | None = None, threads: int = 1) -> None:
+        super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
+        self.model_path = model_path
+        self._model: SentenceTransformer | None = None
+
+    def weight_files(self) -> list[Path]:
+        # Every file of the model directory except prose: weights, tokenizer and pooling config
+        # all change the vectors.
+        files = [p for p in sorted(self.model_path.rglob("*")) if p.is_file() and p.suffix != ".md"]
+        if not files:
+            raise FileNotFoundError(f"no model files under {self.model_path}")
+        return files
+
+    def processing_options(self) -> str:
+        return "normalize=1"
+
+    def _load(self) -> None:
+        # Nothing may be fetched at run time: make the Hugging Face libraries fail instead of
+        # reaching for the hub if a file is missing from the local model directory.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        # A tqdm bar on stderr would break the JSON log stream. (transformers leaves it unannotated.)
+        transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+        # torch's pool is process-wide; the service runs one model at a time, so it may use all of
+        # the configured threads.
+        torch.set_num_threads(self.threads)
+        self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        dim = self._model.get_embedding_dimension()
+        if dim != self.vector_size:
+            raise ValueError(f"text model at {self.model_path} gives {dim}-d vectors, expected 384")
+
+    def _predict_batch(self, batch: Sequence[str]) -> list[ItemResult[FloatArray]]:
+        if self._model is None:
+            raise RuntimeError("text model is not loaded")
+        vectors = self._model.encode(list(batch), batch_size=len(batch), normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        matrix = np.asarray(vectors, dtype=np.float32)
+        return [ItemResult(value=row) for row in matrix]

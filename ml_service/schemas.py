@@ -1,0 +1,59 @@
+"""HTTP edge: request bodies (pydantic, parsed straight from bytes) and orjson responses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ml_service.config import ImageTask
+
+# numpy arrays (vectors) serialise natively; no Python float lists are built.
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+class EmbedTextRequest(BaseModel):
+    # Unknown fields are ignored so that clients can send newer options to older replicas.
+    model_config = ConfigDict(extra="ignore")
+
+    texts: list[str] = Field(min_length=1)
+
+
+class ImageItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    data: str = Field(description="base64 of an encoded image (JPEG, PNG, WebP, ...)")
+
+
+class AnalyzeImagesRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    images: list[ImageItem] = Field(min_length=1)
+    tasks: list[ImageTask] | None = Field(default=None, description="default: every loaded image task")
+
+
+def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for endpoints that parse the raw body themselves."""
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def json_response(content: Any, status_code: int = 200,
+                  headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content, option=_ORJSON_OPTIONS), status_code=status_code,
+                    media_type="application/json", headers=headers)
+
+
+def error_response(status_code: int, detail: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return json_response({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def validation_error_response(exc: ValidationError) -> Response:
+    """422 in FastAPI's shape, without echoing the input (it may be megabytes of base64)."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    return error_response(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                for e in errors])

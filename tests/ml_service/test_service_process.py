@@ -1,0 +1,45 @@
+"""The service as a process: startup without models, failed loading, and the test helper itself."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import httpx
+import pytest
+
+from tests.support.ml_server import MLServiceFailed, running_ml_service
+
+NO_MODELS = {"ML_IMAGE_TASKS": "", "ML_TEXT_ENABLED": "false"}
+
+
+def test_service_without_models_is_ready_and_says_what_is_missing() -> None:
+    with running_ml_service(env=NO_MODELS, ready_timeout_s=60) as ml:
+        caps = httpx.get(f"{ml.url}/capabilities").json()
+        assert caps["models"] == {} and caps["endpoints"] == {}
+        assert httpx.post(f"{ml.url}/v1/embed/text", json={"texts": ["x"]}).status_code == 404
+        response = httpx.post(f"{ml.url}/v1/analyze/images", json={"images": [{"id": "a", "data": ""}]})
+        assert response.status_code == 404
+        ml.process.send_signal(signal.SIGTERM)
+        ml.process.wait(timeout=15)
+        # uvicorn re-raises the signal after a graceful shutdown, so the exit status is -SIGTERM;
+        # the log shows the lifespan ran to its end.
+        assert ml.process.returncode == -signal.SIGTERM
+        events = [json.loads(line)["event"] for line in ml.log_path.read_text().splitlines()
+                  if line.startswith("{")]
+        assert "service_stopped" in events
+
+
+def test_failed_model_load_is_reported_not_hung() -> None:
+    env = {**NO_MODELS, "ML_TEXT_ENABLED": "true", "ML_TEXT_MODEL_PATH": "/nonexistent/model"}
+    with pytest.raises(MLServiceFailed, match="no model files under /nonexistent/model"):
+        with running_ml_service(env=env, ready_timeout_s=60):
+            pass
+
+
+def test_killed_service_is_still_cleaned_up() -> None:
+    with running_ml_service(env=NO_MODELS, ready_timeout_s=60) as ml:
+        ml.process.kill()
+        ml.process.wait(timeout=10)
+    assert ml.process.returncode == -signal.SIGKILL
+    assert not ml.log_path.exists()
