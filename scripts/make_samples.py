@@ -133,7 +133,9 @@ def make_sample_tree(dest: Path) -> SampleManifest:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dest", type=Path)
     args = parser.parse_args()
     manifest = make_sample_tree(args.dest.resolve())

@@ -14,7 +14,7 @@ from tests.support.ml_server import running_ml_service
 @pytest.fixture(scope="session")
 def ml_service_url() -> Iterator[str]:
     with running_ml_service() as handle:
-        yield handle.url if hasattr(handle, "url") else str(handle)
+        yield handle.url
 
 
 @pytest.fixture(scope="session")

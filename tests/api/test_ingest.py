@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scripts.make_samples import SampleManifest
-from tests.support.app_factory import counting_store, test_settings
+from tests.support.app_factory import counting_store, make_settings
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ async def _search(orch: RunningOrchestrator, q: str, collection: str) -> list[di
 async def test_ingest_search_reingest_and_second_collection(
     tmp_path: Path, ml_service_url: str, samples: SampleManifest, sample_copy: Path
 ) -> None:
-    settings = test_settings(tmp_path / "data", ml_service_url, [tmp_path])
+    settings = make_settings(tmp_path / "data", ml_service_url, [tmp_path])
     store = counting_store(settings)
     distinct = len(samples.photos) + len(samples.text_images) + 1  # + the EXIF photo
     async with running_orchestrator(settings, store) as orch:
@@ -101,7 +101,7 @@ async def test_changed_and_copied_files(tmp_path: Path, ml_service_url: str, sam
     """A modified file replaces its old point; a new copy of stored content costs no ML call."""
     from scripts.make_samples import text_image
 
-    settings = test_settings(tmp_path / "data", ml_service_url, [tmp_path])
+    settings = make_settings(tmp_path / "data", ml_service_url, [tmp_path])
     store = counting_store(settings)
     async with running_orchestrator(settings, store) as orch:
         first = await _ingest(orch, sample_copy, "c")
@@ -136,7 +136,7 @@ async def test_paths_outside_allowed_roots_are_refused(tmp_path: Path, ml_servic
     (allowed / "photos").mkdir(parents=True)
     (tmp_path / "secret").mkdir()
     (allowed / "link_out").symlink_to(tmp_path / "secret")
-    settings = test_settings(tmp_path / "data", ml_service_url, [allowed])
+    settings = make_settings(tmp_path / "data", ml_service_url, [allowed])
     async with running_orchestrator(settings, counting_store(settings)) as orch:
         for path in (
             tmp_path / "secret",
@@ -160,7 +160,7 @@ async def test_paths_outside_allowed_roots_are_refused(tmp_path: Path, ml_servic
 
 
 async def test_ml_service_down_fails_the_job_with_a_reason(tmp_path: Path, sample_copy: Path) -> None:
-    settings = test_settings(tmp_path / "data", "http://127.0.0.1:9", [tmp_path], ml_retry_deadline_s=1.0)
+    settings = make_settings(tmp_path / "data", "http://127.0.0.1:9", [tmp_path], ml_retry_deadline_s=1.0)
     async with running_orchestrator(settings, counting_store(settings)) as orch:
         resp = await orch.client.post("/jobs", json={"path": str(sample_copy)})
         status = await orch.wait_job(resp.json()["job_id"], timeout_s=30)

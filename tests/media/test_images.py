@@ -38,7 +38,7 @@ def test_exif_time_camera_and_orientation() -> None:
 
 def test_truncated_jpeg_fails_clearly() -> None:
     data = _jpeg((800, 600))
-    with pytest.raises(MediaDecodeError, match="cannot decode|truncated"):
+    with pytest.raises(MediaDecodeError, match=r"cannot decode|truncated"):
         decode_image(data[: len(data) // 3], ml_max_side=1024, thumb_side=256, max_pixels=10**8)
 
 

@@ -9,7 +9,7 @@ from orchestrator.config import Settings
 from tests.support.counting_store import CountingStore
 
 
-def test_settings(data_dir: Path, ml_url: str, roots: list[Path], **overrides: object) -> Settings:
+def make_settings(data_dir: Path, ml_url: str, roots: list[Path], **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": data_dir,
         "ml_service_url": ml_url,

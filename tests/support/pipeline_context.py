@@ -35,7 +35,7 @@ async def make_context(tmp_path: Path, root: Path, ml_url: str = "http://127.0.0
     )
     return PipelineContext(
         job_id="test",
-        root=root.resolve(),
+        root=root,
         collection="test",
         config=config,
         store=EdgeVectorStore(data / "qdrant"),

