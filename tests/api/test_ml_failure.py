@@ -1,0 +1,68 @@
+"""The ML service dying in the middle of a job: the job fails with a reason in bounded time, no stage task
+is left hanging, what was stored stays consistent, and a later job completes without duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from scripts.bench_pipeline import make_images
+from tests.support.app_factory import counting_store, make_settings
+from tests.support.ml_server import running_ml_service
+from tests.support.orchestrator_server import running_orchestrator
+
+pytestmark = pytest.mark.slow
+
+FILES = 40
+
+
+async def test_ml_service_killed_mid_job(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    await asyncio.to_thread(make_images, media, FILES)
+    with running_ml_service() as doomed:
+        settings = make_settings(
+            tmp_path / "data", doomed.url, [tmp_path], ml_inference_batch_size=2, ml_retry_deadline_s=2.0
+        )
+        store = counting_store(settings)
+        async with running_orchestrator(settings, store) as orch:
+            job_id = (await orch.client.post("/jobs", json={"path": str(media)})).json()["job_id"]
+            for _ in range(600):  # bounded: up to 60 s for the first points to land
+                status = (await orch.client.get(f"/jobs/{job_id}")).json()
+                if status["counters"]["upserted"] >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"no progress before the kill: {status}")
+            doomed.process.kill()
+            killed_at = asyncio.get_running_loop().time()
+            final = await orch.wait_job(job_id, timeout_s=60)
+            took = asyncio.get_running_loop().time() - killed_at
+
+            assert final["state"] == "failed"
+            assert "ML service unavailable" in str(final["error"])
+            assert took < 30, f"the job took {took:.1f}s to notice"
+            await asyncio.sleep(0.3)
+            leftovers = [t for t in asyncio.all_tasks() if "orchestrator.pipeline" in repr(t.get_coro())]
+            assert leftovers == []
+            job = orch.app.state.jobs.get(job_id)
+            assert job.control.stop_flag.is_set()  # the scan thread was told to stop
+
+            stored = await store.count("media")
+            indexed = await orch.services.index.count("media")
+            assert 2 <= stored < FILES
+            assert indexed == stored  # every file marked done has its point, and nothing else is marked
+
+            # The service comes back on the same address: the same job again completes, nothing is
+            # duplicated, and files stored before the failure cost no ML call.
+            port = int(doomed.url.rsplit(":", 1)[1])
+            with running_ml_service(port=port):
+                ml_before = orch.services.ml.requests
+                again_id = (await orch.client.post("/jobs", json={"path": str(media)})).json()["job_id"]
+                again = await orch.wait_job(again_id, timeout_s=300)
+            assert again["state"] == "completed", again
+            assert await store.count("media") == FILES
+            assert again["counters"]["unchanged"] == stored
+            assert again["counters"]["inferred"] == FILES - stored
+            assert orch.services.ml.requests > ml_before
