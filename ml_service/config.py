@@ -35,6 +35,10 @@ def _packaged_text_model() -> Path:
 
 
 def _default_threads() -> int:
+    # Every core. On 2 cores, 2 intra-op threads ran the image models ~1.7x faster than 1 while
+    # the machine was otherwise idle, and about the same (+-15%, either way) with other processes
+    # keeping both cores busy; torch's spinning, the one pathological case, is switched off in the
+    # registry (docs/ml-api.md, "Measurements"). Set ML_CPU_THREADS=1 to leave a core to others.
     return os.cpu_count() or 1
 
 
@@ -57,8 +61,8 @@ class MLSettings(BaseSettings):
     max_batch: dict[str, int] = Field(default_factory=dict)
     preferred_batch: dict[str, int] = Field(default_factory=dict)
 
-    # CPU threads the models may use in total. Each model's intra-op pool gets this many threads;
-    # inference runs one model at a time (see ml_service/batching.py), so pools never overlap.
+    # Intra-op threads of every model's runtime. Inference runs one model at a time on a single
+    # thread (ml_service/service.py), so the pools never run at once.
     cpu_threads: int = Field(default_factory=_default_threads, ge=1)
 
     # Decoding guards. Pillow's own bomb check is a process-wide global; this limit is per service.

@@ -22,8 +22,8 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
     task: ClassVar[str] = "text-embedding"
     name: ClassVar[str] = "all-MiniLM-L6-v2"
     vector_size: ClassVar[int | None] = 384
-    # Measured over HTTP on 2 cores (docs/ml-api.md, "Measurements"): 32 texts per pass run ~5x more
-    # items/s than 1; beyond 32 the gain flattens while latency grows linearly.
+    # Over HTTP on 2 shared cores (docs/ml-api.md, "Measurements"): batch 1 ~45-53 texts/s, 8 ~160,
+    # 32 ~205, 64 ~190-270 (noisy). 32 gets ~4x batch 1; 64 caps one request at ~0.3 s.
     default_max_batch: ClassVar[int] = 64
     default_preferred_batch: ClassVar[int] = 32
     processing_version: ClassVar[str] = "1"  # mean pooling from the model config + L2 norm
@@ -58,7 +58,7 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
         transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         # torch's pool is process-wide; the service runs one model at a time, so it may use all of
-        # the configured threads.
+        # the configured threads (OMP_WAIT_POLICY is set by the registry, before torch loads).
         torch.set_num_threads(self.threads)
         self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
         dim = self._model.get_embedding_dimension()
