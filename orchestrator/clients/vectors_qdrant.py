@@ -82,26 +82,12 @@ class QdrantServerVectorStore:
                 # comparison below decides. Anything else is re-raised.
                 if not await self._client.collection_exists(name):
                     raise
-        await self._check_vectors(name, spec)
-        await self._create_indexes(name, spec)
-
-    async def _check_vectors(self, name: str, spec: CollectionSpec) -> None:
-        params = (await self._client.get_collection(name)).config.params
-        dense = params.vectors if isinstance(params.vectors, dict) else {}
-        found_dense = {vname: vp.size for vname, vp in dense.items()}
-        found_sparse = set(params.sparse_vectors or {})
-        if found_dense != spec.dense or found_sparse != set(spec.sparse):
-            raise CollectionSpecMismatchError(
-                f"collection {name!r} has dense {found_dense} and sparse {sorted(found_sparse)}, "
-                f"asked for {spec.to_json()}"
-            )
-
-    async def _create_indexes(self, name: str, spec: CollectionSpec) -> None:
-        existing = (await self._client.get_collection(name)).payload_schema
+        info = await self._client.get_collection(name)
+        _check_vectors(name, spec, info)
         wanted = [(f, models.PayloadSchemaType.KEYWORD) for f in spec.keyword_indexes]
         wanted += [(f, models.PayloadSchemaType.FLOAT) for f in spec.float_indexes]
         for field_name, schema in wanted:
-            if field_name not in existing:
+            if field_name not in info.payload_schema:
                 await self._client.create_payload_index(name, field_name, schema, wait=True)
 
     async def collection_exists(self, name: str) -> bool:
@@ -216,6 +202,18 @@ class QdrantServerVectorStore:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _check_vectors(name: str, spec: CollectionSpec, info: models.CollectionInfo) -> None:
+    params = info.config.params
+    dense = params.vectors if isinstance(params.vectors, dict) else {}
+    found_dense = {vname: vp.size for vname, vp in dense.items()}
+    found_sparse = set(params.sparse_vectors or {})
+    if found_dense != spec.dense or found_sparse != set(spec.sparse):
+        raise CollectionSpecMismatchError(
+            f"collection {name!r} has dense {found_dense} and sparse {sorted(found_sparse)}, "
+            f"asked for {spec.to_json()}"
+        )
 
 
 def _server_vectors(point: PointRecord) -> dict[str, Any]:
