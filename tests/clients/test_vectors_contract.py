@@ -471,13 +471,25 @@ async def test_edge_concurrent_writes_are_serialised(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version:UserWarning")
-async def test_factory_picks_the_engine(tmp_path: Path) -> None:
+async def test_factory_picks_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     edge = open_vector_store(tmp_path, None, None)
     assert isinstance(edge, EdgeVectorStore)
     await edge.ensure_collection(COLL, SPEC)
-    assert (tmp_path / "qdrant_edge" / COLL / "spec.json").is_file()
+    assert await asyncio.to_thread((tmp_path / "qdrant_edge" / COLL / "spec.json").is_file)
     await edge.close()
-    server = open_vector_store(tmp_path, "https://qdrant.invalid:6333", "secret")  # connects lazily
+
+    # No server can run here: record what the factory asks for and hand back local mode instead
+    # (a real remote client would probe the URL from a background thread).
+    asked: dict[str, object] = {}
+
+    def fake_client(**kwargs: object) -> AsyncQdrantClient:
+        asked.update(kwargs)
+        return AsyncQdrantClient(location=":memory:")
+
+    monkeypatch.setattr("qdrant_client.AsyncQdrantClient", fake_client)
+    server = open_vector_store(tmp_path, "https://qdrant.example:6333", "secret")
     assert isinstance(server, QdrantServerVectorStore)
+    assert asked == {"url": "https://qdrant.example:6333", "api_key": "secret"}
+    await server.ensure_collection(COLL, SPEC)
+    assert await server.list_collections() == [COLL]
     await server.close()
