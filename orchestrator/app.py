@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 
-from orchestrator.api import health, jobs, media, search
+from orchestrator.api import collections, health, jobs, media, search
 from orchestrator.api.deps import require_api_key
 from orchestrator.clients.vectors import VectorStore
 from orchestrator.config import Settings
@@ -42,7 +42,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     app.middleware("http")(_request_id)
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
-    for router in (jobs.router, search.router, media.router):
+    for router in (jobs.router, search.router, media.router, collections.router):
         app.include_router(router, dependencies=protected)
     return app
 

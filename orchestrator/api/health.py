@@ -1,10 +1,10 @@
-"""Liveness, readiness (ML service and vector store), and collections."""
+"""Liveness and readiness (ML service and vector store): open to probes, no API key."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 
 from orchestrator.api.deps import ServicesDep
 
@@ -27,18 +27,3 @@ async def ready(services: ServicesDep, response: Response) -> dict[str, Any]:
     if not (ml_ok and store_ok):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return {"ready": ml_ok and store_ok, "ml_service": ml_ok, "vector_store": store_ok}
-
-
-@router.get("/collections")
-async def collections(services: ServicesDep) -> dict[str, Any]:
-    names = await services.store.list_collections()
-    return {"collections": [{"name": n, "points": await services.store.count(n)} for n in names]}
-
-
-@router.delete("/collections/{name}")
-async def delete_collection(name: str, services: ServicesDep) -> dict[str, Any]:
-    if name not in await services.store.list_collections():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
-    await services.store.delete_collection(name)
-    await services.index.drop_collection(name)
-    return {"deleted": name}
