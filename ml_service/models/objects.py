@@ -46,8 +46,8 @@ class ObjectModel(InferenceModel[Image, list[DetectedObject]]):
     task: ClassVar[str] = "object-detection"
     name: ClassVar[str] = "ssd-mobilenet-v2-coco"
     vector_size: ClassVar[int | None] = None
-    # One blobFromImages pass over several images measured 5-12% faster per image than one pass
-    # each (idle machine, 2 threads: 57 -> 50-53 ms; busy, 1 thread: 104 -> 91 ms), with no further
+    # One blobFromImages pass over 8 images measured 2-12% faster per image than one pass each
+    # (2 threads: 57.8 -> 54.0 ms at 512 px, 60.0 -> 54.6 at 256; 1 thread: 102 -> 100), with no
     # gain from 4 to 8 images; passes are chunked at preferred_batch (8).
     default_max_batch: ClassVar[int] = 32
     default_preferred_batch: ClassVar[int] = 8

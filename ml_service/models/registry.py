@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from ml_service.config import ImageTask, MLSettings
+from ml_service.config import ImageTask, MLSettings, packaged_text_model
 from ml_service.models.base import Image, InferenceModel
 from ml_service.models.faces import FaceModel
 from ml_service.models.objects import ObjectModel
@@ -53,7 +53,8 @@ class ModelRegistry:
     def from_settings(cls, settings: MLSettings) -> ModelRegistry:
         text = None
         if settings.text_enabled:
-            text = TextEmbedder(settings.text_model_path, max_batch=settings.max_batch.get("text"),
+            path = settings.text_model_path or packaged_text_model()
+            text = TextEmbedder(path, max_batch=settings.max_batch.get("text"),
                                 preferred_batch=settings.preferred_batch.get("text"),
                                 threads=settings.cpu_threads)
         image = {task: _build_image_model(task, settings) for task in settings.image_tasks}

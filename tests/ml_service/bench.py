@@ -27,7 +27,8 @@ from ml_service.models.registry import ModelRegistry
 from tests.ml_service.media import b64, rendered_text
 from tests.support.ml_server import running_ml_service
 
-REPEATS = 3  # medians of this many runs; the machine is shared, single runs wobble
+REPEATS = 5  # medians of this many runs; the machine is shared, single runs wobble
+TEXT_BATCHES = (1, 8, 32, 64, 128)
 
 
 def _photos() -> list[np.ndarray[Any, Any]]:
@@ -57,13 +58,15 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> None:
     client.post(path, json=body).raise_for_status()
 
 
-def _median_s(run: Callable[[], object]) -> float:
-    times = []
+def _medians_s(*runs: Callable[[], object]) -> list[float]:
+    """Median seconds of each run; the runs alternate, so load changes hit them alike."""
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(REPEATS):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for run, spent in zip(runs, times, strict=True):
+            started = time.perf_counter()
+            run()
+            spent.append(time.perf_counter() - started)
+    return [statistics.median(spent) for spent in times]
 
 
 def bench_models(batch: int) -> None:
@@ -77,30 +80,33 @@ def bench_models(batch: int) -> None:
         images = [_image(_resized(photos[i % len(photos)], side)) for i in range(batch)]
         for task, model in registry.image.items():
             model.predict(images[:2])  # warm caches and lazily built graphs
-            one_by_one = _median_s(partial(_each, model.predict, [[im] for im in images])) / batch
-            batched = _median_s(partial(_each, model.predict, [images])) / batch
-            print(f"{side:4d} px {task.value:8s} 1-by-1 {one_by_one * 1000:7.1f} ms/img   "
-                  f"batch of {batch} {batched * 1000:7.1f} ms/img")
+            one_by_one, batched = _medians_s(partial(_each, model.predict, [[im] for im in images]),
+                                             partial(_each, model.predict, [images]))
+            print(f"{side:4d} px {task.value:8s} 1-by-1 {one_by_one / batch * 1000:7.1f} ms/img   "
+                  f"batch of {batch} {batched / batch * 1000:7.1f} ms/img")
 
 
 def bench_http(batch: int, env: dict[str, str]) -> None:
     texts = [f"sentence {i}: the quick brown fox jumps over the lazy dog near the river bank"
-             for i in range(64)]
+             for i in range(max(TEXT_BATCHES))]
+    env = {**env, "ML_MAX_BATCH": f'{{"text": {max(TEXT_BATCHES)}}}'}
     with running_ml_service(env=env) as ml, httpx.Client(base_url=ml.url, timeout=300) as client:
-        for size in (1, 8, 32, 64):
-            client.post("/v1/embed/text", json={"texts": texts[:size]})
-            rounds = max(1, 64 // size)
-            seconds = _median_s(partial(_each, partial(_post, client, "/v1/embed/text"),
-                                        [{"texts": texts[:size]}] * rounds))
-            print(f"text over HTTP, batch {size:2d}: {size * rounds / seconds:7.1f} texts/s")
+        embed = partial(_post, client, "/v1/embed/text")
+        runs = []
+        for size in TEXT_BATCHES:
+            embed({"texts": texts[:size]})
+            runs.append(partial(_each, embed, [{"texts": texts[:size]}] * (len(texts) // size)))
+        for size, seconds in zip(TEXT_BATCHES, _medians_s(*runs), strict=True):
+            print(f"text over HTTP, batch {size:3d}: {len(texts) / seconds:7.1f} texts/s, "
+                  f"{seconds / (len(texts) // size) * 1000:6.1f} ms per request")
         photos = _photos()
         for side in (512, 256):
             items = [{"id": str(i), "data": b64(_resized(photos[i % len(photos)], side), "JPEG")}
                      for i in range(batch)]
             client.post("/v1/analyze/images", json={"images": items[:1]}).raise_for_status()
             analyze = partial(_post, client, "/v1/analyze/images")
-            singles = _median_s(partial(_each, analyze, [{"images": [x]} for x in items]))
-            whole = _median_s(partial(_each, analyze, [{"images": items}]))
+            singles, whole = _medians_s(partial(_each, analyze, [{"images": [x]} for x in items]),
+                                        partial(_each, analyze, [{"images": items}]))
             print(f"analyze all tasks over HTTP, {side} px: 1 per request "
                   f"{singles / batch * 1000:6.1f} ms/img, {batch} per request "
                   f"{whole / batch * 1000:6.1f} ms/img")

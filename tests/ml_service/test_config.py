@@ -5,16 +5,17 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ml_service.config import ALL_IMAGE_TASKS, ImageTask, MLSettings
+from ml_service.config import ALL_IMAGE_TASKS, ImageTask, MLSettings, packaged_text_model
 
 
 def test_defaults_enable_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ML_PORT", "ML_IMAGE_TASKS", "ML_HOST"):
+    for name in ("ML_PORT", "ML_IMAGE_TASKS", "ML_HOST", "ML_TEXT_MODEL_PATH"):
         monkeypatch.delenv(name, raising=False)
     settings = MLSettings()
     assert (settings.host, settings.port) == ("127.0.0.1", 8001)
     assert settings.image_tasks == ALL_IMAGE_TASKS
-    assert (settings.text_model_path / "model.safetensors").is_file()
+    assert settings.text_model_path is None
+    assert (packaged_text_model() / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("raw", ["ocr, faces", '["ocr", "faces"]', "ocr,faces,ocr"])
