@@ -35,6 +35,8 @@ def analysis(ml: httpx.Client) -> dict[str, Any]:
         {"id": "banner", "data": b64(rendered_text(BANNER))},
         {"id": "astronaut-mirrored", "data": b64(_mirrored_smaller_astronaut(), "WEBP", quality=90)},
         {"id": "astronaut-tiny", "data": b64(_tiny_astronaut())},
+        # Larger than ML_ANALYSIS_MAX_SIDE (1600): analysed shrunk, reported in its own pixels.
+        {"id": "astronaut-large", "data": b64(cv2.resize(astronaut(), (2048, 2048)), "JPEG")},
     ]
     response = ml.post("/api/v1/batch_embed_and_caption", json={"images": images},
                        headers={"X-Request-ID": "analysis-test"})
@@ -47,7 +49,8 @@ def analysis(ml: httpx.Client) -> dict[str, Any]:
 
 def test_results_come_back_in_request_order(analysis: dict[str, Any]) -> None:
     assert [r["id"] for r in analysis["results"]] == [
-        "astronaut", "cat", "corrupt", "banner", "astronaut-mirrored", "astronaut-tiny"]
+        "astronaut", "cat", "corrupt", "banner", "astronaut-mirrored", "astronaut-tiny",
+        "astronaut-large"]
 
 
 def test_corrupt_image_fails_alone(analysis: dict[str, Any]) -> None:
@@ -91,6 +94,16 @@ def test_same_face_matches_across_mirror_and_scale(analysis: dict[str, Any]) -> 
     assert cosine(face["embedding"], mirrored["embedding"]) > 0.6
     # Boxes come back in the coordinates of the image that was sent.
     assert mirrored["box"][0] == pytest.approx(0.8 * (512 - 178 - 90), abs=10)
+
+
+def test_boxes_of_a_shrunk_image_are_in_its_own_pixels(analysis: dict[str, Any]) -> None:
+    large = analysis["by_id"]["astronaut-large"]
+    assert (large["width"], large["height"]) == (2048, 2048)
+    [face] = large["faces"]
+    assert face["box"] == pytest.approx([4 * v for v in ASTRONAUT_FACE], abs=30)
+    [person] = [o for o in large["objects"] if o["label"] == "person"]
+    [small] = [o for o in analysis["by_id"]["astronaut"]["objects"] if o["label"] == "person"]
+    assert person["box"] == pytest.approx([4 * v for v in small["box"]], abs=40)
 
 
 def test_small_face_has_no_embedding(analysis: dict[str, Any]) -> None:

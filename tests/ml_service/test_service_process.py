@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import httpx
 import pytest
@@ -28,6 +29,29 @@ def test_service_without_models_is_ready_and_says_what_is_missing() -> None:
         events = [json.loads(line)["event"] for line in ml.log_path.read_text().splitlines()
                   if line.startswith("{")]
         assert "service_stopped" in events
+
+
+def test_health_answers_while_models_load() -> None:
+    seen: list[tuple[int, int]] = []
+    with running_ml_service(env={"ML_IMAGE_TASKS": ""}, wait_ready=False) as ml:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"{ml.url}/health", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.02)  # not listening yet
+                continue
+            ready = httpx.get(f"{ml.url}/ready", timeout=2)
+            seen.append((health.status_code, ready.status_code))
+            if ready.status_code == 200:
+                break
+            assert ready.json()["status"] == "loading"
+            refused = httpx.post(f"{ml.url}/v1/embed/text", json={"texts": ["early"]}, timeout=2)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            time.sleep(0.05)
+    # Loading the text model takes seconds (torch alone): /health was up well before /ready.
+    assert seen[0] == (200, 503), seen[:3]
+    assert seen[-1] == (200, 200)
 
 
 def test_failed_model_load_is_reported_not_hung() -> None:

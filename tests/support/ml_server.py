@@ -117,11 +117,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running_ml_service(port: int | None = None, env: Mapping[str, str] | None = None, *,
-                       ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> Iterator[MLService]:
+                       ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+                       wait_ready: bool = True) -> Iterator[MLService]:
     """Start ``python -m ml_service`` on a loopback port (a free one unless given), yield when ready.
 
-    ``env`` is added to this process's environment (e.g. ``{"ML_IMAGE_TASKS": "ocr"}``). The
-    service is terminated on exit, also when the test failed or already killed it.
+    ``env`` is added to this process's environment (e.g. ``{"ML_IMAGE_TASKS": "ocr"}``). With
+    ``wait_ready=False`` it yields at once (for tests of startup itself). The service is terminated
+    on exit, also when the test failed or already killed it.
     """
     chosen = port if port is not None else free_port()
     child_env = {**os.environ, "ML_HOST": "127.0.0.1", "ML_PORT": str(chosen),
@@ -134,7 +136,8 @@ def running_ml_service(port: int | None = None, env: Mapping[str, str] | None = 
     process = subprocess.Popen([sys.executable, "-m", "ml_service"], cwd=REPO_ROOT, env=child_env,
                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        wait_until_ready(chosen, process, log_path, ready_timeout_s)
+        if wait_ready:
+            wait_until_ready(chosen, process, log_path, ready_timeout_s)
         yield MLService(url=f"http://127.0.0.1:{chosen}", process=process, log_path=log_path)
     finally:
         _stop(process)
