@@ -28,10 +28,10 @@ class MLService:
     """Owns everything with a lifetime: created by the app factory, started and stopped by lifespan.
 
     All inference runs on ONE thread, one model after another, each model using every configured
-    CPU thread. Measured on 2 cores, 8 images at 512 px through all four image models: one after
-    another with 2 threads each ~1.52 s; four model threads at once, 1 thread each ~1.65-1.74 s;
-    four at once with 2 threads each ~1.58 s and erratic. So one thread it is, which also means no
-    model's thread pool ever competes with another's.
+    CPU thread. Measured on 2 cores, 8 images at 512 px through all four image models, in two
+    sessions: one after another with 2 threads each 1.52 s and 1.64-1.69 s; four model threads at
+    once with 1 thread each 1.65-1.74 s and 1.81-1.89 s; four at once with 2 threads each ~1.6 s and
+    erratic. So one thread it is, which also means no model's pool ever competes with another's.
     """
 
     def __init__(self, settings: MLSettings) -> None:
