@@ -18,6 +18,7 @@ from ml_service.middleware import RequestContextMiddleware
 from ml_service.schemas import (
     AnalyzeImagesRequest,
     EmbedTextRequest,
+    add_request_schemas,
     error_response,
     json_response,
     request_body_schema,
@@ -62,6 +63,16 @@ def create_app(settings: MLSettings) -> FastAPI:
     app = FastAPI(title="Archivist ML service", version=__version__, lifespan=lifespan)
     app.add_middleware(RequestContextMiddleware)
     app.state.service = service
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # The endpoints read raw bodies (faster than FastAPI's parsing), so FastAPI does not know
+        # their request models; add them once to the generated document.
+        if app.openapi_schema is None:
+            add_request_schemas(generate_openapi())
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
     def not_ready() -> Response | None:
         if service.status is Status.READY:

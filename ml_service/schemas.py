@@ -36,10 +36,23 @@ class AnalyzeImagesRequest(BaseModel):
     tasks: list[ImageTask] | None = Field(default=None, description="default: every loaded image task")
 
 
+_COMPONENT_REF = "#/components/schemas/{model}"
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (EmbedTextRequest, AnalyzeImagesRequest)
+
+
 def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI ``requestBody`` for endpoints that parse the raw body themselves."""
-    return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": model.model_json_schema()}}}}
+    schema = {"$ref": _COMPONENT_REF.format(model=model.__name__)}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def add_request_schemas(openapi: dict[str, Any]) -> None:
+    """Put the request models (and the models they use) into the document's components."""
+    components = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for model in REQUEST_MODELS:
+        schema = model.model_json_schema(ref_template=_COMPONENT_REF)
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
 
 
 def json_response(content: Any, status_code: int = 200,

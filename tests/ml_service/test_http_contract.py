@@ -92,3 +92,13 @@ def test_only_sizes_when_no_task_is_requested(ml: httpx.Client) -> None:
     [result] = body["results"]
     assert (result["ok"], result["width"], result["height"]) == (True, 451, 300)
     assert result["ocr"] is None and result["faces"] is None and result["tags"] is None
+
+
+def test_openapi_documents_the_request_bodies(ml: httpx.Client) -> None:
+    doc = ml.get("/openapi.json").json()
+    body = doc["paths"]["/v1/analyze/images"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/AnalyzeImagesRequest"}
+    schemas = doc["components"]["schemas"]
+    assert schemas["AnalyzeImagesRequest"]["properties"]["images"]["items"] == {
+        "$ref": "#/components/schemas/ImageItem"}
+    assert schemas["EmbedTextRequest"]["required"] == ["texts"]
