@@ -13,7 +13,8 @@ from orchestrator.api import collections, health, jobs, media, search
 from orchestrator.api.deps import require_api_key
 from orchestrator.clients.vectors import VectorStore
 from orchestrator.config import Settings
-from orchestrator.jobs import JobManager
+from orchestrator.job_manager import JobManager
+from orchestrator.job_store import JobStore
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.services import Services
 
@@ -27,14 +28,20 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings, store)
-        manager = JobManager(services)
+        job_store = JobStore(settings.jobs_db_path)
+        await job_store.open()
+        manager = JobManager(services, job_store)
         app.state.services = services
         app.state.jobs = manager
-        log.info("orchestrator_ready", data_dir=str(settings.data_dir), ml=settings.ml_urls)
+        resumed = await manager.restore()
+        log.info(
+            "orchestrator_ready", data_dir=str(settings.data_dir), ml=settings.ml_urls, resumed=len(resumed)
+        )
         try:
             yield
         finally:
             await manager.shutdown()
+            await job_store.close()
             await services.close()
 
     app = FastAPI(title="Archivist orchestrator", version="0.1.0", lifespan=lifespan)

@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     ml_service_urls: str = ""
     ml_inference_batch_size: int | None = None
     ml_request_timeout_s: float = 300.0
-    # How long a job keeps retrying an unreachable ML service before it fails.
-    ml_retry_deadline_s: float = 60.0
+    # How long a job waits (retrying with backoff, the reason shown in its status) for an unreachable
+    # or overloaded ML service before it fails: long enough for a replica to restart and load its models.
+    ml_retry_deadline_s: float = 600.0
     # Largest side of the copy sent to the ML service: OCR of printed text stays legible at 1024 px,
     # and the payload stays ~100-200 KB as JPEG.
     ml_image_max_side: int = 1024
@@ -103,6 +104,10 @@ class Settings(BaseSettings):
     @property
     def index_path(self) -> Path:
         return self.data_dir / "file_index.sqlite3"
+
+    @property
+    def jobs_db_path(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
 
     @property
     def qdrant_dir(self) -> Path:

@@ -101,6 +101,32 @@ class FileIndex:
         ).fetchone()
         return int(row[0])
 
+    async def directories_under(self, collection: str, root: str) -> list[str]:
+        """Indexed directories equal to or below `root` (a resolved absolute path)."""
+        return await self._executor.run(self._directories_under, collection, root)
+
+    def _directories_under(self, collection: str, root: str) -> list[str]:
+        prefix = root.rstrip("/") + "/"
+        # Range scan on the primary key instead of LIKE (no escaping of % and _ in real paths needed).
+        rows = self._db.execute(
+            "SELECT DISTINCT directory FROM files WHERE collection = ? AND "
+            "(directory = ? OR (directory >= ? AND directory < ?))",
+            (collection, root, prefix, prefix[:-1] + chr(ord("/") + 1)),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    async def forget(self, collection: str, files: list[tuple[str, str]]) -> None:
+        """Remove (directory, name) rows: files gone from the tree."""
+        if files:
+            await self._executor.run(self._forget, collection, files)
+
+    def _forget(self, collection: str, files: list[tuple[str, str]]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "DELETE FROM files WHERE collection = ? AND directory = ? AND name = ?",
+                [(collection, d, n) for d, n in files],
+            )
+
     async def count(self, collection: str) -> int:
         return await self._executor.run(self._count, collection)
 

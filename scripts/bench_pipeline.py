@@ -33,9 +33,12 @@ from orchestrator.clients.vectors import PointRecord
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.config import Settings
 from orchestrator.ids import point_id
-from orchestrator.jobs import JobManager, JobState, collection_spec
+from orchestrator.job_manager import JobManager
+from orchestrator.job_store import JobStore
+from orchestrator.jobs import JobState
 from orchestrator.keywords import sparse_vector
 from orchestrator.media.images import decode_image
+from orchestrator.pipeline.negotiate import collection_spec
 from orchestrator.pipeline.stages.infer import analysis_from_result, compose_text
 from orchestrator.services import Services
 from scripts.make_samples import font
@@ -115,16 +118,19 @@ async def ml_direct(files: list[Path], ml: MLClient, batch: int, settings: Setti
 
 async def pipeline_job(settings: Settings, root: Path) -> tuple[float, dict[str, Any], int]:
     services = await Services.open(settings)
-    manager = JobManager(services)
+    job_store = JobStore(settings.jobs_db_path)
+    await job_store.open()
+    manager = JobManager(services, job_store)
     try:
         start = time.perf_counter()
-        job = manager.submit(root, "bench", {})
+        job = await manager.submit(root, "bench", {})
         await manager.wait(job.id)
         wall = time.perf_counter() - start
         if job.state is not JobState.COMPLETED:
             raise RuntimeError(f"pipeline job ended {job.state}: {job.error}")
-        return wall, job.to_dict(), services.ml.requests
+        return wall, job.status(), services.ml.requests
     finally:
+        await job_store.close()
         await services.close()
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from orchestrator.jobs import JobManager
+from orchestrator.job_manager import JobManager
 from orchestrator.services import Services
 
 

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 
 from orchestrator.api.deps import JobsDep, ServicesDep
 from orchestrator.api.schemas import IngestAlias, JobAccepted, JobCreate
-from orchestrator.jobs import InvalidTransitionError, Job, JobManager, JobNotFoundError
+from orchestrator.job_manager import JobManager
+from orchestrator.jobs import InvalidTransitionError, Job, JobNotFoundError
 from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root
 
 router = APIRouter(tags=["jobs"])
@@ -20,7 +21,7 @@ def _accepted(job: Job, request: Request) -> JobAccepted:
     )
 
 
-def _submit(
+async def _submit(
     services: ServicesDep,
     jobs: JobManager,
     path: str,
@@ -34,7 +35,9 @@ def _submit(
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     except PathInvalidError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    return jobs.submit(root, collection or services.settings.default_collection, options, idempotency_key)
+    return await jobs.submit(
+        root, collection or services.settings.default_collection, options, idempotency_key
+    )
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
@@ -45,7 +48,7 @@ async def create_job(
     jobs: JobsDep,
     idempotency_key: str | None = Header(default=None),
 ) -> JobAccepted:
-    job = _submit(services, jobs, body.path, body.collection, body.options, idempotency_key)
+    job = await _submit(services, jobs, body.path, body.collection, body.options, idempotency_key)
     return _accepted(job, request)
 
 
@@ -53,12 +56,12 @@ async def create_job(
 async def ingest_alias(
     body: IngestAlias, request: Request, services: ServicesDep, jobs: JobsDep
 ) -> JobAccepted:
-    return _accepted(_submit(services, jobs, body.directory_path, body.collection, {}), request)
+    return _accepted(await _submit(services, jobs, body.directory_path, body.collection, {}), request)
 
 
 @router.get("/jobs")
 async def list_jobs(jobs: JobsDep) -> dict[str, Any]:
-    return {"jobs": [job.to_dict(max_errors=3) for job in jobs.list()]}
+    return {"jobs": [job.status(max_errors=3) for job in jobs.all()]}
 
 
 def _get(jobs: JobManager, job_id: str) -> Job:
@@ -70,35 +73,33 @@ def _get(jobs: JobManager, job_id: str) -> Job:
 
 @router.get("/jobs/{job_id}", name="job_status")
 async def job_status(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return _get(jobs, job_id).to_dict()
+    return _get(jobs, job_id).status()
 
 
 @router.get("/status/{job_id}")
 async def job_status_alias(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return _get(jobs, job_id).to_dict()
+    return _get(jobs, job_id).status()
 
 
 @router.get("/jobs/{job_id}/errors")
 async def job_errors(
     job_id: str, jobs: JobsDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
 ) -> dict[str, Any]:
+    """Every failed file of the job's latest run, oldest first, from the job store."""
     job = _get(jobs, job_id)
-    errors = job.progress.errors
+    total, rows = await jobs.errors(job, offset, limit)
     return {
         "job_id": job.id,
-        "total": len(errors),
+        "total": total,
         "offset": offset,
-        "errors": [
-            {"path": e.path, "stage": e.stage, "reason": e.reason, "at": e.at}
-            for e in errors[offset : offset + limit]
-        ],
+        "errors": [{"path": e.path, "stage": e.stage, "reason": e.reason, "at": e.at} for e in rows],
     }
 
 
-def _transition(jobs: JobManager, job_id: str, action: str) -> dict[str, Any]:
+async def _transition(jobs: JobManager, job_id: str, action: str) -> dict[str, Any]:
     _get(jobs, job_id)
     try:
-        job = getattr(jobs, action)(job_id)
+        job = await getattr(jobs, action)(job_id)
     except InvalidTransitionError as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT, {"detail": str(exc), "state": exc.current.value}
@@ -109,14 +110,14 @@ def _transition(jobs: JobManager, job_id: str, action: str) -> dict[str, Any]:
 
 @router.post("/jobs/{job_id}/pause")
 async def pause_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return _transition(jobs, job_id, "pause")
+    return await _transition(jobs, job_id, "pause")
 
 
 @router.post("/jobs/{job_id}/resume")
 async def resume_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return _transition(jobs, job_id, "resume")
+    return await _transition(jobs, job_id, "resume")
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return _transition(jobs, job_id, "cancel")
+    return await _transition(jobs, job_id, "cancel")

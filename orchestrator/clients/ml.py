@@ -11,6 +11,7 @@ import asyncio
 import base64
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ log = get_logger(__name__)
 
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 5.0
+
+
+WaitHook = Callable[[str | None], None]
 
 
 class MLUnavailableError(Exception):
@@ -90,8 +94,10 @@ class MLClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def capabilities(self) -> Capabilities:
-        return Capabilities.parse(await self._call("GET", "/capabilities", None, count=False))
+    async def capabilities(self, on_wait: WaitHook | None = None) -> Capabilities:
+        return Capabilities.parse(
+            await self._call("GET", "/capabilities", None, count=False, on_wait=on_wait)
+        )
 
     async def ready(self) -> bool:
         try:
@@ -101,11 +107,20 @@ class MLClient:
         return resp.status_code == 200
 
     async def embed_text(
-        self, texts: list[str], request_id: str | None = None, deadline_s: float | None = None
+        self,
+        texts: list[str],
+        request_id: str | None = None,
+        deadline_s: float | None = None,
+        on_wait: WaitHook | None = None,
     ) -> list[list[float]]:
         """Vectors in request order; `deadline_s` shortens the retry window (interactive search)."""
         body = await self._call(
-            "POST", "/v1/embed/text", {"texts": texts}, request_id=request_id, deadline_s=deadline_s
+            "POST",
+            "/v1/embed/text",
+            {"texts": texts},
+            request_id=request_id,
+            deadline_s=deadline_s,
+            on_wait=on_wait,
         )
         vectors: list[list[float]] = body["vectors"]
         if len(vectors) != len(texts):
@@ -113,12 +128,12 @@ class MLClient:
         return vectors
 
     async def analyze_images(
-        self, items: list[ImageRequestItem], request_id: str | None = None
+        self, items: list[ImageRequestItem], request_id: str | None = None, on_wait: WaitHook | None = None
     ) -> list[dict[str, Any]]:
         payload = {
             "images": [{"id": it.id, "data": base64.b64encode(it.jpeg).decode("ascii")} for it in items]
         }
-        body = await self._call("POST", "/v1/analyze/images", payload, request_id=request_id)
+        body = await self._call("POST", "/v1/analyze/images", payload, request_id=request_id, on_wait=on_wait)
         results: list[dict[str, Any]] = body["results"]
         if [r.get("id") for r in results] != [it.id for it in items]:
             raise MLRequestError("analyze/images answered results that do not match the request")
@@ -133,7 +148,9 @@ class MLClient:
         count: bool = True,
         request_id: str | None = None,
         deadline_s: float | None = None,
+        on_wait: WaitHook | None = None,
     ) -> dict[str, Any]:
+        """One request with retries; `on_wait` hears why we are waiting (and None once answered)."""
         window = self._retry_deadline_s if deadline_s is None else deadline_s
         deadline = time.monotonic() + window
         delay = _BACKOFF_START_S
@@ -142,6 +159,7 @@ class MLClient:
         if request_id:
             headers["x-request-id"] = request_id
         last_reason = "no attempt made"
+        waited = False
         while True:
             url = f"{next(self._next_url)}{path}"
             if count:
@@ -153,6 +171,8 @@ class MLClient:
                 retry_after = None
             else:
                 if resp.status_code < 400:
+                    if on_wait is not None and waited:
+                        on_wait(None)
                     parsed: dict[str, Any] = orjson.loads(resp.content)
                     return parsed
                 last_reason = f"HTTP {resp.status_code} from {url}: {resp.text[:200]}"
@@ -166,6 +186,9 @@ class MLClient:
                 )
             wait = min(retry_after if retry_after is not None else delay, remaining)
             log.warning("ml_retry", path=path, reason=last_reason, wait_s=round(wait, 2))
+            waited = True
+            if on_wait is not None:
+                on_wait(f"ML service: {last_reason}; retrying for up to {remaining:.0f}s more")
             await asyncio.sleep(wait)
             delay = min(delay * 2, _BACKOFF_MAX_S)
 

@@ -243,6 +243,18 @@ class EdgeVectorStore:
         shard.update(qe.UpdateOperation.set_payload_by_filter(id_filter, payload))
         shard.flush()
 
+    async def set_payloads(self, name: str, updates: dict[str, dict[str, Any]]) -> None:
+        if not updates:
+            return
+        await self._run(self._set_payloads_sync, name, updates)
+
+    def _set_payloads_sync(self, name: str, updates: dict[str, dict[str, Any]]) -> None:
+        shard = self._get(name).shard
+        for point, payload in updates.items():
+            id_filter = qe.Filter(must=[qe.HasIdCondition({canonical_id(point)})])
+            shard.update(qe.UpdateOperation.set_payload_by_filter(id_filter, payload))
+        shard.flush()  # one flush for the whole batch: the flush, not the update, is what costs
+
     async def delete(self, name: str, ids: list[str]) -> None:
         if not ids:
             return

@@ -128,6 +128,20 @@ class QdrantServerVectorStore:
         selector = models.Filter(must=[models.HasIdCondition(has_id=[canonical_id(i) for i in ids])])
         await self._guard(name, lambda: self._client.set_payload(name, payload, selector, wait=True))
 
+    async def set_payloads(self, name: str, updates: dict[str, dict[str, Any]]) -> None:
+        if not updates:
+            return
+        operations: list[models.UpdateOperation] = [
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(
+                    payload=payload,
+                    filter=models.Filter(must=[models.HasIdCondition(has_id=[canonical_id(point)])]),
+                )
+            )
+            for point, payload in updates.items()
+        ]
+        await self._guard(name, lambda: self._client.batch_update_points(name, operations, wait=True))
+
     async def delete(self, name: str, ids: list[str]) -> None:
         if not ids:
             return

@@ -51,6 +51,7 @@ class PipelineConfig:
     max_image_pixels: int
     max_file_bytes: int
     include_hidden: bool
+    prune: bool  # remove the points of files gone from the tree once a full scan completed
     thumbnails_dir: Path
     models_signature: str
     image_vectors: bool

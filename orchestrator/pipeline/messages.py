@@ -41,6 +41,7 @@ class FileEntry:
 class ScanFailure:
     path: str
     reason: str
+    is_directory: bool = False  # a directory that could not be listed: its files may still exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +126,11 @@ class PreparedFile:
 
 @dataclass(frozen=True, slots=True)
 class PathLink:
-    """Another path with content already handled in this job or stored: add the path, no ML, no vectors."""
+    """Another path whose content another file of this job carries: add the path to that content's
+    points (the upsert stage knows them once the first copy is written); no decoding, no ML, no vectors."""
 
     entry: FileEntry
     content_hash: str
-    point_ids: list[str]
     previous: IndexedFile | None
 
 

@@ -12,6 +12,7 @@ from typing import Any
 STAGES = ("scan", "prepare", "infer", "upsert")
 COUNTERS = (
     "discovered",  # regular files the scanner found
+    "done",  # files finished one way or another: unchanged, stored (marked done), failed or skipped
     "unchanged",  # skipped by the stat index: not even read
     "hashed",
     "duplicates",  # same content as another path: linked, not processed again
@@ -21,6 +22,7 @@ COUNTERS = (
     "upserted",  # points written to the vector store
     "failed",  # files recorded as failed
     "skipped",  # files that are not media (no error: a README beside the photos)
+    "pruned",  # files gone from the tree since the last scan: their paths left the points
     "bytes",  # bytes read and hashed
     "ml_requests",  # HTTP inference requests sent to the ML service
     "upsert_requests",  # write calls made to the vector store
@@ -69,6 +71,11 @@ class JobProgress:
     queues: dict[str, asyncio.Queue[object]] = field(default_factory=dict)
     started_at: float | None = None
     finished_at: float | None = None
+    waiting_for: str | None = None  # why the job is not progressing (a dependency it retries), if it is not
+    scan_complete: bool = False
+
+    def set_waiting(self, reason: str | None) -> None:
+        self.waiting_for = reason
 
     def add(self, counter: str, n: int = 1) -> None:
         self.counters[counter] += n
@@ -76,6 +83,7 @@ class JobProgress:
     def fail(self, path: str, stage: str, reason: str) -> None:
         self.errors.append(FileError(path=path, stage=stage, reason=reason, at=time.time()))
         self.counters["failed"] += 1
+        self.counters["done"] += 1
 
     @contextmanager
     def busy(self, stage: str, items: int = 1) -> Iterator[None]:
@@ -95,7 +103,15 @@ class JobProgress:
     def snapshot(self, max_errors: int = 20) -> dict[str, Any]:
         elapsed = self.elapsed_s()
         now = time.perf_counter()
-        done = self.counters["unchanged"] + self.counters["upserted"] + self.counters["failed"]
+        c = self.counters
+        done = c["done"]
+        rate = done / elapsed if elapsed > 0 else 0.0
+        remaining = c["discovered"] - done
+        eta = (
+            round(remaining / rate, 1)
+            if self.scan_complete and rate > 0 and self.finished_at is None
+            else None
+        )
         return {
             "counters": dict(self.counters),
             "stages": {
@@ -105,7 +121,10 @@ class JobProgress:
             "batch_sizes": dict(self.batch_sizes),
             "queue_depths": {name: q.qsize() for name, q in self.queues.items()},
             "elapsed_s": round(elapsed, 3),
-            "files_per_s": round(done / elapsed, 2) if elapsed > 0 else 0.0,
+            "files_done": done,
+            "files_per_s": round(rate, 2),
+            "eta_s": eta,
+            "scan_complete": self.scan_complete,
             "bytes_per_s": round(self.counters["bytes"] / elapsed, 1) if elapsed > 0 else 0.0,
             "errors": [
                 {"path": e.path, "stage": e.stage, "reason": e.reason} for e in self.errors[:max_errors]

@@ -48,6 +48,7 @@ def build_points(item: AnalyzedFile, paths: list[str], models_signature: str) ->
             "mime": media.mime,
             "content_hash": prepared.content_hash,
             "chunk_index": chunk.index,
+            "chunk_count": len(prepared.chunks),
             "start_s": chunk.start_s,
             "end_s": chunk.end_s,
             "size": prepared.entry.size,

@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.logs import get_logger
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import SENTINEL
+from orchestrator.pipeline.prune import prune
 from orchestrator.pipeline.stages.infer import InferStage
 from orchestrator.pipeline.stages.prepare import PrepareStage
 from orchestrator.pipeline.stages.scan import scan_stage
@@ -66,6 +67,8 @@ async def run_pipeline(ctx: PipelineContext) -> None:
         raise
     finally:
         ctx.control.stop_flag.set()
+    if config.prune and ctx.progress.scan_complete:
+        ctx.progress.add("pruned", await prune(ctx, prepare.seen))
     log.info("pipeline_end", **ctx.progress.counters)
 
 

@@ -175,6 +175,17 @@ async def test_set_payload_merges_keys(coll: VectorStore) -> None:
     assert await coll.count(COLL) == 1  # the missing id was skipped, not created
 
 
+async def test_set_payloads_gives_each_point_its_own_payload(coll: VectorStore) -> None:
+    await coll.upsert(COLL, [point(x, [1, 0, 0, 0], paths=["/old"]) for x in "ab"])
+    await coll.set_payloads(
+        COLL, {pid("a"): {"paths": ["/a1", "/a2"]}, pid("b"): {"paths": ["/b"], "n": 2}, pid("zz"): {"x": 1}}
+    )
+    got = await coll.retrieve(COLL, [pid("a"), pid("b")])
+    assert got[pid("a")]["paths"] == ["/a1", "/a2"] and got[pid("a")]["label"] == "a"
+    assert got[pid("b")] == {"label": "b", "paths": ["/b"], "n": 2}
+    assert await coll.count(COLL) == 2
+
+
 async def test_delete_removes_points(coll: VectorStore) -> None:
     await coll.upsert(COLL, [point(x, [1, 0, 0, 0]) for x in "abc"])
     await coll.delete(COLL, [pid("a"), pid("c"), pid("missing")])

@@ -49,6 +49,10 @@ class CountingStore:
         self.payload_updates += 1
         await self.inner.set_payload(name, ids, payload)
 
+    async def set_payloads(self, name: str, updates: dict[str, dict[str, Any]]) -> None:
+        self.payload_updates += 1
+        await self.inner.set_payloads(name, updates)
+
     async def delete(self, name: str, ids: list[str]) -> None:
         self.deletes += 1
         await self.inner.delete(name, ids)

@@ -29,6 +29,7 @@ async def make_context(tmp_path: Path, root: Path, ml_url: str = "http://127.0.0
         max_image_pixels=10**8,
         max_file_bytes=10**8,
         include_hidden=False,
+        prune=True,
         thumbnails_dir=data / "thumbs",
         models_signature="test",
         image_vectors=False,

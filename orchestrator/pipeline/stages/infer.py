@@ -129,7 +129,9 @@ class InferStage:
         with ctx.progress.busy("infer", len(requests)):
             ctx.progress.batch_sizes["infer_last"] = len(requests)
             ctx.progress.add("ml_requests")
-            results = await ctx.ml.analyze_images([r[2] for r in requests], request_id=ctx.job_id)
+            results = await ctx.ml.analyze_images(
+                [r[2] for r in requests], request_id=ctx.job_id, on_wait=ctx.progress.set_waiting
+            )
             ok: list[tuple[_Pending, int, tuple[str, list[str], str | None, list[dict[str, Any]]]]] = []
             for (p, index, _), result in zip(requests, results, strict=True):
                 if result.get("ok"):
@@ -140,7 +142,9 @@ class InferStage:
             vectors: list[list[float]] = []
             if texts:
                 ctx.progress.add("ml_requests")
-                vectors = await ctx.ml.embed_text(texts, request_id=ctx.job_id)
+                vectors = await ctx.ml.embed_text(
+                    texts, request_id=ctx.job_id, on_wait=ctx.progress.set_waiting
+                )
             fresh: dict[str, Any] = {}
             for (p, index, (ocr, tags, caption, faces)), text, vector in zip(ok, texts, vectors, strict=True):
                 analysis = ChunkAnalysis(ocr, tags, caption, faces, text, vector, None)

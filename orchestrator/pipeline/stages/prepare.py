@@ -29,6 +29,7 @@ from orchestrator.pipeline.messages import (
     PathLink,
     PreparedFile,
 )
+from orchestrator.pipeline.prune import SeenFiles
 
 _HEAD_BYTES = 64
 
@@ -43,12 +44,22 @@ class _Skipped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Duplicate:
+    entry: FileEntry
+    content_hash: str
+    previous: IndexedFile | None
+
+
 class PrepareStage:
     """Shared state of the prepare workers: which contents this job has already claimed."""
 
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
-        self._claimed: dict[str, list[str]] = {}  # content hash -> point ids, first path wins
+        # content hash -> the path that claimed it. Written from worker threads with dict.setdefault,
+        # which is atomic: exactly one path per content is decoded and analysed; the others are linked.
+        self._claims: dict[str, str] = {}
+        self.seen = SeenFiles()  # for pruning what is gone once the scan is complete
 
     async def worker(self, in_q: asyncio.Queue[object], out_q: asyncio.Queue[object]) -> None:
         ctx = self._ctx
@@ -57,8 +68,13 @@ class PrepareStage:
             if batch is SENTINEL:
                 return
             assert isinstance(batch, DirBatch)
+            self.seen.add(batch.directory, [e.name for e in batch.entries])
             for failure in batch.failures:
                 ctx.progress.fail(failure.path, "scan", failure.reason)
+                if failure.is_directory:
+                    self.seen.unlisted.add(failure.path)
+                else:
+                    self.seen.add_path(failure.path)
             ctx.progress.add("discovered", len(batch.entries))
             with ctx.progress.busy("prepare", 0):
                 known = await ctx.index.lookup_dir(ctx.collection, batch.directory)
@@ -66,33 +82,29 @@ class PrepareStage:
                 row = known.get(entry.name)
                 if row is not None and _unchanged(row, entry):
                     ctx.progress.add("unchanged")
+                    ctx.progress.add("done")
                     continue
                 message = await self._prepare(entry, row)
                 if message is not None:
                     await out_q.put(message)
 
     async def _prepare(self, entry: FileEntry, row: IndexedFile | None) -> PreparedFile | PathLink | None:
+        """Hash and decode one changed file (one thread hop); None when it ended here (failed, skipped)."""
         ctx = self._ctx
         with ctx.progress.busy("prepare"):
-            result = await asyncio.to_thread(_prepare_file, entry, row, ctx)
+            result = await asyncio.to_thread(_prepare_file, entry, row, ctx, self._claims)
         if isinstance(result, _Skipped):
             ctx.progress.add("skipped")
+            ctx.progress.add("done")
             return None
         if isinstance(result, _Failed):
             ctx.progress.fail(entry.path, "prepare", result.reason)
             return None
         ctx.progress.add("hashed")
         ctx.progress.add("bytes", result.entry.size)
-        claimed = self._claimed.get(result.content_hash)
-        if claimed is not None:
+        if isinstance(result, _Duplicate):
             ctx.progress.add("duplicates")
-            return PathLink(
-                entry=result.entry,
-                content_hash=result.content_hash,
-                point_ids=claimed,
-                previous=result.previous,
-            )
-        self._claimed[result.content_hash] = result.point_ids
+            return PathLink(entry=result.entry, content_hash=result.content_hash, previous=result.previous)
         ctx.progress.add("chunks", len(result.chunks))
         ctx.progress.add("cache_hits", len(result.cached))
         return result
@@ -103,8 +115,8 @@ def _unchanged(row: IndexedFile, entry: FileEntry) -> bool:
 
 
 def _prepare_file(
-    entry: FileEntry, row: IndexedFile | None, ctx: PipelineContext
-) -> PreparedFile | _Failed | _Skipped:
+    entry: FileEntry, row: IndexedFile | None, ctx: PipelineContext, claims: dict[str, str]
+) -> PreparedFile | _Duplicate | _Failed | _Skipped:
     """Runs in a worker thread: everything blocking about one file, in one hop (PERF.md)."""
     config = ctx.config
     if entry.size == 0:
@@ -130,6 +142,8 @@ def _prepare_file(
         return _Failed(f"{kind.mime}: {kind.media_type} files are not supported by this version yet")
     content_hash = blake3.blake3(data).hexdigest()
     previous = row if row is not None and row.content_hash != content_hash else None
+    if claims.setdefault(content_hash, entry.path) != entry.path:
+        return _Duplicate(entry, content_hash, previous)
     return _prepare_image(entry, data, content_hash, kind.mime, previous, ctx)
 
 

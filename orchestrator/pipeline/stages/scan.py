@@ -36,6 +36,7 @@ async def scan_stage(ctx: PipelineContext, out_q: asyncio.Queue[object], n_downs
         waited = await asyncio.to_thread(_walk, ctx, loop, out_q)
         # Busy = time walking, not time blocked on a full queue or a pause.
         ctx.progress.stages["scan"].busy_s += time.perf_counter() - started - waited
+        ctx.progress.scan_complete = not ctx.control.stop_flag.is_set()
     except asyncio.CancelledError:
         # The thread must not outlive the job: it polls this flag whenever it waits.
         ctx.control.stop_flag.set()
@@ -62,7 +63,8 @@ def _walk(ctx: PipelineContext, loop: asyncio.AbstractEventLoop, out_q: asyncio.
                             waited += _put(ctx, loop, out_q, DirBatch(directory, entries, failures))
                             entries, failures = [], []
             except OSError as exc:
-                failures.append(ScanFailure(directory, f"cannot list directory: {exc.strerror or exc}"))
+                reason = f"cannot list directory: {exc.strerror or exc}"
+                failures.append(ScanFailure(directory, reason, is_directory=True))
             if entries or failures:
                 waited += _put(ctx, loop, out_q, DirBatch(directory, entries, failures))
     except _Stopped:

@@ -1,9 +1,12 @@
 """Stage 4: batched, durable writes to the vector store; only then are files marked done.
 
 Paths are merged, never overwritten: a point lists every path its content was found at (this job's
-duplicates, earlier jobs' copies). A duplicate whose first copy is still in flight waits here until that
-copy's point is written. A file whose content changed has its path removed from the old points, and the
-old points deleted when no indexed path holds that content any more.
+duplicates, earlier jobs' copies). A duplicate (PathLink) whose first copy is still in flight waits here
+until that copy's points are written. A file whose content changed has its path removed from the old
+points, and the old points are deleted when no indexed path holds that content any more.
+
+A batch's write and its "done" marks are one unit: cancellation waits for the unit in flight, so what is
+stored is also marked done and nothing is written twice after a cancel.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Coroutine
+from typing import Any
 
 from orchestrator.file_index import IndexedFile
 from orchestrator.ids import point_id
@@ -18,16 +23,18 @@ from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, FileEntry, PathLink
 from orchestrator.pipeline.records import build_points, path_fields
 
-# A partly filled write batch waits this long for more points: Edge upserts ~12k points/s, so the
-# batch, not the wait, dominates; waiting longer only delays "done" marks.
+# A partly filled write batch waits this long for more points: a durable Edge upsert of 256 points
+# takes ~10-13 ms, so batching, not this wait, sets throughput; waiting longer only delays "done" marks.
 LINGER_S = 0.1
+
+_Done = tuple[FileEntry, str, int]  # entry, content hash, chunk count
 
 
 class UpsertStage:
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
-        self._written: set[str] = set()  # point ids written by this job
-        self._waiting: dict[str, list[PathLink]] = defaultdict(list)  # first point id -> links
+        self._chunks: dict[str, int] = {}  # content hash -> chunk count, for contents written by this job
+        self._waiting: dict[str, list[PathLink]] = defaultdict(list)  # content hash -> links to add
 
     async def run(self, in_q: asyncio.Queue[object], n_upstream: int) -> None:
         sentinels = 0
@@ -55,7 +62,7 @@ class UpsertStage:
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
             if batch:
-                await self._write(batch)
+                await _uncancellable(self._write(batch))
         for links in self._waiting.values():
             for link in links:
                 self._ctx.progress.fail(
@@ -67,66 +74,106 @@ class UpsertStage:
         files = [b for b in batch if isinstance(b, AnalyzedFile)]
         links = [b for b in batch if isinstance(b, PathLink)]
         with ctx.progress.busy("upsert", len(batch)):
-            done: list[tuple[FileEntry, str, int]] = []
+            done: list[_Done] = []
             if files:
-                ids = [pid for f in files for pid in f.prepared.point_ids]
-                existing = await ctx.store.retrieve(ctx.collection, ids)
-                points = []
-                for f in files:
-                    first_id = f.prepared.point_ids[0]
-                    paths = {f.prepared.entry.path}
-                    paths.update(existing.get(first_id, {}).get("paths", []))
-                    paths.update(link.entry.path for link in self._waiting.get(first_id, []))
-                    points.extend(build_points(f, sorted(paths), ctx.config.models_signature))
-                await ctx.store.upsert(ctx.collection, points)
-                ctx.progress.add("upsert_requests")
-                ctx.progress.add("upserted", len(points))
-                self._written.update(ids)
-                for f in files:
-                    done.append((f.prepared.entry, f.prepared.content_hash, len(f.prepared.chunks)))
-                    for link in self._waiting.pop(f.prepared.point_ids[0], []):
-                        done.append((link.entry, link.content_hash, len(link.point_ids)))
+                done.extend(await self._write_files(files))
             if links:
                 done.extend(await self._link(links))
             await ctx.index.mark_done(ctx.collection, [_indexed(e, h, n) for e, h, n in done])
-            await self._release_previous(files, links)
+            ctx.progress.add("done", len(done))
+            await self._release_previous(
+                [f.prepared.entry for f in files] + [link.entry for link in links],
+                [f.prepared.previous for f in files] + [link.previous for link in links],
+            )
 
-    async def _link(self, links: list[PathLink]) -> list[tuple[FileEntry, str, int]]:
-        """Add duplicate paths to stored points; park those whose first copy is not written yet."""
+    async def _write_files(self, files: list[AnalyzedFile]) -> list[_Done]:
         ctx = self._ctx
-        existing = await ctx.store.retrieve(ctx.collection, [link.point_ids[0] for link in links])
-        by_point: dict[str, set[str]] = {}
-        ready: list[PathLink] = []
-        for link in links:
-            first = link.point_ids[0]
-            if first not in existing:
-                self._waiting[first].append(link)
-                continue
-            by_point.setdefault(first, set(existing[first].get("paths", []))).add(link.entry.path)
-            ready.append(link)
-        for link in ready:
-            for pid in link.point_ids:
-                await ctx.store.set_payload(
-                    ctx.collection, [pid], path_fields(sorted(by_point[link.point_ids[0]]))
-                )
-        return [(link.entry, link.content_hash, len(link.point_ids)) for link in ready]
+        existing = await ctx.store.retrieve(ctx.collection, [f.prepared.point_ids[0] for f in files])
+        points = []
+        for f in files:
+            prepared = f.prepared
+            paths = {prepared.entry.path}
+            paths.update(existing.get(prepared.point_ids[0], {}).get("paths", []))
+            paths.update(link.entry.path for link in self._waiting.get(prepared.content_hash, []))
+            points.extend(build_points(f, sorted(paths), ctx.config.models_signature))
+        await ctx.store.upsert(ctx.collection, points)
+        ctx.progress.add("upsert_requests")
+        ctx.progress.add("upserted", len(points))
+        done: list[_Done] = []
+        for f in files:
+            prepared = f.prepared
+            self._chunks[prepared.content_hash] = len(prepared.chunks)
+            done.append((prepared.entry, prepared.content_hash, len(prepared.chunks)))
+            done.extend(
+                (link.entry, link.content_hash, len(prepared.chunks))
+                for link in self._waiting.pop(prepared.content_hash, [])
+            )
+        return done
 
-    async def _release_previous(self, files: list[AnalyzedFile], links: list[PathLink]) -> None:
+    async def _link(self, links: list[PathLink]) -> list[_Done]:
+        """Add duplicate paths to their content's stored points, in one write; park the rest."""
+        ctx = self._ctx
+        ready = [link for link in links if link.content_hash in self._chunks]
+        for link in links:
+            if link.content_hash not in self._chunks:
+                self._waiting[link.content_hash].append(link)
+        if not ready:
+            return []
+        hashes = sorted({link.content_hash for link in ready})
+        first_ids = {h: point_id(h, 0) for h in hashes}
+        stored = await ctx.store.retrieve(ctx.collection, list(first_ids.values()))
+        updates = {}
+        for content_hash in hashes:
+            paths = set(stored.get(first_ids[content_hash], {}).get("paths", []))
+            paths.update(link.entry.path for link in ready if link.content_hash == content_hash)
+            fields = path_fields(sorted(paths))
+            for index in range(self._chunks[content_hash]):
+                updates[point_id(content_hash, index)] = fields
+        await ctx.store.set_payloads(ctx.collection, updates)
+        return [(link.entry, link.content_hash, self._chunks[link.content_hash]) for link in ready]
+
+    async def _release_previous(self, entries: list[FileEntry], previous: list[IndexedFile | None]) -> None:
         """A path whose content changed no longer belongs to its old points."""
         ctx = self._ctx
-        for entry, previous in [(f.prepared.entry, f.prepared.previous) for f in files] + [
-            (link.entry, link.previous) for link in links
-        ]:
-            if previous is None:
-                continue
-            old_ids = [point_id(previous.content_hash, i) for i in range(previous.chunks)]
-            if await ctx.index.count_hash(ctx.collection, previous.content_hash) == 0:
-                await ctx.store.delete(ctx.collection, old_ids)
-                continue
-            stored = await ctx.store.retrieve(ctx.collection, old_ids[:1])
-            remaining = [p for p in stored.get(old_ids[0], {}).get("paths", []) if p != entry.path]
-            for pid in old_ids:
-                await ctx.store.set_payload(ctx.collection, [pid], path_fields(remaining))
+        gone: dict[str, tuple[int, set[str]]] = {}
+        for entry, prev in zip(entries, previous, strict=True):
+            if prev is not None:
+                gone.setdefault(prev.content_hash, (prev.chunks, set()))[1].add(entry.path)
+        await release_paths(ctx, gone)
+
+
+async def release_paths(
+    ctx: PipelineContext, gone: dict[str, tuple[int, set[str]]], removing: dict[str, int] | None = None
+) -> None:
+    """Remove paths from the points of the given contents (hash -> (chunks, paths)); delete the points of a
+    content no indexed path holds any more. `removing` counts index rows about to be deleted (pruning
+    updates the store first, then the index, so a crash between the two only repeats the prune)."""
+    if not gone:
+        return
+    delete: list[str] = []
+    updates = {}
+    heads = await ctx.store.retrieve(ctx.collection, [point_id(h, 0) for h in gone])
+    for content_hash, (chunks, paths) in gone.items():
+        ids = [point_id(content_hash, i) for i in range(chunks)]
+        holders = await ctx.index.count_hash(ctx.collection, content_hash)
+        if holders - (removing or {}).get(content_hash, 0) <= 0:
+            delete.extend(ids)
+            continue
+        remaining = [p for p in heads.get(ids[0], {}).get("paths", []) if p not in paths]
+        for pid in ids:
+            updates[pid] = path_fields(remaining)
+    await ctx.store.delete(ctx.collection, delete)
+    await ctx.store.set_payloads(ctx.collection, updates)
+
+
+async def _uncancellable(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` to the end even if this task is cancelled meanwhile; then let the cancellation through."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 def _indexed(entry: FileEntry, content_hash: str, chunks: int) -> IndexedFile:

@@ -1,0 +1,172 @@
+"""Jobs, their options, counters and every per-file error, in SQLite under DATA_DIR.
+
+One small store: writes go through one thread (never the event loop) and are batched: a job's row is
+rewritten at each state change and at most every SNAPSHOT_INTERVAL_S while it runs; errors are appended
+in batches at the same moments.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from orchestrator.serial import SerialExecutor
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id              TEXT PRIMARY KEY,
+    root            TEXT NOT NULL,
+    collection      TEXT NOT NULL,
+    options         TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    error           TEXT,
+    created_at      REAL NOT NULL,
+    started_at      REAL,
+    finished_at     REAL,
+    runs            INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT UNIQUE,
+    progress        TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS job_errors (
+    job_id TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    path   TEXT NOT NULL,
+    stage  TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at     REAL NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: str
+    root: str
+    collection: str
+    options: dict[str, Any]
+    state: str
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    runs: int
+    idempotency_key: str | None
+    progress: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    seq: int
+    path: str
+    stage: str
+    reason: str
+    at: float
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = SerialExecutor("job-store")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await self._executor.run(self._open)
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("JobStore is not open")
+        return self._conn
+
+    async def save(self, row: JobRow, errors: list[ErrorRow]) -> None:
+        """Write the job's row and append the errors not stored yet, in one transaction."""
+        await self._executor.run(self._save, row, errors)
+
+    def _save(self, row: JobRow, errors: list[ErrorRow]) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "state=excluded.state, error=excluded.error, started_at=excluded.started_at, "
+                "finished_at=excluded.finished_at, runs=excluded.runs, progress=excluded.progress",
+                (
+                    row.id,
+                    row.root,
+                    row.collection,
+                    orjson.dumps(row.options).decode(),
+                    row.state,
+                    row.error,
+                    row.created_at,
+                    row.started_at,
+                    row.finished_at,
+                    row.runs,
+                    row.idempotency_key,
+                    orjson.dumps(row.progress).decode(),
+                ),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO job_errors VALUES (?, ?, ?, ?, ?, ?)",
+                [(row.id, e.seq, e.path, e.stage, e.reason, e.at) for e in errors],
+            )
+
+    async def clear_errors(self, job_id: str) -> None:
+        await self._executor.run(self._clear_errors, job_id)
+
+    def _clear_errors(self, job_id: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM job_errors WHERE job_id = ?", (job_id,))
+
+    async def load_all(self) -> list[JobRow]:
+        return await self._executor.run(self._load_all)
+
+    def _load_all(self) -> list[JobRow]:
+        rows = self._db.execute(
+            "SELECT id, root, collection, options, state, error, created_at, started_at, finished_at, runs, "
+            "idempotency_key, progress FROM jobs ORDER BY created_at"
+        ).fetchall()
+        return [
+            JobRow(
+                id=r[0],
+                root=r[1],
+                collection=r[2],
+                options=orjson.loads(r[3]),
+                state=r[4],
+                error=r[5],
+                created_at=r[6],
+                started_at=r[7],
+                finished_at=r[8],
+                runs=r[9],
+                idempotency_key=r[10],
+                progress=orjson.loads(r[11]),
+            )
+            for r in rows
+        ]
+
+    async def errors(self, job_id: str, offset: int, limit: int) -> tuple[int, list[ErrorRow]]:
+        return await self._executor.run(self._errors, job_id, offset, limit)
+
+    def _errors(self, job_id: str, offset: int, limit: int) -> tuple[int, list[ErrorRow]]:
+        total = self._db.execute("SELECT COUNT(*) FROM job_errors WHERE job_id = ?", (job_id,)).fetchone()[0]
+        rows = self._db.execute(
+            "SELECT seq, path, stage, reason, at FROM job_errors WHERE job_id = ? "
+            "ORDER BY seq LIMIT ? OFFSET ?",
+            (job_id, limit, offset),
+        ).fetchall()
+        return int(total), [ErrorRow(*r) for r in rows]
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._executor.run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown()

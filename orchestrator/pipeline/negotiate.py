@@ -1,0 +1,54 @@
+"""Turn the ML service's /capabilities and the settings into one job's pipeline shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.cache import models_signature
+from orchestrator.clients.ml import Capabilities
+from orchestrator.clients.vectors import CollectionSpec
+from orchestrator.config import Settings
+from orchestrator.pipeline.context import PipelineConfig
+from orchestrator.pipeline.records import FLOAT_FIELDS, KEYWORD_FIELDS
+
+IMAGE_ENDPOINT = "/v1/analyze/images"
+TEXT_ENDPOINT = "/v1/embed/text"
+# The vector-store adapter measured durable Edge upserts at ~14-19k points/s in batches of 256 (the flush
+# is amortised); larger batches gain nothing measurable.
+DEFAULT_UPSERT_BATCH = 256
+# Models whose output a chunk record depends on: their versions go into every result-cache key.
+RECORD_MODELS = ["text", "ocr", "faces", "tags", "objects", "captions", "image_text"]
+
+
+def pipeline_config(settings: Settings, caps: Capabilities, options: dict[str, Any]) -> PipelineConfig:
+    """Batch sizes come from the service (ML_INFERENCE_BATCH_SIZE wins, capped at what it accepts)."""
+    image_limits = caps.limits(IMAGE_ENDPOINT)
+    text_limits = caps.limits(TEXT_ENDPOINT)
+    negotiated = min(image_limits.preferred_batch, text_limits.max_batch)
+    infer_batch = settings.ml_inference_batch_size or negotiated
+    infer_batch = max(1, min(infer_batch, image_limits.max_batch, text_limits.max_batch))
+    return PipelineConfig(
+        queue_size=settings.queue_size,
+        prepare_workers=settings.prepare_workers,
+        # One batch more in flight than the service runs at once: the next batch is already waiting
+        # there when one finishes, so the service never idles while we parse and embed.
+        infer_workers=max(1, min(settings.infer_workers, image_limits.max_concurrency + 1)),
+        infer_batch=infer_batch,
+        upsert_batch=settings.qdrant_upsert_batch_size or DEFAULT_UPSERT_BATCH,
+        ml_image_max_side=settings.ml_image_max_side,
+        thumbnail_size=settings.thumbnail_size,
+        max_image_pixels=settings.max_image_pixels,
+        max_file_bytes=settings.max_file_bytes,
+        include_hidden=bool(options.get("include_hidden", settings.include_hidden)),
+        prune=bool(options.get("prune", True)),
+        thumbnails_dir=settings.thumbnails_dir,
+        models_signature=models_signature(caps.models, RECORD_MODELS),
+        image_vectors=caps.image_dim is not None,
+    )
+
+
+def collection_spec(caps: Capabilities) -> CollectionSpec:
+    dense = {"text": caps.text_dim}
+    if caps.image_dim is not None:
+        dense["image"] = caps.image_dim
+    return CollectionSpec(dense=dense, keyword_indexes=KEYWORD_FIELDS, float_indexes=FLOAT_FIELDS)
