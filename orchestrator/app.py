@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 
-from orchestrator.api import collections, health, jobs, media, search
+from orchestrator.api import collections, events, health, jobs, media, search
 from orchestrator.api.deps import require_api_key
 from orchestrator.clients.vectors import VectorStore
 from orchestrator.config import Settings
@@ -31,6 +31,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         job_store = JobStore(settings.jobs_db_path)
         await job_store.open()
         manager = JobManager(services, job_store)
+        services.metrics.watch_jobs(manager.all)
         app.state.services = services
         app.state.jobs = manager
         resumed = await manager.restore()
@@ -51,6 +52,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     for router in (jobs.router, search.router, media.router, collections.router):
         app.include_router(router, dependencies=protected)
+    app.include_router(events.router)  # SSE depends on the key per route; the WebSocket checks it itself
     return app
 
 

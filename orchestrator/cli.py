@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,23 +68,36 @@ def ingest(
 
 
 def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """A live bar per stage, fed by the job's Server-Sent Events; returns the final status."""
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description:>10}"),
         BarColumn(),
-        TextColumn("{task.completed}"),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
     )
+    stages = ("discovered", "hashed", "inferred", "upserted", "done")
     with Progress(*columns, console=console, transient=True) as bar:
-        tasks = {
-            name: bar.add_task(name, total=None) for name in ("discovered", "hashed", "inferred", "upserted")
-        }
-        while True:
-            status = _check(client.get(f"/jobs/{job_id}"))
-            for name, task in tasks.items():
-                bar.update(task, completed=status["counters"][name])
-            if status["state"] not in _ACTIVE:
-                return status
-            time.sleep(0.5)
+        tasks = {name: bar.add_task(name, total=None, note="") for name in stages}
+        with client.stream("GET", f"/jobs/{job_id}/events", timeout=None) as stream:
+            for event in _sse_events(stream.iter_lines()):
+                counters = event["counters"]
+                total = counters["discovered"] if event.get("scan_complete") else None
+                for name, task in tasks.items():
+                    bar.update(task, completed=counters[name], total=total)
+                note = event.get("waiting_for") or (
+                    f"ETA {event['eta_s']:.0f}s" if event.get("eta_s") else ""
+                )
+                bar.update(tasks["done"], note=f"{event['state']} {note}".strip())
+                if event["type"] == "end":
+                    break
+    return _check(client.get(f"/jobs/{job_id}"))
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        if line.startswith("data: "):
+            yield json.loads(line[6:])
 
 
 def _print_status(status: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from orchestrator.clients.ml import MLClient
 from orchestrator.clients.vectors import VectorStore, open_vector_store
 from orchestrator.config import Settings
 from orchestrator.file_index import FileIndex
+from orchestrator.metrics import Metrics
 
 
 @dataclass(slots=True)
@@ -18,6 +19,7 @@ class Services:
     index: FileIndex
     cache: ResultCache
     ml: MLClient
+    metrics: Metrics
 
     @classmethod
     async def open(cls, settings: Settings, store: VectorStore | None = None) -> Services:
@@ -27,14 +29,16 @@ class Services:
         await index.open()
         cache = ResultCache(settings.cache_dir)
         await cache.open()
+        metrics = Metrics()
         ml = MLClient(
             settings.ml_urls,
             timeout_s=settings.ml_request_timeout_s,
             retry_deadline_s=settings.ml_retry_deadline_s,
+            observe=metrics.observe_ml,
         )
         if store is None:
             store = open_vector_store(settings.qdrant_dir, settings.qdrant_url, settings.qdrant_api_key)
-        return cls(settings=settings, store=store, index=index, cache=cache, ml=ml)
+        return cls(settings=settings, store=store, index=index, cache=cache, ml=ml, metrics=metrics)
 
     async def close(self) -> None:
         await self.ml.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator.api.deps import ServicesDep
 
@@ -14,6 +15,12 @@ router = APIRouter(tags=["health"])
 @router.get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/metrics")
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus text format: stage throughput, queue depths, ML latency and batch sizes, errors."""
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/ready")

@@ -27,6 +27,8 @@ _BACKOFF_MAX_S = 5.0
 
 
 WaitHook = Callable[[str | None], None]
+# (endpoint, seconds, items in the request, outcome) for each request, e.g. into a latency histogram.
+RequestObserver = Callable[[str, float, int, str], None]
 
 
 class MLUnavailableError(Exception):
@@ -84,8 +86,16 @@ class ImageRequestItem:
 class MLClient:
     """One per orchestrator; round-robins over ML_SERVICE_URLS (load-aware routing comes with replicas)."""
 
-    def __init__(self, urls: list[str], *, timeout_s: float, retry_deadline_s: float) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        timeout_s: float,
+        retry_deadline_s: float,
+        observe: RequestObserver | None = None,
+    ) -> None:
         self._urls = urls
+        self._observe = observe
         self._next_url = itertools.cycle(urls)
         self._retry_deadline_s = retry_deadline_s
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
@@ -139,6 +149,10 @@ class MLClient:
             raise MLRequestError("analyze/images answered results that do not match the request")
         return results
 
+    def _observed(self, path: str, started: float, payload: dict[str, Any] | None, outcome: str) -> None:
+        if self._observe is not None:
+            self._observe(path, time.perf_counter() - started, _items(payload), outcome)
+
     async def _call(
         self,
         method: str,
@@ -164,12 +178,15 @@ class MLClient:
             url = f"{next(self._next_url)}{path}"
             if count:
                 self.requests += 1
+            started = time.perf_counter()
             try:
                 resp = await self._http.request(method, url, content=content, headers=headers)
             except httpx.TransportError as exc:
+                self._observed(path, started, payload, "unreachable")
                 last_reason = f"{type(exc).__name__}: {exc or 'connection failed'}"
                 retry_after = None
             else:
+                self._observed(path, started, payload, str(resp.status_code))
                 if resp.status_code < 400:
                     if on_wait is not None and waited:
                         on_wait(None)
@@ -191,6 +208,12 @@ class MLClient:
                 on_wait(f"ML service: {last_reason}; retrying for up to {remaining:.0f}s more")
             await asyncio.sleep(wait)
             delay = min(delay * 2, _BACKOFF_MAX_S)
+
+
+def _items(payload: dict[str, Any] | None) -> int:
+    if not payload:
+        return 0
+    return len(payload.get("texts") or payload.get("images") or [])
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -16,8 +16,9 @@ from orchestrator.pipeline.progress import JobProgress
 
 @dataclass(slots=True)
 class JobControl:
-    """Pause/cancel signals. `running` gates the scanner (pause stops new work at the source);
-    the threading twin lets the scan thread see it without touching the event loop."""
+    """Pause/cancel signals. `running` gates the scanner, each prepare file and each infer batch: a pause
+    lets the work in flight finish and starts nothing new. The threading twins let the scan thread see
+    pause and stop without touching the event loop."""
 
     running: asyncio.Event = field(default_factory=asyncio.Event)
     running_flag: threading.Event = field(default_factory=threading.Event)

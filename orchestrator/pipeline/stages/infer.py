@@ -65,6 +65,7 @@ class InferStage:
 
     async def worker(self, in_q: asyncio.Queue[object], out_q: asyncio.Queue[object]) -> None:
         while True:
+            await self._ctx.control.running.wait()  # paused: the batch in flight finished, no new one
             first = await in_q.get()
             if first is SENTINEL:
                 return

@@ -79,6 +79,7 @@ class PrepareStage:
             with ctx.progress.busy("prepare", 0):
                 known = await ctx.index.lookup_dir(ctx.collection, batch.directory)
             for entry in batch.entries:
+                await ctx.control.running.wait()  # paused: finish this file, start no new one
                 row = known.get(entry.name)
                 if row is not None and _unchanged(row, entry):
                     ctx.progress.add("unchanged")
