@@ -41,6 +41,6 @@ async def test_routes_need_the_key(tmp_path: Path) -> None:
 
 def test_listening_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="API_KEY"):
-        create_app(Settings(data_dir=tmp_path, host="0.0.0.0"))  # noqa: S104
-    create_app(Settings(data_dir=tmp_path, host="0.0.0.0", api_key="k"))  # noqa: S104
+        create_app(Settings(data_dir=tmp_path, host="0.0.0.0"))
+    create_app(Settings(data_dir=tmp_path, host="0.0.0.0", api_key="k"))
     create_app(Settings(data_dir=tmp_path, host="127.0.0.1"))

@@ -1,9 +1,16 @@
-"""Measure the ML service's models and HTTP path; the numbers behind the batch-size defaults.
+"""Measure the ML service's models and HTTP path; the numbers behind its batch and instance defaults.
 
     .venv/bin/python -m tests.ml_service.bench            # models in-process, then over HTTP
+    .venv/bin/python -m tests.ml_service.bench --text     # also text embedding over HTTP
 
 Not a test (pytest does not collect it): it prints timings on this machine. Run it on new hardware
-before changing ``default_max_batch`` / ``default_preferred_batch`` in ml_service/models/.
+before changing ``default_max_batch`` / ``default_preferred_batch`` / ``single_item_on_all_threads``
+in ml_service/models/.
+
+Image models are compared side by side in one process, runs alternating (the machine is shared):
+"before" is one instance on every thread (``ML_IMAGE_INSTANCES=1``, the service before instance
+groups), "1 thread" one instance on one thread, "after" the current settings. Over HTTP a "before"
+and an "after" service run at once and take turns; their resident memory is read at the end.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import argparse
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -24,11 +33,12 @@ from skimage import data
 from ml_service.config import MLSettings
 from ml_service.models.base import Image
 from ml_service.models.registry import ModelRegistry
-from tests.ml_service.media import b64, rendered_text
+from tests.ml_service.media import b64, captioned_scene, rendered_text
 from tests.support.ml_server import running_ml_service
 
 REPEATS = 5  # medians of this many runs; the machine is shared, single runs wobble
 TEXT_BATCHES = (1, 8, 32, 64, 128)
+BEFORE_ENV = {"ML_IMAGE_INSTANCES": "1"}
 
 
 def _photos() -> list[np.ndarray[Any, Any]]:
@@ -40,13 +50,20 @@ def _photos() -> list[np.ndarray[Any, Any]]:
 def _resized(rgb: np.ndarray[Any, Any], side: int) -> np.ndarray[Any, Any]:
     h, w = rgb.shape[:2]
     scale = side / max(h, w)
-    return np.ascontiguousarray(cv2.resize(rgb, (round(w * scale), round(h * scale)),
-                                           interpolation=cv2.INTER_AREA))
+    size = (round(w * scale), round(h * scale))
+    return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+
+
+def image_sets(batch: int) -> Iterator[tuple[str, list[np.ndarray[Any, Any]]]]:
+    """(name, RGB images): small captioned scenes like the pipeline benchmark's, and 512 px photos."""
+    yield "320x240 scenes", [captioned_scene(i) for i in range(batch)]
+    photos = _photos()
+    yield "512 px photos", [_resized(photos[i % len(photos)], 512) for i in range(batch)]
 
 
 def _image(rgb: np.ndarray[Any, Any]) -> Image:
-    return Image(rgb=rgb, bgr=np.ascontiguousarray(rgb[:, :, ::-1]), width=rgb.shape[1],
-                 height=rgb.shape[0])
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    return Image(rgb=rgb, bgr=bgr, width=rgb.shape[1], height=rgb.shape[0])
 
 
 def _each(call: Callable[[Any], object], arguments: list[Any]) -> None:
@@ -69,27 +86,92 @@ def _medians_s(*runs: Callable[[], object]) -> list[float]:
     return [statistics.median(spent) for spent in times]
 
 
+def _registry(**overrides: Any) -> ModelRegistry:
+    registry = ModelRegistry.from_settings(MLSettings(text_enabled=False, **overrides))
+    registry.load_all()
+    return registry
+
+
 def bench_models(batch: int) -> None:
     started = time.perf_counter()
-    registry = ModelRegistry.from_settings(MLSettings())
-    registry.load_all()
-    print(f"load (imports included): {time.perf_counter() - started:.1f} s; "
-          f"per model {registry.load_seconds}")
-    photos = _photos()
-    for side in (512, 256):
-        images = [_image(_resized(photos[i % len(photos)], side)) for i in range(batch)]
-        for task, model in registry.image.items():
-            model.predict(images[:2])  # warm caches and lazily built graphs
-            one_by_one, batched = _medians_s(partial(_each, model.predict, [[im] for im in images]),
-                                             partial(_each, model.predict, [images]))
-            print(f"{side:4d} px {task.value:8s} 1-by-1 {one_by_one / batch * 1000:7.1f} ms/img   "
-                  f"batch of {batch} {batched / batch * 1000:7.1f} ms/img")
+    variants = {
+        "before": _registry(image_instances=1),
+        "1 thread": _registry(image_instances=1, image_instance_threads=1),
+        "after": _registry(),
+    }
+    print(f"3 x load: {time.perf_counter() - started:.1f} s; after: {variants['after'].load_seconds}")
+    for task, group in variants["after"].image.items():
+        print(
+            f"  {task.value}: {group.instances} instances x {group.threads} threads, "
+            f"a lone image on {group.single_threads}"
+        )
+    names = list(variants)
+    print(
+        "ms per image      "
+        + "".join(f"{'1-by-1 ' + n:>16}" for n in names)
+        + "".join(f"{f'batch {batch} ' + n:>16}" for n in ("before", "after"))
+    )
+    for set_name, pixels in image_sets(batch):
+        images = [_image(rgb) for rgb in pixels]
+        for task in variants["after"].image:
+            groups = [variants[name].image[task] for name in names]
+            for group in groups:
+                group.predict(images[:3])  # warm caches and lazily built graphs
+            singles = [partial(_each, group.predict, [[im] for im in images]) for group in groups]
+            batches = [partial(group.predict, images) for group in (groups[0], groups[-1])]
+            ms = [s / batch * 1000 for s in _medians_s(*singles, *batches)]
+            print(f"{set_name[:6]} {task.value:8s}  " + "".join(f"{v:16.1f}" for v in ms))
+    for registry in variants.values():
+        registry.close()
 
 
-def bench_http(batch: int, env: dict[str, str]) -> None:
-    texts = [f"sentence {i}: the quick brown fox jumps over the lazy dog near the river bank"
-             for i in range(max(TEXT_BATCHES))]
-    env = {**env, "ML_MAX_BATCH": f'{{"text": {max(TEXT_BATCHES)}}}'}
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def bench_http_images(batch: int, env: dict[str, str]) -> None:
+    """/v1/analyze/images, every task, 1 vs ``batch`` images a request, before vs after."""
+    with ExitStack() as stack:
+        services = {
+            name: stack.enter_context(running_ml_service(env=extra))
+            for name, extra in (("before", {**env, **BEFORE_ENV}), ("after", env))
+        }
+        clients = {
+            name: stack.enter_context(httpx.Client(base_url=ml.url, timeout=300))
+            for name, ml in services.items()
+        }
+        for set_name, pixels in image_sets(batch):
+            items = [{"id": str(i), "data": b64(rgb, "JPEG")} for i, rgb in enumerate(pixels)]
+            runs: list[Callable[[], object]] = []
+            for client in clients.values():
+                analyze = partial(_post, client, "/v1/analyze/images")
+                analyze({"images": items[:3]})  # warm up
+                runs += [
+                    partial(_each, analyze, [{"images": [x]} for x in items]),
+                    partial(analyze, {"images": items}),
+                ]
+            ms = [s / batch * 1000 for s in _medians_s(*runs)]
+            print(
+                f"analyze all tasks over HTTP, {set_name}, ms/img: "
+                f"before 1/request {ms[0]:6.1f}, {batch}/request {ms[1]:6.1f}; "
+                f"after 1/request {ms[2]:6.1f}, {batch}/request {ms[3]:6.1f}"
+            )
+        rss = {name: _rss_mb(ml.process.pid) for name, ml in services.items()}
+        print(
+            f"resident memory after the runs: before {rss['before']:.0f} MB, after "
+            f"{rss['after']:.0f} MB (+{rss['after'] - rss['before']:.0f} MB)"
+        )
+
+
+def bench_http_text(env: dict[str, str]) -> None:
+    texts = [
+        f"sentence {i}: the quick brown fox jumps over the lazy dog near the river bank"
+        for i in range(max(TEXT_BATCHES))
+    ]
+    env = {**env, "ML_IMAGE_TASKS": "", "ML_MAX_BATCH": f'{{"text": {max(TEXT_BATCHES)}}}'}
     with running_ml_service(env=env) as ml, httpx.Client(base_url=ml.url, timeout=300) as client:
         embed = partial(_post, client, "/v1/embed/text")
         runs = []
@@ -97,19 +179,10 @@ def bench_http(batch: int, env: dict[str, str]) -> None:
             embed({"texts": texts[:size]})
             runs.append(partial(_each, embed, [{"texts": texts[:size]}] * (len(texts) // size)))
         for size, seconds in zip(TEXT_BATCHES, _medians_s(*runs), strict=True):
-            print(f"text over HTTP, batch {size:3d}: {len(texts) / seconds:7.1f} texts/s, "
-                  f"{seconds / (len(texts) // size) * 1000:6.1f} ms per request")
-        photos = _photos()
-        for side in (512, 256):
-            items = [{"id": str(i), "data": b64(_resized(photos[i % len(photos)], side), "JPEG")}
-                     for i in range(batch)]
-            client.post("/v1/analyze/images", json={"images": items[:1]}).raise_for_status()
-            analyze = partial(_post, client, "/v1/analyze/images")
-            singles, whole = _medians_s(partial(_each, analyze, [{"images": [x]} for x in items]),
-                                        partial(_each, analyze, [{"images": items}]))
-            print(f"analyze all tasks over HTTP, {side} px: 1 per request "
-                  f"{singles / batch * 1000:6.1f} ms/img, {batch} per request "
-                  f"{whole / batch * 1000:6.1f} ms/img")
+            print(
+                f"text over HTTP, batch {size:3d}: {len(texts) / seconds:7.1f} texts/s, "
+                f"{seconds / (len(texts) // size) * 1000:6.1f} ms per request"
+            )
 
 
 def main() -> None:
@@ -117,6 +190,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="images per batch")
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--text", action="store_true", help="also text embedding over HTTP")
     parser.add_argument("--threads", type=int, help="ML_CPU_THREADS (default: the service's)")
     args = parser.parse_args()
     env = {"ML_CPU_THREADS": str(args.threads)} if args.threads else {}
@@ -125,7 +199,9 @@ def main() -> None:
     if not args.skip_models:
         bench_models(args.batch)
     if not args.skip_http:
-        bench_http(args.batch, env)
+        bench_http_images(args.batch, {**env, "ML_TEXT_ENABLED": "false"})
+        if args.text:
+            bench_http_text(env)
     print(f"load average after: {os.getloadavg()}")
 
 

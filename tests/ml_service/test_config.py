@@ -37,9 +37,14 @@ def test_batch_overrides_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.port == 9100
 
 
-@pytest.mark.parametrize(("name", "value"), [("ML_IMAGE_TASKS", "ocr,caption"),
-                                            ("ML_MAX_BATCH", '{"texts": 4}'),
-                                            ("ML_PREFERRED_BATCH", '{"text": 0}')])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ML_IMAGE_TASKS", "ocr,caption"),
+        ("ML_MAX_BATCH", '{"texts": 4}'),
+        ("ML_PREFERRED_BATCH", '{"text": 0}'),
+    ],
+)
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):

@@ -26,7 +26,12 @@ def test_capabilities_describe_the_loaded_models(ml: httpx.Client) -> None:
     assert models["faces"]["vector_size"] == 128
     assert models["ocr"]["vector_size"] is None
     assert {m["task"] for m in models.values()} == {
-        "text-embedding", "face", "ocr", "image-tags", "object-detection"}
+        "text-embedding",
+        "face",
+        "ocr",
+        "image-tags",
+        "object-detection",
+    }
     for spec in models.values():
         assert re.fullmatch(r"[0-9a-f]{12}-p\d+", spec["version"])
         assert 1 <= spec["preferred_batch"] <= spec["max_batch"]
@@ -86,8 +91,9 @@ def test_malformed_bodies_are_422(ml: httpx.Client) -> None:
 def test_only_sizes_when_no_task_is_requested(ml: httpx.Client) -> None:
     from tests.ml_service.media import b64, chelsea
 
-    body = ml.post("/v1/analyze/images",
-                   json={"images": [{"id": "c", "data": b64(chelsea(), "JPEG")}], "tasks": []}).json()
+    body = ml.post(
+        "/v1/analyze/images", json={"images": [{"id": "c", "data": b64(chelsea(), "JPEG")}], "tasks": []}
+    ).json()
     assert body["models"] == {}
     [result] = body["results"]
     assert (result["ok"], result["width"], result["height"]) == (True, 451, 300)
@@ -100,5 +106,6 @@ def test_openapi_documents_the_request_bodies(ml: httpx.Client) -> None:
     assert body["schema"] == {"$ref": "#/components/schemas/AnalyzeImagesRequest"}
     schemas = doc["components"]["schemas"]
     assert schemas["AnalyzeImagesRequest"]["properties"]["images"]["items"] == {
-        "$ref": "#/components/schemas/ImageItem"}
+        "$ref": "#/components/schemas/ImageItem"
+    }
     assert schemas["EmbedTextRequest"]["required"] == ["texts"]

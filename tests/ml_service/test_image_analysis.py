@@ -38,8 +38,9 @@ def analysis(ml: httpx.Client) -> dict[str, Any]:
         # Larger than ML_ANALYSIS_MAX_SIDE (1600): analysed shrunk, reported in its own pixels.
         {"id": "astronaut-large", "data": b64(cv2.resize(astronaut(), (2048, 2048)), "JPEG")},
     ]
-    response = ml.post("/api/v1/batch_embed_and_caption", json={"images": images},
-                       headers={"X-Request-ID": "analysis-test"})
+    response = ml.post(
+        "/api/v1/batch_embed_and_caption", json={"images": images}, headers={"X-Request-ID": "analysis-test"}
+    )
     assert response.status_code == 200, response.text
     assert response.headers["x-request-id"] == "analysis-test"
     body: dict[str, Any] = response.json()
@@ -49,8 +50,14 @@ def analysis(ml: httpx.Client) -> dict[str, Any]:
 
 def test_results_come_back_in_request_order(analysis: dict[str, Any]) -> None:
     assert [r["id"] for r in analysis["results"]] == [
-        "astronaut", "cat", "corrupt", "banner", "astronaut-mirrored", "astronaut-tiny",
-        "astronaut-large"]
+        "astronaut",
+        "cat",
+        "corrupt",
+        "banner",
+        "astronaut-mirrored",
+        "astronaut-tiny",
+        "astronaut-large",
+    ]
 
 
 def test_corrupt_image_fails_alone(analysis: dict[str, Any]) -> None:
@@ -63,8 +70,9 @@ def test_corrupt_image_fails_alone(analysis: dict[str, Any]) -> None:
 
 def test_versions_match_capabilities(ml: httpx.Client, analysis: dict[str, Any]) -> None:
     caps = ml.get("/capabilities").json()["models"]
-    assert analysis["models"] == {key: caps[key]["version"]
-                                  for key in ("ocr", "faces", "tags", "objects", "text")}
+    assert analysis["models"] == {
+        key: caps[key]["version"] for key in ("ocr", "faces", "tags", "objects", "text")
+    }
 
 
 def test_ocr_reads_rendered_text(analysis: dict[str, Any]) -> None:
@@ -137,8 +145,10 @@ def test_alias_text_and_vector(ml: httpx.Client, analysis: dict[str, Any]) -> No
 
 
 def test_plain_endpoint_runs_only_requested_tasks(ml: httpx.Client) -> None:
-    body = ml.post("/v1/analyze/images", json={
-        "images": [{"id": "cat", "data": b64(chelsea(), "PNG")}], "tasks": ["tags", "tags"]}).json()
+    body = ml.post(
+        "/v1/analyze/images",
+        json={"images": [{"id": "cat", "data": b64(chelsea(), "PNG")}], "tasks": ["tags", "tags"]},
+    ).json()
     assert set(body["models"]) == {"tags"}
     [result] = body["results"]
     assert result["ok"] and result["tags"][0]["source"] == "imagenet"

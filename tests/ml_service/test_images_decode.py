@@ -55,11 +55,14 @@ def test_greyscale_and_data_uri() -> None:
     assert image.rgb.shape == (8, 8, 3) and int(image.rgb[0, 0, 1]) == 77
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ("%%%not-base64", "invalid base64"),
-    ("", "empty"),
-    (base64.b64encode(b"GIF89a but not really").decode(), "cannot decode image"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("%%%not-base64", "invalid base64"),
+        ("", "empty"),
+        (base64.b64encode(b"GIF89a but not really").decode(), "cannot decode image"),
+    ],
+)
 def test_garbage_is_a_decode_error(data: str, message: str) -> None:
     with pytest.raises(ImageDecodeError, match=message):
         decode_image(data, **LIMITS)

@@ -26,8 +26,9 @@ def test_service_without_models_is_ready_and_says_what_is_missing() -> None:
         # uvicorn re-raises the signal after a graceful shutdown, so the exit status is -SIGTERM;
         # the log shows the lifespan ran to its end.
         assert ml.process.returncode == -signal.SIGTERM
-        events = [json.loads(line)["event"] for line in ml.log_path.read_text().splitlines()
-                  if line.startswith("{")]
+        events = [
+            json.loads(line)["event"] for line in ml.log_path.read_text().splitlines() if line.startswith("{")
+        ]
         assert "service_stopped" in events
 
 

@@ -19,16 +19,17 @@ def embed(ml: httpx.Client, texts: list[str]) -> list[list[float]]:
 
 
 def test_meaning_decides_similarity(ml: httpx.Client) -> None:
-    cat, kitten, market = embed(ml, ["a cat on a sofa", "a kitten resting on a couch",
-                                     "stock market crash"])
+    cat, kitten, market = embed(ml, ["a cat on a sofa", "a kitten resting on a couch", "stock market crash"])
     assert cosine(cat, kitten) > 0.6
     assert cosine(cat, market) < 0.2
     assert cosine(cat, kitten) > cosine(cat, market) + 0.4
 
 
 def test_vectors_are_unit_length_and_in_request_order(ml: httpx.Client) -> None:
-    texts = [f"sentence number {i} about {topic}" for i, topic in
-             enumerate(["rockets", "coffee", "cats", "elections", "football", "rain", "", "piano"])]
+    texts = [
+        f"sentence number {i} about {topic}"
+        for i, topic in enumerate(["rockets", "coffee", "cats", "elections", "football", "rain", "", "piano"])
+    ]
     batch = np.asarray(embed(ml, texts))
     assert batch.shape == (8, 384)
     assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-4)

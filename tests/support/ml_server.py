@@ -79,26 +79,29 @@ def _tail(log_path: Path) -> str:
         return handle.read().decode("utf-8", errors="replace")
 
 
-def wait_until_ready(port: int, process: subprocess.Popen[bytes], log_path: Path,
-                     timeout_s: float) -> None:
+def wait_until_ready(port: int, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float) -> None:
     """Poll /ready until 200; fail fast if the process exits or /health reports failed models."""
     deadline = time.monotonic() + timeout_s
     delay = _POLL_START_S
     while True:
         if process.poll() is not None:
-            raise MLServiceFailed(f"ML service exited with code {process.returncode} before it was "
-                                  f"ready; log tail:\n{_tail(log_path)}")
+            raise MLServiceFailed(
+                f"ML service exited with code {process.returncode} before it was "
+                f"ready; log tail:\n{_tail(log_path)}"
+            )
         answer = _get(port, "/ready")
         if answer is not None:
             status, body = answer
             if status == 200:
                 return
             if body.get("status") == "failed":
-                raise MLServiceFailed(f"ML service failed to load models: {body.get('error')}; "
-                                      f"log tail:\n{_tail(log_path)}")
+                raise MLServiceFailed(
+                    f"ML service failed to load models: {body.get('error')}; log tail:\n{_tail(log_path)}"
+                )
         if time.monotonic() >= deadline:
-            raise MLServiceFailed(f"ML service on port {port} not ready after {timeout_s:.0f} s; "
-                                  f"log tail:\n{_tail(log_path)}")
+            raise MLServiceFailed(
+                f"ML service on port {port} not ready after {timeout_s:.0f} s; log tail:\n{_tail(log_path)}"
+            )
         # Waiting between polls of a condition, not a fixed sleep standing in for one.
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, _POLL_MAX_S)
@@ -116,9 +119,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_ml_service(port: int | None = None, env: Mapping[str, str] | None = None, *,
-                       ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
-                       wait_ready: bool = True) -> Iterator[MLService]:
+def running_ml_service(
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
+    wait_ready: bool = True,
+) -> Iterator[MLService]:
     """Start ``python -m ml_service`` on a loopback port (a free one unless given), yield when ready.
 
     ``env`` is added to this process's environment (e.g. ``{"ML_IMAGE_TASKS": "ocr"}``). With
@@ -126,15 +133,25 @@ def running_ml_service(port: int | None = None, env: Mapping[str, str] | None = 
     on exit, also when the test failed or already killed it.
     """
     chosen = port if port is not None else free_port()
-    child_env = {**os.environ, "ML_HOST": "127.0.0.1", "ML_PORT": str(chosen),
-                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                             os.environ.get("PYTHONPATH")])),
-                 **(env or {})}
+    child_env = {
+        **os.environ,
+        "ML_HOST": "127.0.0.1",
+        "ML_PORT": str(chosen),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **(env or {}),
+    }
     log_file: IO[bytes] = tempfile.NamedTemporaryFile(  # closed in the finally below
-        prefix="ml-service-", suffix=".log", delete=False)
+        prefix="ml-service-", suffix=".log", delete=False
+    )
     log_path = Path(log_file.name)
-    process = subprocess.Popen([sys.executable, "-m", "ml_service"], cwd=REPO_ROOT, env=child_env,
-                               stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ml_service"],
+        cwd=REPO_ROOT,
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
     try:
         if wait_ready:
             wait_until_ready(chosen, process, log_path, ready_timeout_s)
