@@ -41,6 +41,8 @@ async def prune(ctx: PipelineContext, seen: SeenFiles) -> int:
             if name in present:
                 continue
             forget.append((directory, name))
+            if not row.content_hash:
+                continue  # a file that was not media: it owned no points
             gone.setdefault(row.content_hash, (row.chunks, set()))[1].add(os.path.join(directory, name))
             removing[row.content_hash] = removing.get(row.content_hash, 0) + 1
     if forget:

@@ -84,7 +84,8 @@ async def test_ingest_search_reingest_and_second_collection(
         assert again["state"] == "completed"
         assert orch.services.ml.requests == ml_before
         assert (store.upserts, store.payload_updates, store.deletes) == (0, 0, 0)
-        assert again["counters"]["unchanged"] == distinct + len(samples.duplicates)  # type: ignore[index]
+        unchanged = distinct + len(samples.duplicates) + len(samples.not_media)
+        assert again["counters"]["unchanged"] == unchanged  # type: ignore[index]
         assert again["counters"]["ml_requests"] == 0  # type: ignore[index]
 
         # A second collection over the same folder: every result reused from the cache, every point there.

@@ -36,9 +36,10 @@ from ml_service.models.registry import ModelRegistry
 from tests.ml_service.media import b64, captioned_scene, rendered_text
 from tests.support.ml_server import running_ml_service
 
-REPEATS = 5  # medians of this many runs; the machine is shared, single runs wobble
+REPEATS = 5  # default medians of this many runs; the machine is shared, single runs wobble
 TEXT_BATCHES = (1, 8, 32, 64, 128)
 BEFORE_ENV = {"ML_IMAGE_INSTANCES": "1"}
+_repeats = REPEATS
 
 
 def _photos() -> list[np.ndarray[Any, Any]]:
@@ -78,7 +79,7 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> None:
 def _medians_s(*runs: Callable[[], object]) -> list[float]:
     """Median seconds of each run; the runs alternate, so load changes hit them alike."""
     times: list[list[float]] = [[] for _ in runs]
-    for _ in range(REPEATS):
+    for _ in range(_repeats):
         for run, spent in zip(runs, times, strict=True):
             started = time.perf_counter()
             run()
@@ -192,7 +193,10 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--text", action="store_true", help="also text embedding over HTTP")
     parser.add_argument("--threads", type=int, help="ML_CPU_THREADS (default: the service's)")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="runs per median")
     args = parser.parse_args()
+    global _repeats
+    _repeats = args.repeats
     env = {"ML_CPU_THREADS": str(args.threads)} if args.threads else {}
     os.environ.update(env)
     print(f"load average before: {os.getloadavg()}, threads: {MLSettings().cpu_threads}")

@@ -78,6 +78,7 @@ class PrepareStage:
             ctx.progress.add("discovered", len(batch.entries))
             with ctx.progress.busy("prepare", 0):
                 known = await ctx.index.lookup_dir(ctx.collection, batch.directory)
+            not_media: list[IndexedFile] = []
             for entry in batch.entries:
                 await ctx.control.running.wait()  # paused: finish this file, start no new one
                 row = known.get(entry.name)
@@ -86,18 +87,25 @@ class PrepareStage:
                     ctx.progress.add("done")
                     continue
                 message = await self._prepare(entry, row)
-                if message is not None:
+                if isinstance(message, IndexedFile):
+                    not_media.append(message)
+                elif message is not None:
                     await out_q.put(message)
+            # Remembered so a re-scan does not read them again; they own no points (no content hash).
+            await ctx.index.mark_done(ctx.collection, not_media)
 
-    async def _prepare(self, entry: FileEntry, row: IndexedFile | None) -> PreparedFile | PathLink | None:
-        """Hash and decode one changed file (one thread hop); None when it ended here (failed, skipped)."""
+    async def _prepare(
+        self, entry: FileEntry, row: IndexedFile | None
+    ) -> PreparedFile | PathLink | IndexedFile | None:
+        """Hash and decode one changed file (one thread hop). Returns the message for the next stage, an
+        index row for a file that is not media, or None for a failure (recorded here)."""
         ctx = self._ctx
         with ctx.progress.busy("prepare"):
             result = await asyncio.to_thread(_prepare_file, entry, row, ctx, self._claims)
         if isinstance(result, _Skipped):
             ctx.progress.add("skipped")
             ctx.progress.add("done")
-            return None
+            return IndexedFile(entry.directory, entry.name, entry.size, entry.mtime_ns, entry.inode, "", 0)
         if isinstance(result, _Failed):
             ctx.progress.fail(entry.path, "prepare", result.reason)
             return None
