@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.clients.vectors import EDGE_SUBDIR
+
 
 class Settings(BaseSettings):
     """Everything the orchestrator can be told; one instance is passed down explicitly."""
@@ -111,4 +113,5 @@ class Settings(BaseSettings):
 
     @property
     def qdrant_dir(self) -> Path:
-        return self.data_dir / "qdrant"
+        """Where the embedded engine keeps its shards (what open_vector_store uses under DATA_DIR)."""
+        return self.data_dir / EDGE_SUBDIR

@@ -37,7 +37,7 @@ class Services:
             observe=metrics.observe_ml,
         )
         if store is None:
-            store = open_vector_store(settings.qdrant_dir, settings.qdrant_url, settings.qdrant_api_key)
+            store = open_vector_store(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key)
         return cls(settings=settings, store=store, index=index, cache=cache, ml=ml, metrics=metrics)
 
     async def close(self) -> None:

@@ -1,0 +1,152 @@
+"""A real orchestrator process killed with SIGKILL mid-job resumes the job at its next start: the job
+completes, every expected point is there exactly once, and files stored before the kill cost no ML call
+afterwards. Also: the ML service down at the start makes a job wait (visibly), not fail."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrator.clients.vectors_edge import EdgeVectorStore
+from scripts.bench_pipeline import make_images
+from scripts.ml_process import REPO, free_port, wait_ready
+from tests.support.ml_server import running_ml_service
+
+pytestmark = pytest.mark.slow
+
+FILES = 300
+
+
+def _start(
+    data: Path, roots: Path, ml_url: str, port: int, log: Path, **extra: str
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data),
+        "ALLOWED_ROOTS": str(roots),
+        "ML_SERVICE_URL": ml_url,
+        "PORT": str(port),
+        "ML_INFERENCE_BATCH_SIZE": "4",
+        **extra,
+    }
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator"], cwd=REPO, env=env, stdout=out, stderr=out
+        )
+    wait_ready(f"http://127.0.0.1:{port}", proc, 60.0, path="/health")
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait(client: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
+        if status["state"] not in ("queued", "running", "paused"):
+            return status
+        time.sleep(0.2)
+    raise TimeoutError(status)
+
+
+def test_kill_9_mid_job_then_resume(tmp_path: Path, ml_service_url: str) -> None:
+    media = tmp_path / "media"
+    make_images(media, FILES)
+    data = tmp_path / "data"
+    port = free_port()
+    log = tmp_path / "orchestrator.log"
+    proc = _start(data, tmp_path, ml_service_url, port, log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            job_id = client.post("/jobs", json={"path": str(media)}).json()["job_id"]
+            deadline = time.monotonic() + 120
+            while client.get(f"/jobs/{job_id}").json()["counters"]["upserted"] < 40:
+                assert time.monotonic() < deadline, "no progress"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    finally:
+        _stop(proc)
+
+    # What survived the kill, read with the engine directly (the process is gone).
+    async def stored() -> int:
+        store = EdgeVectorStore(data / "qdrant_edge")
+        try:
+            return await store.count("media")
+        finally:
+            await store.close()
+
+    before = asyncio.run(stored())
+    assert 40 <= before < FILES
+
+    proc = _start(data, tmp_path, ml_service_url, port, log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            jobs = client.get("/jobs").json()["jobs"]
+            assert [j["job_id"] for j in jobs] == [job_id]  # resumed by itself, no new job
+            final = _wait(client, job_id, 300)
+            assert final["state"] == "completed", final
+            assert final["runs"] == 2
+            counters = final["counters"]
+            # Files whose points were durable before the kill cost no ML call now.
+            assert counters["inferred"] <= FILES - before
+            assert counters["unchanged"] + counters["cache_hits"] >= before
+            collections = client.get("/collections").json()["collections"]
+            assert collections == [{"name": "media", "points": FILES}]  # all there, none twice
+    finally:
+        _stop(proc)
+
+
+def test_ml_service_down_at_start_then_up(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    make_images(media, 6)
+    ml_port = free_port()
+    port = free_port()
+    proc = _start(tmp_path / "data", tmp_path, f"http://127.0.0.1:{ml_port}", port, tmp_path / "o.log")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            job_id = client.post("/jobs", json={"path": str(media)}).json()["job_id"]
+            deadline = time.monotonic() + 30
+            while not (status := client.get(f"/jobs/{job_id}").json())["waiting_for"]:
+                assert time.monotonic() < deadline, status
+                time.sleep(0.1)
+            assert status["state"] == "running" and "ML service" in status["waiting_for"]
+            with running_ml_service(port=ml_port):
+                final = _wait(client, job_id, 120)
+            assert final["state"] == "completed" and final["counters"]["upserted"] == 6
+            assert final["waiting_for"] is None
+    finally:
+        _stop(proc)
+
+
+def test_ml_deadline_fails_the_job_clearly(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    make_images(media, 2)
+    port = free_port()
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = _start(tmp_path / "data", tmp_path, dead, port, tmp_path / "o.log", ML_RETRY_DEADLINE_S="2")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            job_id = client.post("/jobs", json={"path": str(media)}).json()["job_id"]
+            final = _wait(client, job_id, 30)
+            assert final["state"] == "failed"
+            assert "ML service unavailable after 2s" in final["error"]
+    finally:
+        _stop(proc)
