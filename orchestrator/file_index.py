@@ -8,7 +8,7 @@ only after the file's points were durably upserted, so a crash loses nothing and
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,19 +101,24 @@ class FileIndex:
         ).fetchone()
         return int(row[0])
 
-    async def directories_under(self, collection: str, root: str) -> list[str]:
-        """Indexed directories equal to or below `root` (a resolved absolute path)."""
-        return await self._executor.run(self._directories_under, collection, root)
+    async def missing_under(
+        self, collection: str, root: str, present: Callable[[str, str], bool]
+    ) -> list[IndexedFile]:
+        """Indexed files at or below `root` (resolved, absolute) for which `present(directory, name)` is
+        false. One range scan in the index's thread: no round trip per directory."""
+        return await self._executor.run(self._missing_under, collection, root, present)
 
-    def _directories_under(self, collection: str, root: str) -> list[str]:
+    def _missing_under(
+        self, collection: str, root: str, present: Callable[[str, str], bool]
+    ) -> list[IndexedFile]:
         prefix = root.rstrip("/") + "/"
-        # Range scan on the primary key instead of LIKE (no escaping of % and _ in real paths needed).
-        rows = self._db.execute(
-            "SELECT DISTINCT directory FROM files WHERE collection = ? AND "
-            "(directory = ? OR (directory >= ? AND directory < ?))",
+        # A key range instead of LIKE: no escaping of % and _ in real paths, and it uses the primary key.
+        cursor = self._db.execute(
+            "SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files "
+            "WHERE collection = ? AND (directory = ? OR (directory >= ? AND directory < ?))",
             (collection, root, prefix, prefix[:-1] + chr(ord("/") + 1)),
-        ).fetchall()
-        return [r[0] for r in rows]
+        )
+        return [IndexedFile(*row) for row in cursor if not present(row[0], row[1])]
 
     async def forget(self, collection: str, files: list[tuple[str, str]]) -> None:
         """Remove (directory, name) rows: files gone from the tree."""

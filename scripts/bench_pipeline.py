@@ -50,23 +50,30 @@ WORDS = (
 ).split()
 
 
-def make_images(dest: Path, n: int, seed: int = 7) -> None:
-    """N distinct small photos-like images: shapes on a gradient plus a short printed caption."""
+def make_images(dest: Path, n: int, seed: int = 7, size: tuple[int, int] = (320, 240)) -> list[Path]:
+    """N distinct small photo-like images: shapes on a colour field plus a short printed caption."""
     rng = random.Random(seed)
-    big = font(26)
+    width, height = size
+    caption = font(max(10, height // 9))
     dest.mkdir(parents=True, exist_ok=True)
+    paths = []
     for i in range(n):
-        img = Image.new("RGB", (320, 240), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+        img = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
         draw = ImageDraw.Draw(img)
         for _ in range(6):
-            x, y = rng.randrange(300), rng.randrange(220)
+            x, y = rng.randrange(width - 20), rng.randrange(height - 20)
             fill = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-            draw.ellipse((x, y, x + rng.randrange(20, 120), y + rng.randrange(20, 90)), fill=fill)
-        draw.rectangle((0, 190, 320, 240), fill="white")
-        draw.text((8, 198), f"{rng.choice(WORDS).upper()} {i}", font=big, fill="black")
+            draw.ellipse(
+                (x, y, x + rng.randrange(20, width // 3), y + rng.randrange(20, height // 3)), fill=fill
+            )
+        draw.rectangle((0, height * 4 // 5, width, height), fill="white")
+        draw.text((8, height * 4 // 5 + 4), f"{rng.choice(WORDS).upper()} {i}", font=caption, fill="black")
         sub = dest / f"d{i // 100:03d}"
         sub.mkdir(exist_ok=True)
-        img.save(sub / f"img_{i:05d}.jpg", quality=88)
+        path = sub / f"img_{i:05d}.jpg"
+        img.save(path, quality=88)
+        paths.append(path)
+    return paths
 
 
 async def sequential(files: list[Path], ml: MLClient, store: EdgeVectorStore, settings: Settings) -> float:

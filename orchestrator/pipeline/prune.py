@@ -26,26 +26,27 @@ class SeenFiles:
     def protected(self, directory: str) -> bool:
         return any(directory == d or directory.startswith(d.rstrip("/") + "/") for d in self.unlisted)
 
+    def present(self, directory: str, name: str) -> bool:
+        """Seen by this scan, or under a directory it could not list (so maybe still there).
+        Called from the index's thread once the scan is over: the sets no longer change."""
+        names = self.names.get(directory)
+        if names is not None and name in names:
+            return True
+        return bool(self.unlisted) and self.protected(directory)
+
 
 async def prune(ctx: PipelineContext, seen: SeenFiles) -> int:
     """Remove what the index holds under the root that the scan did not see. Returns files pruned."""
-    collection = ctx.collection
     gone: dict[str, tuple[int, set[str]]] = {}
     removing: dict[str, int] = {}
-    forget: list[tuple[str, str]] = []
-    for directory in await ctx.index.directories_under(collection, str(ctx.root)):
-        if seen.protected(directory):
-            continue
-        present = seen.names.get(directory, set())
-        for name, row in (await ctx.index.lookup_dir(collection, directory)).items():
-            if name in present:
-                continue
-            forget.append((directory, name))
-            if not row.content_hash:
-                continue  # a file that was not media: it owned no points
-            gone.setdefault(row.content_hash, (row.chunks, set()))[1].add(os.path.join(directory, name))
+    missing = await ctx.index.missing_under(ctx.collection, str(ctx.root), seen.present)
+    for row in missing:
+        if row.content_hash:  # a file that was not media owned no points: only its row goes
+            gone.setdefault(row.content_hash, (row.chunks, set()))[1].add(
+                os.path.join(row.directory, row.name)
+            )
             removing[row.content_hash] = removing.get(row.content_hash, 0) + 1
-    if forget:
+    if missing:
         await release_paths(ctx, gone, removing)
-        await ctx.index.forget(collection, forget)
-    return len(forget)
+        await ctx.index.forget(ctx.collection, [(row.directory, row.name) for row in missing])
+    return len(missing)

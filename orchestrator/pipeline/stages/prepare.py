@@ -79,18 +79,28 @@ class PrepareStage:
             with ctx.progress.busy("prepare", 0):
                 known = await ctx.index.lookup_dir(ctx.collection, batch.directory)
             not_media: list[IndexedFile] = []
+            unchanged = 0
+            running = ctx.control.running
             for entry in batch.entries:
-                await ctx.control.running.wait()  # paused: finish this file, start no new one
+                # The re-scan hot path (PERF.md: a walk does ~140k files/s): no await, no call per file.
                 row = known.get(entry.name)
-                if row is not None and _unchanged(row, entry):
-                    ctx.progress.add("unchanged")
-                    ctx.progress.add("done")
+                if (
+                    row is not None
+                    and row.size == entry.size
+                    and row.mtime_ns == entry.mtime_ns
+                    and row.inode == entry.inode
+                ):
+                    unchanged += 1
                     continue
+                if not running.is_set():
+                    await running.wait()  # paused: finish this file, start no new one
                 message = await self._prepare(entry, row)
                 if isinstance(message, IndexedFile):
                     not_media.append(message)
                 elif message is not None:
                     await out_q.put(message)
+            ctx.progress.add("unchanged", unchanged)
+            ctx.progress.add("done", unchanged)
             # Remembered so a re-scan does not read them again; they own no points (no content hash).
             await ctx.index.mark_done(ctx.collection, not_media)
 
@@ -117,10 +127,6 @@ class PrepareStage:
         ctx.progress.add("chunks", len(result.chunks))
         ctx.progress.add("cache_hits", len(result.cached))
         return result
-
-
-def _unchanged(row: IndexedFile, entry: FileEntry) -> bool:
-    return row.size == entry.size and row.mtime_ns == entry.mtime_ns and row.inode == entry.inode
 
 
 def _prepare_file(

@@ -58,7 +58,7 @@ def _walk(ctx: PipelineContext, loop: asyncio.AbstractEventLoop, out_q: asyncio.
             try:
                 with os.scandir(directory) as it:
                     for entry in it:
-                        _visit(ctx, root, entry, stack, entries, failures)
+                        _visit(ctx, root, directory, entry, stack, entries, failures)
                         if len(entries) + len(failures) >= SCAN_BATCH:
                             waited += _put(ctx, loop, out_q, DirBatch(directory, entries, failures))
                             entries, failures = [], []
@@ -75,6 +75,7 @@ def _walk(ctx: PipelineContext, loop: asyncio.AbstractEventLoop, out_q: asyncio.
 def _visit(
     ctx: PipelineContext,
     root: Path,
+    directory: str,
     entry: os.DirEntry[str],
     stack: list[str],
     entries: list[FileEntry],
@@ -118,7 +119,7 @@ def _visit(
     entries.append(
         FileEntry(
             path=path,
-            directory=os.path.dirname(path),
+            directory=directory,
             name=entry.name,
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
