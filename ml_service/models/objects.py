@@ -52,6 +52,8 @@ class ObjectModel(InferenceModel[Image, list[DetectedObject]]):
     default_max_batch: ClassVar[int] = 32
     default_preferred_batch: ClassVar[int] = 8
     processing_version: ClassVar[str] = "1"
+    # OpenCV DNN has no per-net thread setting: its pool is process-wide (sized per run).
+    threads_fixed_at_load: ClassVar[bool] = False
 
     def __init__(self, *, min_score: float = 0.4, max_batch: int | None = None,
                  preferred_batch: int | None = None, threads: int = 1) -> None:

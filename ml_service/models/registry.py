@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from ml_service.config import ImageTask, MLSettings, packaged_text_model
-from ml_service.models.base import Image, InferenceModel
+from ml_service.models.base import Image, InferenceModel, ServedModel
 from ml_service.models.faces import FaceModel
+from ml_service.models.instances import InstanceGroup
 from ml_service.models.objects import ObjectModel
 from ml_service.models.ocr import OcrModel
 from ml_service.models.tags import TagModel
@@ -19,30 +21,57 @@ from ml_service.models.text import TextEmbedder
 log = structlog.get_logger(__name__)
 
 ImageModel = InferenceModel[Image, Any]
+ImageGroup = InstanceGroup[Image, Any]
+
+MODEL_CLASSES: dict[ImageTask, type[ImageModel]] = {
+    ImageTask.OCR: OcrModel, ImageTask.FACES: FaceModel, ImageTask.TAGS: TagModel,
+    ImageTask.OBJECTS: ObjectModel,
+}
 
 
-def _build_image_model(task: ImageTask, settings: MLSettings) -> ImageModel:
-    limits: dict[str, Any] = {
-        "max_batch": settings.max_batch.get(task.value),
-        "preferred_batch": settings.preferred_batch.get(task.value),
-        "threads": settings.cpu_threads,
-    }
-    match task:
-        case ImageTask.OCR:
-            return OcrModel(min_score=settings.ocr_min_score, det_limit_type=settings.ocr_det_limit_type,
-                            det_limit_side_len=settings.ocr_det_limit_side_len, **limits)
-        case ImageTask.FACES:
-            return FaceModel(min_score=settings.faces_min_score, **limits)
-        case ImageTask.TAGS:
-            return TagModel(top_k=settings.tags_top_k, min_score=settings.tags_min_score, **limits)
-        case ImageTask.OBJECTS:
-            return ObjectModel(min_score=settings.objects_min_score, **limits)
+def _image_model_builder(task: ImageTask, settings: MLSettings) -> Callable[[int], ImageModel]:
+    """A function making one unloaded instance of ``task``'s model with the given threads."""
+    limits: dict[str, Any] = {"max_batch": settings.max_batch.get(task.value),
+                              "preferred_batch": settings.preferred_batch.get(task.value)}
+
+    def build(threads: int) -> ImageModel:
+        match task:
+            case ImageTask.OCR:
+                return OcrModel(min_score=settings.ocr_min_score,
+                                det_limit_type=settings.ocr_det_limit_type,
+                                det_limit_side_len=settings.ocr_det_limit_side_len,
+                                threads=threads, **limits)
+            case ImageTask.FACES:
+                return FaceModel(min_score=settings.faces_min_score, threads=threads, **limits)
+            case ImageTask.TAGS:
+                return TagModel(top_k=settings.tags_top_k, min_score=settings.tags_min_score,
+                                threads=threads, **limits)
+            case ImageTask.OBJECTS:
+                return ObjectModel(min_score=settings.objects_min_score, threads=threads, **limits)
+
+    return build
+
+
+def set_opencv_threads(threads: int) -> None:
+    """Size OpenCV's process-wide pool (object detection, faces, and resizing in every model)."""
+    import cv2
+
+    if cv2.getNumThreads() != threads:
+        cv2.setNumThreads(threads)
+
+
+def _build_image_group(task: ImageTask, settings: MLSettings) -> ImageGroup:
+    threads = settings.threads_per_instance(task)
+    single = settings.cpu_threads if MODEL_CLASSES[task].single_item_on_all_threads else threads
+    return InstanceGroup(_image_model_builder(task, settings), instances=settings.instances_for(task),
+                         threads=threads, single_threads=max(single, threads),
+                         set_pool_threads=set_opencv_threads)
 
 
 class ModelRegistry:
     """The models this process serves, keyed by the names used in requests."""
 
-    def __init__(self, text: TextEmbedder | None, image: dict[ImageTask, ImageModel],
+    def __init__(self, text: TextEmbedder | None, image: dict[ImageTask, ImageGroup],
                  cpu_threads: int) -> None:
         self.text = text
         self.image = image
@@ -57,12 +86,17 @@ class ModelRegistry:
             text = TextEmbedder(path, max_batch=settings.max_batch.get("text"),
                                 preferred_batch=settings.preferred_batch.get("text"),
                                 threads=settings.cpu_threads)
-        image = {task: _build_image_model(task, settings) for task in settings.image_tasks}
+        image = {task: _build_image_group(task, settings) for task in settings.image_tasks}
         return cls(text, image, settings.cpu_threads)
 
-    def all_models(self) -> list[InferenceModel[Any, Any]]:
-        models: list[InferenceModel[Any, Any]] = [self.text] if self.text else []
+    def all_models(self) -> list[ServedModel[Any, Any]]:
+        models: list[ServedModel[Any, Any]] = [self.text] if self.text else []
         return [*models, *self.image.values()]
+
+    def close(self) -> None:
+        """Release the image models' instance threads."""
+        for group in self.image.values():
+            group.close()
 
     def load_all(self) -> None:
         """Load every model (blocking; run it off the event loop, on the inference thread)."""
@@ -73,8 +107,8 @@ class ModelRegistry:
         import cv2
 
         # OpenCV's pool is process-wide (object detection, faces, resizing). Models run one at a
-        # time on the inference thread, so each may use every configured thread.
-        cv2.setNumThreads(self.cpu_threads)
+        # time on the inference thread; each image model's group resizes the pool for its runs.
+        set_opencv_threads(self.cpu_threads)
         # OpenCV 5 warns on stderr, outside our JSON logs, about a no-op target setting in YuNet.
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         for model in self.all_models():
@@ -91,6 +125,8 @@ class ModelRegistry:
     def image_limits(self, tasks: list[ImageTask] | None = None) -> dict[str, int]:
         """Batch limits of /v1/analyze/images: every requested image model must take the batch."""
         models = [self.image[t] for t in tasks] if tasks else list(self.image.values())
+        # max_concurrency: batches computed at once. Inference is one thread, one model batch at a
+        # time (a batch is spread over the model's instances), so requests beyond one only queue.
         if not models:
             return {"max_batch": 0, "preferred_batch": 0, "max_concurrency": 1}
         return {"max_batch": min(m.max_batch for m in models),
