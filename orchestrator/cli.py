@@ -179,3 +179,7 @@ def cancel(job_id: str, url: str | None = UrlOption) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

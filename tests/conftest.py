@@ -8,13 +8,18 @@ from pathlib import Path
 import pytest
 
 from scripts.make_samples import SampleManifest, make_sample_tree
-from tests.support.ml_server import running_ml_service
+from tests.support.ml_server import MLService, running_ml_service
 
 
 @pytest.fixture(scope="session")
-def ml_service_url() -> Iterator[str]:
+def ml_service() -> Iterator[MLService]:
     with running_ml_service() as handle:
-        yield handle.url
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def ml_service_url(ml_service: MLService) -> str:
+    return ml_service.url
 
 
 @pytest.fixture(scope="session")

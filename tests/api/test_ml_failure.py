@@ -66,3 +66,34 @@ async def test_ml_service_killed_mid_job(tmp_path: Path) -> None:
             assert again["counters"]["unchanged"] == stored
             assert again["counters"]["inferred"] == FILES - stored
             assert orch.services.ml.requests > ml_before
+
+
+async def test_ml_service_restarting_mid_job_is_waited_for(tmp_path: Path) -> None:
+    """With a deadline longer than the restart, the job waits (reason visible in its status), then goes
+    on when the service is back and completes with nothing lost."""
+    media = tmp_path / "media"
+    await asyncio.to_thread(make_images, media, 24)
+    with running_ml_service() as first:
+        port = int(first.url.rsplit(":", 1)[1])
+        settings = make_settings(
+            tmp_path / "data", first.url, [tmp_path], ml_inference_batch_size=2, ml_retry_deadline_s=120.0
+        )
+        store = counting_store(settings)
+        async with running_orchestrator(settings, store) as orch:
+            job_id = (await orch.client.post("/jobs", json={"path": str(media)})).json()["job_id"]
+            for _ in range(600):
+                if (await orch.client.get(f"/jobs/{job_id}")).json()["counters"]["upserted"] >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            first.process.kill()
+            for _ in range(300):
+                status = (await orch.client.get(f"/jobs/{job_id}")).json()
+                if status["waiting_for"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert status["state"] == "running" and "ML service" in status["waiting_for"]
+            with running_ml_service(port=port):
+                final = await orch.wait_job(job_id, timeout_s=180)
+            assert final["state"] == "completed", final
+            assert final["waiting_for"] is None
+            assert await store.count("media") == 24
