@@ -44,7 +44,7 @@ async def stand_in() -> AsyncIterator[tuple[StandIn, str]]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.01)
     yield fake, f"http://127.0.0.1:{port}"
     server.should_exit = True
@@ -84,7 +84,7 @@ async def test_deadline_gives_a_clear_reason(stand_in: tuple[StandIn, str]) -> N
     client = MLClient([url], timeout_s=5, retry_deadline_s=1.0)
     started = time.monotonic()
     try:
-        with pytest.raises(MLUnavailableError, match="unavailable after 1s.*HTTP 503"):
+        with pytest.raises(MLUnavailableError, match=r"unavailable after 1s.*HTTP 503"):
             await client.embed_text(["x"])
     finally:
         await client.close()
