@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -59,8 +60,17 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
 async def _request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     """Bind a request id to every log line of the request and echo it (followed into the ML service)."""
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         response = await call_next(request)
+        quiet = request.url.path in ("/health", "/ready", "/metrics")
+        (log.debug if quiet else log.info)(
+            "request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
     response.headers["x-request-id"] = request_id
     return response
 
@@ -71,4 +81,7 @@ def main() -> None:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    # Our middleware logs each request as JSON with its request id; uvicorn's plain access log would not.
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
