@@ -39,6 +39,10 @@ class FaceModel(InferenceModel[Image, list[Face]]):
     processing_version: ClassVar[str] = "1"
     # OpenCV DNN has no per-net thread setting: its pool is process-wide (sized per run).
     threads_fixed_at_load: ClassVar[bool] = False
+    # One image, 2 threads / 1 thread (tests/ml_service/bench.py, medians of 7, alternating): 3.1 / 4.7
+    # ms at 320x240, 10.4 / 17.0 at 512 px, so a lone image runs on every thread. (8 images over
+    # two instances: 2.6 and 8.4 ms/img, against 3.2 and 10.7 one after another on 2 threads.)
+    single_item_on_all_threads: ClassVar[bool] = True
 
     def __init__(self, *, min_score: float = 0.6, max_batch: int | None = None,
                  preferred_batch: int | None = None, threads: int = 1) -> None:

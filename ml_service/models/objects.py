@@ -54,6 +54,10 @@ class ObjectModel(InferenceModel[Image, list[DetectedObject]]):
     processing_version: ClassVar[str] = "1"
     # OpenCV DNN has no per-net thread setting: its pool is process-wide (sized per run).
     threads_fixed_at_load: ClassVar[bool] = False
+    # One image, 2 threads / 1 thread (tests/ml_service/bench.py, medians of 7, alternating): 70 / 115
+    # ms at 320x240, 66 / 107 at 512 px, so a lone image runs on every thread. (8 images over two
+    # instances: 53 and 51 ms/img, against 68 and 62 in one 2-thread pass.)
+    single_item_on_all_threads: ClassVar[bool] = True
 
     def __init__(self, *, min_score: float = 0.4, max_batch: int | None = None,
                  preferred_batch: int | None = None, threads: int = 1) -> None:

@@ -42,6 +42,10 @@ class TagModel(InferenceModel[Image, list[Tag]]):
     default_max_batch: ClassVar[int] = 32
     default_preferred_batch: ClassVar[int] = 16
     processing_version: ClassVar[str] = "1"
+    # One image, 2 threads / 1 thread (tests/ml_service/bench.py, medians of 7, alternating): 9.1 / 14.8
+    # ms at 320x240, 9.7 / 15.7 at 512 px: a lone image gets a 2-thread interpreter of its own
+    # (10 MB). (8 images over two 1-thread interpreters: 7.5 and 7.7 ms/img, against 10.0 and 10.1.)
+    single_item_on_all_threads: ClassVar[bool] = True
 
     def __init__(self, *, top_k: int = 5, min_score: float = 0.05, max_batch: int | None = None,
                  preferred_batch: int | None = None, threads: int = 1) -> None:
