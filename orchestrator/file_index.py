@@ -71,12 +71,14 @@ class FileIndex:
         return await self._executor.run(self._lookup_dir, collection, directory)
 
     def _lookup_dir(self, collection: str, directory: str) -> dict[str, IndexedFile]:
-        rows = self._db.execute(
-            "SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files "
-            "WHERE collection = ? AND directory = ?",
-            (collection, directory),
-        ).fetchall()
-        return {row[1]: IndexedFile(*row) for row in rows}
+        return lookup_dir_with(self._db, collection, directory)
+
+    def reader(self) -> sqlite3.Connection:
+        """A read-only connection for ONE other thread (the scanner's), so its per-directory look-ups
+        need no hop through this index's thread. WAL lets it read while this index writes."""
+        conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
+        conn.execute("PRAGMA query_only=ON")
+        return conn
 
     async def mark_done(self, collection: str, files: Iterable[IndexedFile]) -> None:
         """Record files as stored, in one transaction. Call only after their points are durable."""
@@ -111,14 +113,19 @@ class FileIndex:
     def _missing_under(
         self, collection: str, root: str, present: Callable[[str, str], bool]
     ) -> list[IndexedFile]:
-        prefix = root.rstrip("/") + "/"
-        # A key range instead of LIKE: no escaping of % and _ in real paths, and it uses the primary key.
+        where, args = _under(collection, root)
         cursor = self._db.execute(
-            "SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files "
-            "WHERE collection = ? AND (directory = ? OR (directory >= ? AND directory < ?))",
-            (collection, root, prefix, prefix[:-1] + chr(ord("/") + 1)),
+            f"SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files WHERE {where}",
+            args,
         )
         return [IndexedFile(*row) for row in cursor if not present(row[0], row[1])]
+
+    async def count_under(self, collection: str, root: str) -> int:
+        return await self._executor.run(self._count_under, collection, root)
+
+    def _count_under(self, collection: str, root: str) -> int:
+        where, args = _under(collection, root)
+        return int(self._db.execute(f"SELECT COUNT(*) FROM files WHERE {where}", args).fetchone()[0])
 
     async def forget(self, collection: str, files: list[tuple[str, str]]) -> None:
         """Remove (directory, name) rows: files gone from the tree."""
@@ -168,3 +175,32 @@ class _Commit:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+IndexRow = tuple[str, str, int, int, int, str, int]  # IndexedFile's fields, in order
+
+
+def lookup_dir_rows(conn: sqlite3.Connection, collection: str, directory: str) -> dict[str, IndexRow]:
+    """Every indexed file of one directory, by name, as plain tuples: one indexed range query. The
+    scanner's fast path compares fields by position and builds an IndexedFile only for changed files."""
+    cursor = conn.execute(
+        "SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files "
+        "WHERE collection = ? AND directory = ?",
+        (collection, directory),
+    )
+    return {row[1]: row for row in cursor}
+
+
+def lookup_dir_with(conn: sqlite3.Connection, collection: str, directory: str) -> dict[str, IndexedFile]:
+    """Every indexed file of one directory, by name."""
+    return {name: IndexedFile(*row) for name, row in lookup_dir_rows(conn, collection, directory).items()}
+
+
+def _under(collection: str, root: str) -> tuple[str, tuple[str, ...]]:
+    """WHERE clause for rows at or below `root`: a primary-key range instead of LIKE (no escaping of
+    % and _ in real paths)."""
+    prefix = root.rstrip("/") + "/"
+    return (
+        "collection = ? AND (directory = ? OR (directory >= ? AND directory < ?))",
+        (collection, root, prefix, prefix[:-1] + chr(ord("/") + 1)),
+    )

@@ -1,7 +1,7 @@
 """What flows through the pipeline's queues. Frozen, slotted dataclasses; pydantic stays at the HTTP edge.
 
 Queue contracts (each queue is bounded; each ends with one SENTINEL per downstream worker):
-    scan    -> prepare : DirBatch          (a directory's entries, stat'ed, at most SCAN_BATCH of them)
+    scan    -> prepare : DirBatch          (a directory's changed entries + unchanged names, stat'ed)
     prepare -> infer   : PreparedFile | PathLink
     infer   -> upsert  : AnalyzedFile | PathLink
 """
@@ -46,9 +46,14 @@ class ScanFailure:
 
 @dataclass(frozen=True, slots=True)
 class DirBatch:
+    """Part of one directory: files that are new or changed (with their old index rows, if any), files
+    that failed to scan, and the names of unchanged files (for pruning; they need no more work)."""
+
     directory: str
     entries: list[FileEntry]
     failures: list[ScanFailure] = field(default_factory=list)
+    known: dict[str, IndexedFile] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,10 @@ class SeenFiles:
 
 async def prune(ctx: PipelineContext, seen: SeenFiles) -> int:
     """Remove what the index holds under the root that the scan did not see. Returns files pruned."""
+    counters = ctx.progress.counters
+    indexed_now = counters["done"] - counters["failed"]  # unchanged, stored and not-media files
+    if await ctx.index.count_under(ctx.collection, str(ctx.root)) == indexed_now:
+        return 0  # every row under the root is a file this scan saw: nothing to look for
     gone: dict[str, tuple[int, set[str]]] = {}
     removing: dict[str, int] = {}
     missing = await ctx.index.missing_under(ctx.collection, str(ctx.root), seen.present)

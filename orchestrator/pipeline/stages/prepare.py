@@ -69,22 +69,20 @@ class PrepareStage:
                 return
             assert isinstance(batch, DirBatch)
             self.seen.add(batch.directory, [e.name for e in batch.entries])
+            self.seen.add(batch.directory, batch.unchanged)
             for failure in batch.failures:
                 ctx.progress.fail(failure.path, "scan", failure.reason)
                 if failure.is_directory:
                     self.seen.unlisted.add(failure.path)
                 else:
                     self.seen.add_path(failure.path)
-            ctx.progress.add("discovered", len(batch.entries))
-            with ctx.progress.busy("prepare", 0):
-                known = await ctx.index.lookup_dir(ctx.collection, batch.directory)
+            ctx.progress.add("discovered", len(batch.entries) + len(batch.unchanged))
             not_media: list[IndexedFile] = []
-            unchanged = 0
+            unchanged = len(batch.unchanged)
             running = ctx.control.running
             for entry in batch.entries:
-                # The re-scan hot path (PERF.md: a walk does ~140k files/s): no await, no call per file.
-                row = known.get(entry.name)
-                if (
+                row = batch.known.get(entry.name)
+                if (  # a symlinked file: the scanner's fast path sees only regular files
                     row is not None
                     and row.size == entry.size
                     and row.mtime_ns == entry.mtime_ns
