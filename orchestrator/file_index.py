@@ -7,6 +7,7 @@ only after the file's points were durably upserted, so a crash loses nothing and
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -93,15 +94,23 @@ class FileIndex:
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    async def count_hash(self, collection: str, content_hash: str) -> int:
-        """How many indexed paths still hold this content (0 means its points can go)."""
-        return await self._executor.run(self._count_hash, collection, content_hash)
+    async def paths_of(self, collection: str, hashes: list[str]) -> dict[str, list[str]]:
+        """Every indexed path of each content hash, sorted (the complete list a point's payload samples)."""
+        if not hashes:
+            return {}
+        return await self._executor.run(self._paths_of, collection, hashes)
 
-    def _count_hash(self, collection: str, content_hash: str) -> int:
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM files WHERE collection = ? AND content_hash = ?", (collection, content_hash)
-        ).fetchone()
-        return int(row[0])
+    def _paths_of(self, collection: str, hashes: list[str]) -> dict[str, list[str]]:
+        marks = ",".join("?" * len(hashes))
+        rows = self._db.execute(
+            "SELECT content_hash, directory, name FROM files "
+            f"WHERE collection = ? AND content_hash IN ({marks})",
+            (collection, *hashes),
+        ).fetchall()
+        found: dict[str, list[str]] = {}
+        for content_hash, directory, name in rows:
+            found.setdefault(content_hash, []).append(os.path.join(directory, name))
+        return {h: sorted(paths) for h, paths in found.items()}
 
     async def missing_under(
         self, collection: str, root: str, present: Callable[[str, str], bool]

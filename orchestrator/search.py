@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from orchestrator.clients.ml import MLClient
 from orchestrator.clients.vectors import SearchFilter, SearchRequest, VectorStore
+from orchestrator.file_index import FileIndex
 from orchestrator.keywords import sparse_vector, tokenize
 
 # Interactive: a search waits this long for an ML service that is restarting, then answers 503.
@@ -45,7 +46,8 @@ class Hit:
     taken_at: str | None = None
 
 
-async def search(store: VectorStore, ml: MLClient, query: SearchQuery) -> list[Hit]:
+async def search(store: VectorStore, ml: MLClient, index: FileIndex, query: SearchQuery) -> list[Hit]:
+    """Hits with every path of their content (from the file index: a point lists only a sample)."""
     vectors = await ml.embed_text([query.text], request_id=query.request_id, deadline_s=SEARCH_ML_DEADLINE_S)
     request = SearchRequest(
         dense={"text": vectors[0]},
@@ -57,7 +59,12 @@ async def search(store: VectorStore, ml: MLClient, query: SearchQuery) -> list[H
     if not await store.collection_exists(query.collection):
         return []
     points = await store.search(query.collection, request)
-    return [_hit(p.id, p.score, p.payload, query) for p in points]
+    hashes = [str(p.payload["content_hash"]) for p in points if p.payload.get("content_hash")]
+    all_paths = await index.paths_of(query.collection, hashes)
+    return [
+        _hit(p.id, p.score, p.payload, all_paths.get(str(p.payload.get("content_hash"))), query)
+        for p in points
+    ]
 
 
 def _filter(query: SearchQuery) -> SearchFilter | None:
@@ -72,12 +79,15 @@ def _filter(query: SearchQuery) -> SearchFilter | None:
     return SearchFilter(match=match, ranges=ranges) if match or ranges else None
 
 
-def _hit(point_id: str, score: float, payload: dict[str, Any], query: SearchQuery) -> Hit:
+def _hit(
+    point_id: str, score: float, payload: dict[str, Any], paths: list[str] | None, query: SearchQuery
+) -> Hit:
+    paths = paths or list(payload.get("paths") or [])
     return Hit(
         id=point_id,
         score=score,
-        path=payload.get("path"),
-        paths=list(payload.get("paths") or []),
+        path=paths[0] if paths else payload.get("path"),
+        paths=paths,
         media_type=payload.get("media_type"),
         start_s=payload.get("start_s"),
         end_s=payload.get("end_s"),

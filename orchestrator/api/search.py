@@ -17,7 +17,7 @@ router = APIRouter(tags=["search"])
 
 async def _run(services: ServicesDep, query: SearchQuery) -> dict[str, Any]:
     try:
-        hits = await search(services.store, services.ml, query)
+        hits = await search(services.store, services.ml, services.index, query)
     except MLUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
     return {

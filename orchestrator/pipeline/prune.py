@@ -42,15 +42,13 @@ async def prune(ctx: PipelineContext, seen: SeenFiles) -> int:
     if await ctx.index.count_under(ctx.collection, str(ctx.root)) == indexed_now:
         return 0  # every row under the root is a file this scan saw: nothing to look for
     gone: dict[str, tuple[int, set[str]]] = {}
-    removing: dict[str, int] = {}
     missing = await ctx.index.missing_under(ctx.collection, str(ctx.root), seen.present)
     for row in missing:
         if row.content_hash:  # a file that was not media owned no points: only its row goes
             gone.setdefault(row.content_hash, (row.chunks, set()))[1].add(
                 os.path.join(row.directory, row.name)
             )
-            removing[row.content_hash] = removing.get(row.content_hash, 0) + 1
     if missing:
-        await release_paths(ctx, gone, removing)
+        await release_paths(ctx, gone)
         await ctx.index.forget(ctx.collection, [(row.directory, row.name) for row in missing])
     return len(missing)

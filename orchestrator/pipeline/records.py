@@ -11,8 +11,9 @@ from orchestrator.ids import PIPELINE_VERSION, point_id
 from orchestrator.keywords import sparse_vector
 from orchestrator.pipeline.messages import AnalyzedFile
 
-# Payload fields with a keyword index (filters) and a float index (time ranges).
-KEYWORD_FIELDS = ("media_type", "content_hash", "paths", "dirs")
+# Payload fields with a keyword index (filters) and a float index (time ranges). `paths` is not indexed:
+# nothing filters on it, and with many copies per content its index grew with every path (memory).
+KEYWORD_FIELDS = ("media_type", "content_hash", "dirs")
 FLOAT_FIELDS = ("taken_at_ts", "start_s")
 
 
@@ -30,8 +31,15 @@ def ancestor_dirs(paths: list[str]) -> list[str]:
     return sorted(dirs)
 
 
-def path_fields(paths: list[str]) -> dict[str, Any]:
-    ordered = sorted(set(paths))
+# A point lists at most this many of its content's paths (the first in sort order). The file index holds
+# every path and search answers with all of them; an unbounded list made the engine's memory grow with
+# every copy (bench_reingest: 1k contents x 100 copies).
+MAX_PAYLOAD_PATHS = 32
+
+
+def path_fields(paths: list[str] | set[str]) -> dict[str, Any]:
+    """`path`, `paths` (capped) and `dirs` (every ancestor of those paths: the path-prefix filter)."""
+    ordered = sorted(set(paths))[:MAX_PAYLOAD_PATHS]
     return {"path": ordered[0] if ordered else None, "paths": ordered, "dirs": ancestor_dirs(ordered)}
 
 

@@ -77,3 +77,34 @@ async def test_delete_move_and_prune_off(tmp_path: Path, ml_service_url: str, sa
         status = await _ingest(orch, sample_copy)
         assert status["counters"]["pruned"] == 1
         assert await store.count("c") == points - 3
+
+
+async def test_many_copies_points_sample_paths_search_lists_all(tmp_path: Path, ml_service_url: str) -> None:
+    from orchestrator.pipeline.records import MAX_PAYLOAD_PATHS
+    from scripts.make_samples import text_image
+
+    media = tmp_path / "copies"
+    media.mkdir()
+    text_image("HARBOUR FESTIVAL PROGRAMME").save(media / "original.png")
+    copies = MAX_PAYLOAD_PATHS + 8
+    for i in range(copies):
+        sub = media / f"folder{i:02d}"
+        sub.mkdir()
+        shutil.copyfile(media / "original.png", sub / "copy.png")
+    settings = make_settings(tmp_path / "data", ml_service_url, [tmp_path])
+    store = counting_store(settings)
+    async with running_orchestrator(settings, store) as orch:
+        status = await _ingest(orch, media)
+        assert status["counters"]["duplicates"] == copies
+        assert await store.count("c") == 1
+        listed = await _paths_of(orch, media / "original.png")
+        assert listed is not None and len(listed) == MAX_PAYLOAD_PATHS
+        hits = (await orch.client.get("/search", params={"q": "harbour festival", "collection": "c"})).json()
+        assert len(hits["hits"][0]["paths"]) == copies + 1  # every path, from the file index
+        shutil.rmtree(media / "folder00")
+        (media / "original.png").unlink()
+        await _ingest(orch, media)
+        hits = (await orch.client.get("/search", params={"q": "harbour festival", "collection": "c"})).json()
+        assert len(hits["hits"][0]["paths"]) == copies - 1
+        assert str(media / "original.png") not in hits["hits"][0]["paths"]
+        assert str(media / "original.png") not in (await _paths_of(orch, media / "folder01/copy.png") or [])

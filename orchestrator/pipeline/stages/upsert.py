@@ -131,8 +131,10 @@ class UpsertStage:
         stored = await ctx.store.retrieve(ctx.collection, [point_id(h, 0) for h in by_hash])
         updates = {}
         for content_hash, new_paths in by_hash.items():
-            paths = new_paths | set(stored.get(point_id(content_hash, 0), {}).get("paths", []))
-            fields = path_fields(sorted(paths))
+            listed = stored.get(point_id(content_hash, 0), {}).get("paths", [])
+            fields = path_fields(new_paths | set(listed))
+            if fields["paths"] == listed:
+                continue  # the point's sample of paths is full and unchanged: nothing to write
             for index in range(self._chunks[content_hash]):
                 updates[point_id(content_hash, index)] = fields
         await ctx.store.set_payloads(ctx.collection, updates)
@@ -148,24 +150,21 @@ class UpsertStage:
         await release_paths(ctx, gone)
 
 
-async def release_paths(
-    ctx: PipelineContext, gone: dict[str, tuple[int, set[str]]], removing: dict[str, int] | None = None
-) -> None:
+async def release_paths(ctx: PipelineContext, gone: dict[str, tuple[int, set[str]]]) -> None:
     """Remove paths from the points of the given contents (hash -> (chunks, paths)); delete the points of a
-    content no indexed path holds any more. `removing` counts index rows about to be deleted (pruning
-    updates the store first, then the index, so a crash between the two only repeats the prune)."""
+    content no other indexed path holds. The index may still list the removed paths (pruning updates the
+    store first, then the index, so a crash between the two only repeats the prune)."""
     if not gone:
         return
     delete: list[str] = []
     updates = {}
-    heads = await ctx.store.retrieve(ctx.collection, [point_id(h, 0) for h in gone])
+    held = await ctx.index.paths_of(ctx.collection, list(gone))
     for content_hash, (chunks, paths) in gone.items():
         ids = [point_id(content_hash, i) for i in range(chunks)]
-        holders = await ctx.index.count_hash(ctx.collection, content_hash)
-        if holders - (removing or {}).get(content_hash, 0) <= 0:
+        remaining = [p for p in held.get(content_hash, []) if p not in paths]
+        if not remaining:
             delete.extend(ids)
             continue
-        remaining = [p for p in heads.get(ids[0], {}).get("paths", []) if p not in paths]
         for pid in ids:
             updates[pid] = path_fields(remaining)
     await ctx.store.delete(ctx.collection, delete)
