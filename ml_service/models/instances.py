@@ -141,7 +141,10 @@ class InstanceGroup(Generic[In, Out]):
     # --- inference -------------------------------------------------------------------------------
 
     def predict(self, batch: Sequence[In]) -> list[ItemResult[Out]]:
-        """One result per item, in order; runs on the calling thread plus the helper threads."""
+        """One result per item, in order; runs on the calling thread plus the helper threads.
+
+        Not re-entrant: the service calls it for one batch at a time (one inference thread).
+        """
         single = self._single
         if not batch:
             return []

@@ -19,7 +19,7 @@ import argparse
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -67,23 +67,32 @@ def _image(rgb: np.ndarray[Any, Any]) -> Image:
     return Image(rgb=rgb, bgr=bgr, width=rgb.shape[1], height=rgb.shape[0])
 
 
-def _each(call: Callable[[Any], object], arguments: list[Any]) -> None:
-    for argument in arguments:
-        call(argument)
+def _steps(call: Callable[[Any], object], arguments: list[Any]) -> list[Callable[[], object]]:
+    return [partial(call, argument) for argument in arguments]
 
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> None:
     client.post(path, json=body).raise_for_status()
 
 
-def _medians_s(*runs: Callable[[], object]) -> list[float]:
-    """Median seconds of each run; the runs alternate, so load changes hit them alike."""
+def _medians_s(*runs: Sequence[Callable[[], object]]) -> list[float]:
+    """Median seconds of each run (a list of steps), over repeats.
+
+    The runs are interleaved step by step (step 1 of every run, then step 2, ...), in an order
+    reversed every other repeat, so a change of load on the shared machine hits them alike.
+    """
     times: list[list[float]] = [[] for _ in runs]
-    for _ in range(_repeats):
-        for run, spent in zip(runs, times, strict=True):
-            started = time.perf_counter()
-            run()
-            spent.append(time.perf_counter() - started)
+    for repeat in range(_repeats):
+        spent = [0.0] * len(runs)
+        order = list(range(len(runs)))[:: -1 if repeat % 2 else 1]
+        for step in range(max(len(run) for run in runs)):
+            for index in order:
+                if step < len(runs[index]):
+                    started = time.perf_counter()
+                    runs[index][step]()
+                    spent[index] += time.perf_counter() - started
+        for index, seconds in enumerate(spent):
+            times[index].append(seconds)
     return [statistics.median(spent) for spent in times]
 
 
@@ -118,8 +127,8 @@ def bench_models(batch: int) -> None:
             groups = [variants[name].image[task] for name in names]
             for group in groups:
                 group.predict(images[:3])  # warm caches and lazily built graphs
-            singles = [partial(_each, group.predict, [[im] for im in images]) for group in groups]
-            batches = [partial(group.predict, images) for group in (groups[0], groups[-1])]
+            singles = [_steps(group.predict, [[im] for im in images]) for group in groups]
+            batches = [[partial(group.predict, images)] for group in (groups[0], groups[-1])]
             ms = [s / batch * 1000 for s in _medians_s(*singles, *batches)]
             print(f"{set_name[:6]} {task.value:8s}  " + "".join(f"{v:16.1f}" for v in ms))
     for registry in variants.values():
@@ -146,19 +155,16 @@ def bench_http_images(batch: int, env: dict[str, str]) -> None:
         }
         for set_name, pixels in image_sets(batch):
             items = [{"id": str(i), "data": b64(rgb, "JPEG")} for i, rgb in enumerate(pixels)]
-            runs: list[Callable[[], object]] = []
-            for client in clients.values():
-                analyze = partial(_post, client, "/v1/analyze/images")
-                analyze({"images": items[:3]})  # warm up
-                runs += [
-                    partial(_each, analyze, [{"images": [x]} for x in items]),
-                    partial(analyze, {"images": items}),
-                ]
-            ms = [s / batch * 1000 for s in _medians_s(*runs)]
+            analyze = {name: partial(_post, client, "/v1/analyze/images") for name, client in clients.items()}
+            for call in analyze.values():
+                call({"images": items[:3]})  # warm up
+            singles = [_steps(call, [{"images": [x]} for x in items]) for call in analyze.values()]
+            whole = [[partial(call, {"images": items})] for call in analyze.values()]
+            ms = [s / batch * 1000 for s in _medians_s(*singles, *whole)]
             print(
                 f"analyze all tasks over HTTP, {set_name}, ms/img: "
-                f"before 1/request {ms[0]:6.1f}, {batch}/request {ms[1]:6.1f}; "
-                f"after 1/request {ms[2]:6.1f}, {batch}/request {ms[3]:6.1f}"
+                f"before 1/request {ms[0]:6.1f}, {batch}/request {ms[2]:6.1f}; "
+                f"after 1/request {ms[1]:6.1f}, {batch}/request {ms[3]:6.1f}"
             )
         rss = {name: _rss_mb(ml.process.pid) for name, ml in services.items()}
         print(
@@ -178,7 +184,7 @@ def bench_http_text(env: dict[str, str]) -> None:
         runs = []
         for size in TEXT_BATCHES:
             embed({"texts": texts[:size]})
-            runs.append(partial(_each, embed, [{"texts": texts[:size]}] * (len(texts) // size)))
+            runs.append(_steps(embed, [{"texts": texts[:size]}] * (len(texts) // size)))
         for size, seconds in zip(TEXT_BATCHES, _medians_s(*runs), strict=True):
             print(
                 f"text over HTTP, batch {size:3d}: {len(texts) / seconds:7.1f} texts/s, "
