@@ -34,7 +34,7 @@ def ancestor_dirs(paths: list[str]) -> list[str]:
 # A point lists at most this many of its content's paths (the first in sort order). The file index holds
 # every path and search answers with all of them; an unbounded list made the engine's memory grow with
 # every copy (bench_reingest: 1k contents x 100 copies).
-MAX_PAYLOAD_PATHS = 32
+MAX_PAYLOAD_PATHS = 16
 
 
 def path_fields(paths: list[str] | set[str]) -> dict[str, Any]:
