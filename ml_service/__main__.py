@@ -12,10 +12,16 @@ from ml_service.logs import configure_logging
 def main() -> None:
     settings = MLSettings()
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
-                access_log=False, log_level=settings.log_level.lower(),
-                # Request bodies carry megabytes of base64: allow a slow client time to send them.
-                timeout_keep_alive=30)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        # Request bodies carry megabytes of base64: allow a slow client time to send them.
+        timeout_keep_alive=30,
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ def coco_tags(objects: list[DetectedObject]) -> list[Tag]:
     best: dict[str, float] = {}
     for obj in objects:
         best[obj["label"]] = max(best.get(obj["label"], 0.0), obj["score"])
-    return [Tag(label=label, score=score, source="coco")
-            for label, score in sorted(best.items(), key=lambda kv: -kv[1])]
+    return [
+        Tag(label=label, score=score, source="coco")
+        for label, score in sorted(best.items(), key=lambda kv: -kv[1])
+    ]
 
 
 def describe(tags: list[Tag] | None, ocr: OcrResult | None) -> str:
@@ -62,9 +64,19 @@ def describe(tags: list[Tag] | None, ocr: OcrResult | None) -> str:
 
 
 def _empty_result(item_id: str, error: str | None) -> dict[str, Any]:
-    return {"id": item_id, "ok": error is None, "error": error, "width": None, "height": None,
-            "ocr": None, "faces": None, "tags": None, "objects": None, "caption": None,
-            "image_vector": None}
+    return {
+        "id": item_id,
+        "ok": error is None,
+        "error": error,
+        "width": None,
+        "height": None,
+        "ocr": None,
+        "faces": None,
+        "tags": None,
+        "objects": None,
+        "caption": None,
+        "image_vector": None,
+    }
 
 
 def assemble(item_id: str, image: Image, outputs: dict[ImageTask, ItemResult[Any]]) -> dict[str, Any]:
@@ -80,8 +92,10 @@ def assemble(item_id: str, image: Image, outputs: dict[ImageTask, ItemResult[Any
     faces = outputs.get(ImageTask.FACES)
     if faces is not None and faces.ok:
         face_list: list[Face] = faces.value or []
-        result["faces"] = [{**face, "embedding": None if face["embedding"] is None
-                            else round_vector(face["embedding"])} for face in face_list]
+        result["faces"] = [
+            {**face, "embedding": None if face["embedding"] is None else round_vector(face["embedding"])}
+            for face in face_list
+        ]
     tags: list[Tag] | None = None
     imagenet = outputs.get(ImageTask.TAGS)
     if imagenet is not None and imagenet.ok:
@@ -97,17 +111,24 @@ def assemble(item_id: str, image: Image, outputs: dict[ImageTask, ItemResult[Any
 class ImageAnalyzer:
     """Runs analysis requests over the image models' batchers (and the text model for the alias)."""
 
-    def __init__(self, image_batchers: dict[ImageTask, Batcher[Image, Any]],
-                 text_batcher: Batcher[str, FloatArray] | None, decode_executor: Executor, *,
-                 max_pixels: int, max_side: int) -> None:
+    def __init__(
+        self,
+        image_batchers: dict[ImageTask, Batcher[Image, Any]],
+        text_batcher: Batcher[str, FloatArray] | None,
+        decode_executor: Executor,
+        *,
+        max_pixels: int,
+        max_side: int,
+    ) -> None:
         self._image = image_batchers
         self._text = text_batcher
         self._decode_executor = decode_executor
         self._max_pixels = max_pixels
         self._max_side = max_side
 
-    async def analyze(self, items: Sequence[ImageItem], tasks: Sequence[ImageTask],
-                      with_text: bool = False) -> dict[str, Any]:
+    async def analyze(
+        self, items: Sequence[ImageItem], tasks: Sequence[ImageTask], with_text: bool = False
+    ) -> dict[str, Any]:
         """Results for ``items`` in order; raises ``Overloaded`` when a model's queue is full."""
         batchers = [self._image[task] for task in tasks]
         # Fail fast, before decoding, if any model could not take the batch.
@@ -116,7 +137,8 @@ class ImageAnalyzer:
         loop = asyncio.get_running_loop()
         decoded = await loop.run_in_executor(
             self._decode_executor,
-            lambda: decode_all(items, max_pixels=self._max_pixels, max_side=self._max_side))
+            lambda: decode_all(items, max_pixels=self._max_pixels, max_side=self._max_side),
+        )
         images = [d for d in decoded if isinstance(d, Image)]
         per_task: dict[ImageTask, list[ItemResult[Any]]] = {}
         if images:
@@ -151,7 +173,7 @@ class ImageAnalyzer:
         if not wanted or self._text is None:
             return
         limit = self._text.model.max_batch
-        chunks = [wanted[i:i + limit] for i in range(0, len(wanted), limit)]
+        chunks = [wanted[i : i + limit] for i in range(0, len(wanted), limit)]
         answers = await asyncio.gather(*(self._text.submit([t for _, t in c]) for c in chunks))
         for chunk, answer in zip(chunks, answers, strict=True):
             for (result, _), vector in zip(chunk, answer, strict=True):

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ValidationError
 
 from ml_service import __version__
@@ -61,7 +62,7 @@ def create_app(settings: MLSettings) -> FastAPI:
             await service.stop()
 
     app = FastAPI(title="Archivist ML service", version=__version__, lifespan=lifespan)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, observe=service.metrics.observe_request)
     app.state.service = service
     generate_openapi = app.openapi
 
@@ -77,9 +78,11 @@ def create_app(settings: MLSettings) -> FastAPI:
     def not_ready() -> Response | None:
         if service.status is Status.READY:
             return None
-        return error_response(503, f"models are {service.status.value}"
-                              + (f": {service.error}" if service.error else ""),
-                              headers={"Retry-After": "1"} if service.status is Status.LOADING else None)
+        return error_response(
+            503,
+            f"models are {service.status.value}" + (f": {service.error}" if service.error else ""),
+            headers={"Retry-After": "1"} if service.status is Status.LOADING else None,
+        )
 
     async def parse(request: Request, model: type[M]) -> M | Response:
         try:
@@ -98,20 +101,32 @@ def create_app(settings: MLSettings) -> FastAPI:
             return json_response({"status": "failed", "error": service.error}, status_code=503)
         return json_response({"status": "ok"})
 
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus text format: request latency, model batch sizes and times, queue depths."""
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/ready")
     async def ready() -> Response:
         loaded = [m.key for m in service.registry.all_models() if m.loaded]
         if service.status is Status.READY:
             return json_response({"status": "ready", "models": loaded})
-        return json_response({"status": service.status.value, "models": loaded, "error": service.error},
-                             status_code=503)
+        return json_response(
+            {"status": service.status.value, "models": loaded, "error": service.error}, status_code=503
+        )
 
     @app.get("/capabilities")
     async def capabilities() -> Response:
         if (refusal := not_ready()) is not None:
             return refusal
-        return json_response({"service": "archivist-ml", "version": __version__, "device": "cpu",
-                              **service.registry.capabilities()})
+        return json_response(
+            {
+                "service": "archivist-ml",
+                "version": __version__,
+                "device": "cpu",
+                **service.registry.capabilities(),
+            }
+        )
 
     @app.post("/v1/embed/text", openapi_extra=request_body_schema(EmbedTextRequest))
     async def embed_text(request: Request) -> Response:
@@ -124,22 +139,22 @@ def create_app(settings: MLSettings) -> FastAPI:
         if isinstance(body, Response):
             return body
         if len(body.texts) > batcher.model.max_batch:
-            return error_response(413, f"{len(body.texts)} texts exceed max_batch "
-                                       f"{batcher.model.max_batch}")
+            return error_response(413, f"{len(body.texts)} texts exceed max_batch {batcher.model.max_batch}")
         try:
             results = await batcher.submit(body.texts)
         except Overloaded as exc:
             return overloaded(exc)
         model = batcher.model
-        content: dict[str, Any] = {"model": model.name, "version": model.version,
-                                   "dim": model.vector_size}
+        content: dict[str, Any] = {"model": model.name, "version": model.version, "dim": model.vector_size}
         if all(r.ok for r in results):
             # One (n, dim) array: orjson writes it without building Python floats.
-            content["vectors"] = np.round(np.stack([r.value for r in results if r.value is not None]),
-                                          VECTOR_DECIMALS)
+            content["vectors"] = np.round(
+                np.stack([r.value for r in results if r.value is not None]), VECTOR_DECIMALS
+            )
         else:
-            content["vectors"] = [None if r.value is None else np.round(r.value, VECTOR_DECIMALS)
-                                  for r in results]
+            content["vectors"] = [
+                None if r.value is None else np.round(r.value, VECTOR_DECIMALS) for r in results
+            ]
             content["errors"] = {str(i): r.error for i, r in enumerate(results) if not r.ok}
         return json_response(content)
 
@@ -154,9 +169,17 @@ def create_app(settings: MLSettings) -> FastAPI:
         tasks = list(dict.fromkeys(body.tasks)) if body.tasks is not None else list(service.registry.image)
         missing = [t.value for t in tasks if t not in service.registry.image]
         if missing:
-            return error_response(422, [{"loc": ["body", "tasks"], "type": "value_error",
-                                         "msg": f"tasks not enabled here: {missing}; enabled: "
-                                                f"{[t.value for t in service.registry.image]}"}])
+            return error_response(
+                422,
+                [
+                    {
+                        "loc": ["body", "tasks"],
+                        "type": "value_error",
+                        "msg": f"tasks not enabled here: {missing}; enabled: "
+                        f"{[t.value for t in service.registry.image]}",
+                    }
+                ],
+            )
         # No tasks at all (only sizes wanted) is still bounded by the service's image limit.
         limit = service.registry.image_limits(tasks or None)["max_batch"]
         if len(body.images) > limit:
@@ -171,8 +194,7 @@ def create_app(settings: MLSettings) -> FastAPI:
     async def analyze_images(request: Request) -> Response:
         return await analyze(request, with_text=False)
 
-    @app.post("/api/v1/batch_embed_and_caption",
-              openapi_extra=request_body_schema(AnalyzeImagesRequest))
+    @app.post("/api/v1/batch_embed_and_caption", openapi_extra=request_body_schema(AnalyzeImagesRequest))
     async def batch_embed_and_caption(request: Request) -> Response:
         return await analyze(request, with_text=True)
 

@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -48,8 +48,15 @@ class _Request(Generic[In, Out]):
 class Batcher(Generic[In, Out]):
     """Queue and worker for one model; ``run()`` must be running (as a task) for results to come."""
 
-    def __init__(self, model: ServedModel[In, Out], executor: Executor, max_queue_items: int) -> None:
+    def __init__(
+        self,
+        model: ServedModel[In, Out],
+        executor: Executor,
+        max_queue_items: int,
+        observe: Callable[[str, int, float], None] | None = None,
+    ) -> None:
         self.model = model
+        self._observe = observe  # (model key, items, seconds) after each model call: metrics
         self._executor = executor
         self._max_queue_items = max_queue_items
         self._pending: deque[_Request[In, Out]] = deque()
@@ -130,14 +137,21 @@ class Batcher(Generic[In, Out]):
         finally:
             self._queued_items -= len(flat)
         elapsed = time.perf_counter() - started
+        if self._observe is not None:
+            self._observe(self.model.key, len(flat), elapsed)
         per_item = elapsed / len(flat)
         self._seconds_per_item += _EWMA_ALPHA * (per_item - self._seconds_per_item)
-        log.debug("batch_done", model=self.model.key, size=len(flat), requests=len(taken),
-                  ms=round(elapsed * 1000, 1),
-                  waited_ms=round((started - taken[0].enqueued_at) * 1000, 1))
+        log.debug(
+            "batch_done",
+            model=self.model.key,
+            size=len(flat),
+            requests=len(taken),
+            ms=round(elapsed * 1000, 1),
+            waited_ms=round((started - taken[0].enqueued_at) * 1000, 1),
+        )
         offset = 0
         for request in taken:
-            part = results[offset:offset + len(request.items)]
+            part = results[offset : offset + len(request.items)]
             offset += len(request.items)
             if not request.future.done():
                 request.future.set_result(part)

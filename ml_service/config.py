@@ -126,9 +126,11 @@ class MLSettings(BaseSettings):
         for task in self.image_tasks:
             busy = self.instances_for(task) * self.threads_per_instance(task)
             if busy > self.cpu_threads:
-                raise ValueError(f"{task.value}: {self.instances_for(task)} instances x "
-                                 f"{self.threads_per_instance(task)} threads exceed "
-                                 f"ML_CPU_THREADS={self.cpu_threads}")
+                raise ValueError(
+                    f"{task.value}: {self.instances_for(task)} instances x "
+                    f"{self.threads_per_instance(task)} threads exceed "
+                    f"ML_CPU_THREADS={self.cpu_threads}"
+                )
         return self
 
     def instances_for(self, task: ImageTask) -> int:

@@ -62,8 +62,13 @@ def decode_image(data: str, *, max_pixels: int, max_side: int) -> Image:
         raise
     except PIL.UnidentifiedImageError:
         raise ImageDecodeError("cannot decode image: unknown format or corrupt data") from None
-    except (OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombWarning,
-            PIL.Image.DecompressionBombError) as exc:
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        PIL.Image.DecompressionBombWarning,
+        PIL.Image.DecompressionBombError,
+    ) as exc:
         # Pillow reports corrupt and unknown data as OSError/UnidentifiedImageError, and some
         # truncated or malformed files as ValueError or SyntaxError.
         raise ImageDecodeError(f"cannot decode image: {exc}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,14 +15,15 @@ REQUEST_ID_HEADER = "x-request-id"
 # A caller's id is echoed verbatim; longer values are cut so a client cannot bloat every log line.
 _MAX_REQUEST_ID = 128
 # Polled by supervisors and test helpers every few ms; logged at debug level only.
-_QUIET_PATHS = frozenset({"/health", "/ready"})
+_QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 class RequestContextMiddleware:
     """Plain ASGI middleware (cheaper than BaseHTTPMiddleware, which adds a task per request)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observe: Callable[[str, int, float], None] | None = None) -> None:
         self.app = app
+        self._observe = observe  # (path, status, seconds) per request: metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +52,14 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_id)
             finally:
                 path = scope.get("path", "")
+                elapsed = time.perf_counter() - started
+                if self._observe is not None:
+                    self._observe(path, status, elapsed)
                 emit = log.debug if path in _QUIET_PATHS else log.info
-                emit("request", method=scope.get("method"), path=path, status=status,
-                     ms=round((time.perf_counter() - started) * 1000, 2))
+                emit(
+                    "request",
+                    method=scope.get("method"),
+                    path=path,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                )

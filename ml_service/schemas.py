@@ -55,10 +55,13 @@ def add_request_schemas(openapi: dict[str, Any]) -> None:
         components[model.__name__] = schema
 
 
-def json_response(content: Any, status_code: int = 200,
-                  headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content, option=_ORJSON_OPTIONS), status_code=status_code,
-                    media_type="application/json", headers=headers)
+def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(content, option=_ORJSON_OPTIONS),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 def error_response(status_code: int, detail: Any, headers: Mapping[str, str] | None = None) -> Response:
@@ -68,5 +71,6 @@ def error_response(status_code: int, detail: Any, headers: Mapping[str, str] | N
 def validation_error_response(exc: ValidationError) -> Response:
     """422 in FastAPI's shape, without echoing the input (it may be megabytes of base64)."""
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    return error_response(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                for e in errors])
+    return error_response(
+        422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+    )

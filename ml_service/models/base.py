@@ -126,8 +126,9 @@ class InferenceModel(ABC, Generic[In, Out]):
     # items one at a time; otherwise each instance takes one contiguous, equal share.
     per_item_dispatch: ClassVar[bool] = False
 
-    def __init__(self, *, max_batch: int | None = None, preferred_batch: int | None = None,
-                 threads: int = 1) -> None:
+    def __init__(
+        self, *, max_batch: int | None = None, preferred_batch: int | None = None, threads: int = 1
+    ) -> None:
         self.max_batch = max_batch or self.default_max_batch
         self.preferred_batch = min(preferred_batch or self.default_preferred_batch, self.max_batch)
         self.threads = threads
@@ -161,8 +162,9 @@ class InferenceModel(ABC, Generic[In, Out]):
             if len(batch) == 1:
                 return [ItemResult(error=describe_error(exc))]
             # One bad input must not cost the others their results: retry them one by one.
-            log.warning("batch_failed_retrying_items", model=self.key, size=len(batch),
-                        error=describe_error(exc))
+            log.warning(
+                "batch_failed_retrying_items", model=self.key, size=len(batch), error=describe_error(exc)
+            )
             return [self._predict_one(item) for item in batch]
         if len(results) != len(batch):
             raise RuntimeError(f"{self.key}: {len(results)} results for {len(batch)} inputs")
@@ -176,9 +178,13 @@ class InferenceModel(ABC, Generic[In, Out]):
 
     def capabilities(self) -> dict[str, object]:
         return {
-            "task": self.task, "name": self.name, "version": self.version,
-            "vector_size": self.vector_size, "max_batch": self.max_batch,
-            "preferred_batch": self.preferred_batch, "max_concurrency": self.max_concurrency,
+            "task": self.task,
+            "name": self.name,
+            "version": self.version,
+            "vector_size": self.vector_size,
+            "max_batch": self.max_batch,
+            "preferred_batch": self.preferred_batch,
+            "max_concurrency": self.max_concurrency,
         }
 
     def processing_options(self) -> str:

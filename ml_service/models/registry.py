@@ -24,28 +24,36 @@ ImageModel = InferenceModel[Image, Any]
 ImageGroup = InstanceGroup[Image, Any]
 
 MODEL_CLASSES: dict[ImageTask, type[ImageModel]] = {
-    ImageTask.OCR: OcrModel, ImageTask.FACES: FaceModel, ImageTask.TAGS: TagModel,
+    ImageTask.OCR: OcrModel,
+    ImageTask.FACES: FaceModel,
+    ImageTask.TAGS: TagModel,
     ImageTask.OBJECTS: ObjectModel,
 }
 
 
 def _image_model_builder(task: ImageTask, settings: MLSettings) -> Callable[[int], ImageModel]:
     """A function making one unloaded instance of ``task``'s model with the given threads."""
-    limits: dict[str, Any] = {"max_batch": settings.max_batch.get(task.value),
-                              "preferred_batch": settings.preferred_batch.get(task.value)}
+    limits: dict[str, Any] = {
+        "max_batch": settings.max_batch.get(task.value),
+        "preferred_batch": settings.preferred_batch.get(task.value),
+    }
 
     def build(threads: int) -> ImageModel:
         match task:
             case ImageTask.OCR:
-                return OcrModel(min_score=settings.ocr_min_score,
-                                det_limit_type=settings.ocr_det_limit_type,
-                                det_limit_side_len=settings.ocr_det_limit_side_len,
-                                threads=threads, **limits)
+                return OcrModel(
+                    min_score=settings.ocr_min_score,
+                    det_limit_type=settings.ocr_det_limit_type,
+                    det_limit_side_len=settings.ocr_det_limit_side_len,
+                    threads=threads,
+                    **limits,
+                )
             case ImageTask.FACES:
                 return FaceModel(min_score=settings.faces_min_score, threads=threads, **limits)
             case ImageTask.TAGS:
-                return TagModel(top_k=settings.tags_top_k, min_score=settings.tags_min_score,
-                                threads=threads, **limits)
+                return TagModel(
+                    top_k=settings.tags_top_k, min_score=settings.tags_min_score, threads=threads, **limits
+                )
             case ImageTask.OBJECTS:
                 return ObjectModel(min_score=settings.objects_min_score, threads=threads, **limits)
 
@@ -63,16 +71,21 @@ def set_opencv_threads(threads: int) -> None:
 def _build_image_group(task: ImageTask, settings: MLSettings) -> ImageGroup:
     threads = settings.threads_per_instance(task)
     single = settings.cpu_threads if MODEL_CLASSES[task].single_item_on_all_threads else threads
-    return InstanceGroup(_image_model_builder(task, settings), instances=settings.instances_for(task),
-                         threads=threads, single_threads=max(single, threads),
-                         set_pool_threads=set_opencv_threads)
+    return InstanceGroup(
+        _image_model_builder(task, settings),
+        instances=settings.instances_for(task),
+        threads=threads,
+        single_threads=max(single, threads),
+        set_pool_threads=set_opencv_threads,
+    )
 
 
 class ModelRegistry:
     """The models this process serves, keyed by the names used in requests."""
 
-    def __init__(self, text: TextEmbedder | None, image: dict[ImageTask, ImageGroup],
-                 cpu_threads: int) -> None:
+    def __init__(
+        self, text: TextEmbedder | None, image: dict[ImageTask, ImageGroup], cpu_threads: int
+    ) -> None:
         self.text = text
         self.image = image
         self.cpu_threads = cpu_threads
@@ -83,9 +96,12 @@ class ModelRegistry:
         text = None
         if settings.text_enabled:
             path = settings.text_model_path or packaged_text_model()
-            text = TextEmbedder(path, max_batch=settings.max_batch.get("text"),
-                                preferred_batch=settings.preferred_batch.get("text"),
-                                threads=settings.cpu_threads)
+            text = TextEmbedder(
+                path,
+                max_batch=settings.max_batch.get("text"),
+                preferred_batch=settings.preferred_batch.get("text"),
+                threads=settings.cpu_threads,
+            )
         image = {task: _build_image_group(task, settings) for task in settings.image_tasks}
         return cls(text, image, settings.cpu_threads)
 
@@ -115,8 +131,13 @@ class ModelRegistry:
             started = time.perf_counter()
             model.load()
             self.load_seconds[model.key] = round(time.perf_counter() - started, 3)
-            log.info("model_loaded", model=model.key, name=model.name, version=model.version,
-                     seconds=self.load_seconds[model.key])
+            log.info(
+                "model_loaded",
+                model=model.key,
+                name=model.name,
+                version=model.version,
+                seconds=self.load_seconds[model.key],
+            )
 
     @property
     def loaded(self) -> bool:
@@ -129,18 +150,22 @@ class ModelRegistry:
         # time (a batch is spread over the model's instances), so requests beyond one only queue.
         if not models:
             return {"max_batch": 0, "preferred_batch": 0, "max_concurrency": 1}
-        return {"max_batch": min(m.max_batch for m in models),
-                "preferred_batch": min(m.preferred_batch for m in models), "max_concurrency": 1}
+        return {
+            "max_batch": min(m.max_batch for m in models),
+            "preferred_batch": min(m.preferred_batch for m in models),
+            "max_concurrency": 1,
+        }
 
     def capabilities(self) -> dict[str, Any]:
         models = {model.key: model.capabilities() for model in self.all_models()}
         endpoints: dict[str, Any] = {}
         if self.text:
-            endpoints["/v1/embed/text"] = {"max_batch": self.text.max_batch,
-                                           "preferred_batch": self.text.preferred_batch,
-                                           "max_concurrency": self.text.max_concurrency}
+            endpoints["/v1/embed/text"] = {
+                "max_batch": self.text.max_batch,
+                "preferred_batch": self.text.preferred_batch,
+                "max_concurrency": self.text.max_concurrency,
+            }
         if self.image:
             endpoints["/v1/analyze/images"] = self.image_limits()
             endpoints["/api/v1/batch_embed_and_caption"] = self.image_limits()
-        return {"models": models, "endpoints": endpoints,
-                "image_tasks": [task.value for task in self.image]}
+        return {"models": models, "endpoints": endpoints, "image_tasks": [task.value for task in self.image]}

@@ -47,8 +47,15 @@ class TagModel(InferenceModel[Image, list[Tag]]):
     # (10 MB). (8 images over two 1-thread interpreters: 7.5 and 7.7 ms/img, against 10.0 and 10.1.)
     single_item_on_all_threads: ClassVar[bool] = True
 
-    def __init__(self, *, top_k: int = 5, min_score: float = 0.05, max_batch: int | None = None,
-                 preferred_batch: int | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        top_k: int = 5,
+        min_score: float = 0.05,
+        max_batch: int | None = None,
+        preferred_batch: int | None = None,
+        threads: int = 1,
+    ) -> None:
         super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
         self.top_k = top_k
         self.min_score = min_score

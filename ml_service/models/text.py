@@ -29,8 +29,14 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
     default_preferred_batch: ClassVar[int] = 64
     processing_version: ClassVar[str] = "1"  # mean pooling from the model config + L2 norm
 
-    def __init__(self, model_path: Path, *, max_batch: int | None = None,
-                 preferred_batch: int | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        max_batch: int | None = None,
+        preferred_batch: int | None = None,
+        threads: int = 1,
+    ) -> None:
         super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
         self.model_path = model_path
         self._model: SentenceTransformer | None = None
@@ -69,7 +75,12 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
     def _predict_batch(self, batch: Sequence[str]) -> list[ItemResult[FloatArray]]:
         if self._model is None:
             raise RuntimeError("text model is not loaded")
-        vectors = self._model.encode(list(batch), batch_size=len(batch), normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False)
+        vectors = self._model.encode(
+            list(batch),
+            batch_size=len(batch),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         matrix = np.asarray(vectors, dtype=np.float32)
         return [ItemResult(value=row) for row in matrix]
