@@ -186,23 +186,36 @@ class _Commit:
         self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
-IndexRow = tuple[str, str, int, int, int, str, int]  # IndexedFile's fields, in order
+StatRow = tuple[int, int, int]  # size, mtime_ns, inode
 
 
-def lookup_dir_rows(conn: sqlite3.Connection, collection: str, directory: str) -> dict[str, IndexRow]:
-    """Every indexed file of one directory, by name, as plain tuples: one indexed range query. The
-    scanner's fast path compares fields by position and builds an IndexedFile only for changed files."""
+def lookup_dir_stats(conn: sqlite3.Connection, collection: str, directory: str) -> dict[str, StatRow]:
+    """name -> (size, mtime_ns, inode) of one directory's indexed files: the scanner's fast path reads
+    only what it compares (building full rows for every unchanged file cost ~20 % of a re-scan)."""
     cursor = conn.execute(
-        "SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files "
-        "WHERE collection = ? AND directory = ?",
+        "SELECT name, size, mtime_ns, inode FROM files WHERE collection = ? AND directory = ?",
         (collection, directory),
     )
-    return {row[1]: row for row in cursor}
+    return {name: (size, mtime, inode) for name, size, mtime, inode in cursor}
+
+
+def lookup_file(conn: sqlite3.Connection, collection: str, directory: str, name: str) -> IndexedFile | None:
+    row = conn.execute(
+        "SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files "
+        "WHERE collection = ? AND directory = ? AND name = ?",
+        (collection, directory, name),
+    ).fetchone()
+    return IndexedFile(*row) if row is not None else None
 
 
 def lookup_dir_with(conn: sqlite3.Connection, collection: str, directory: str) -> dict[str, IndexedFile]:
     """Every indexed file of one directory, by name."""
-    return {name: IndexedFile(*row) for name, row in lookup_dir_rows(conn, collection, directory).items()}
+    rows = conn.execute(
+        "SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files "
+        "WHERE collection = ? AND directory = ?",
+        (collection, directory),
+    ).fetchall()
+    return {row[1]: IndexedFile(*row) for row in rows}
 
 
 def _under(collection: str, root: str) -> tuple[str, tuple[str, ...]]:

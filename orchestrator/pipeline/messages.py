@@ -1,7 +1,7 @@
 """What flows through the pipeline's queues. Frozen, slotted dataclasses; pydantic stays at the HTTP edge.
 
 Queue contracts (each queue is bounded; each ends with one SENTINEL per downstream worker):
-    scan    -> prepare : DirBatch          (a directory's changed entries + unchanged names, stat'ed)
+    scan    -> prepare : list[DirBatch]    (directories' changed entries + unchanged names, stat'ed)
     prepare -> infer   : PreparedFile | PathLink
     infer   -> upsert  : AnalyzedFile | PathLink
 """

@@ -14,10 +14,12 @@ from tests.support.pipeline_context import make_context
 async def _drain(q: asyncio.Queue[object]) -> tuple[dict[str, int], dict[str, str]]:
     files: dict[str, int] = {}
     failures: dict[str, str] = {}
-    while (item := await q.get()) is not SENTINEL:
-        assert isinstance(item, DirBatch)
-        files.update({e.path: e.size for e in item.entries})
-        failures.update({f.path: f.reason for f in item.failures})
+    while (message := await q.get()) is not SENTINEL:
+        assert isinstance(message, list)
+        for item in message:
+            assert isinstance(item, DirBatch)
+            files.update({e.path: e.size for e in item.entries})
+            failures.update({f.path: f.reason for f in item.failures})
     return files, failures
 
 
@@ -71,9 +73,9 @@ async def test_scan_batches_large_directories_and_honours_backpressure(tmp_path:
     await asyncio.sleep(0.3)
     assert q.qsize() == 1 and not task.done()  # blocked on the full queue, not buffering
     sizes = []
-    while (item := await q.get()) is not SENTINEL:
-        assert isinstance(item, DirBatch)
-        sizes.append(len(item.entries))
+    while (message := await q.get()) is not SENTINEL:
+        assert isinstance(message, list)
+        sizes.extend(len(item.entries) for item in message)
     await task
     assert sizes == [SCAN_BATCH, SCAN_BATCH, 10]
 
@@ -95,3 +97,31 @@ async def test_scan_stops_when_cancelled(tmp_path: Path) -> None:
     assert ctx.control.stop_flag.is_set()
     await asyncio.sleep(0.5)  # the thread polls the flag every 0.2 s and exits without putting more
     assert q.qsize() == 1
+
+
+async def test_unchanged_files_take_the_fast_path_and_travel_by_name(tmp_path: Path) -> None:
+    from orchestrator.file_index import IndexedFile
+
+    root = tmp_path / "tree"
+    for d in range(3):
+        (root / f"d{d}").mkdir(parents=True)
+        for i in range(5):
+            (root / f"d{d}" / f"{i}.jpg").write_bytes(b"x" * (i + 1))
+    ctx = await make_context(tmp_path, root)
+    rows = []
+    for path in sorted(root.rglob("*.jpg")):
+        st = path.stat()
+        rows.append(IndexedFile(str(path.parent), path.name, st.st_size, st.st_mtime_ns, st.st_ino, "h", 1))
+    await ctx.index.mark_done("test", rows)
+    (root / "d1" / "3.jpg").write_bytes(b"changed!")  # size differs: the careful path, with its old row
+    q: asyncio.Queue[object] = asyncio.Queue(8)
+    await scan_stage(ctx, q, 1)
+    messages = []
+    while (message := await q.get()) is not SENTINEL:
+        messages.append(message)
+    batches = [b for m in messages for b in m]  # type: ignore[attr-defined]
+    unchanged = sorted(f"{b.directory}/{n}" for b in batches for n in b.unchanged)
+    assert len(unchanged) == 14 and f"{root}/d1/3.jpg" not in unchanged
+    changed = [(b.directory, e.name, b.known[e.name].content_hash) for b in batches for e in b.entries]
+    assert changed == [(str(root / "d1"), "3.jpg", "h")]
+    assert len(messages) <= 2  # unchanged-only directories share a message

@@ -62,45 +62,50 @@ class PrepareStage:
         self.seen = SeenFiles()  # for pruning what is gone once the scan is complete
 
     async def worker(self, in_q: asyncio.Queue[object], out_q: asyncio.Queue[object]) -> None:
-        ctx = self._ctx
         while True:
-            batch = await in_q.get()
-            if batch is SENTINEL:
+            message = await in_q.get()
+            if message is SENTINEL:
                 return
-            assert isinstance(batch, DirBatch)
-            self.seen.add(batch.directory, [e.name for e in batch.entries])
-            self.seen.add(batch.directory, batch.unchanged)
-            for failure in batch.failures:
-                ctx.progress.fail(failure.path, "scan", failure.reason)
-                if failure.is_directory:
-                    self.seen.unlisted.add(failure.path)
-                else:
-                    self.seen.add_path(failure.path)
-            ctx.progress.add("discovered", len(batch.entries) + len(batch.unchanged))
-            not_media: list[IndexedFile] = []
-            unchanged = len(batch.unchanged)
-            running = ctx.control.running
-            for entry in batch.entries:
-                row = batch.known.get(entry.name)
-                if (  # a symlinked file: the scanner's fast path sees only regular files
-                    row is not None
-                    and row.size == entry.size
-                    and row.mtime_ns == entry.mtime_ns
-                    and row.inode == entry.inode
-                ):
-                    unchanged += 1
-                    continue
-                if not running.is_set():
-                    await running.wait()  # paused: finish this file, start no new one
-                message = await self._prepare(entry, row)
-                if isinstance(message, IndexedFile):
-                    not_media.append(message)
-                elif message is not None:
-                    await out_q.put(message)
-            ctx.progress.add("unchanged", unchanged)
-            ctx.progress.add("done", unchanged)
-            # Remembered so a re-scan does not read them again; they own no points (no content hash).
-            await ctx.index.mark_done(ctx.collection, not_media)
+            assert isinstance(message, list)
+            for batch in message:
+                await self._directory(batch, out_q)
+
+    async def _directory(self, batch: DirBatch, out_q: asyncio.Queue[object]) -> None:
+        """One directory's part: record what was seen, count the unchanged, prepare the rest."""
+        ctx = self._ctx
+        self.seen.add(batch.directory, [e.name for e in batch.entries])
+        self.seen.add(batch.directory, batch.unchanged)
+        for failure in batch.failures:
+            ctx.progress.fail(failure.path, "scan", failure.reason)
+            if failure.is_directory:
+                self.seen.unlisted.add(failure.path)
+            else:
+                self.seen.add_path(failure.path)
+        ctx.progress.add("discovered", len(batch.entries) + len(batch.unchanged))
+        not_media: list[IndexedFile] = []
+        unchanged = len(batch.unchanged)
+        running = ctx.control.running
+        for entry in batch.entries:
+            row = batch.known.get(entry.name)
+            if (  # a symlinked file: the scanner's fast path sees only regular files
+                row is not None
+                and row.size == entry.size
+                and row.mtime_ns == entry.mtime_ns
+                and row.inode == entry.inode
+            ):
+                unchanged += 1
+                continue
+            if not running.is_set():
+                await running.wait()  # paused: finish this file, start no new one
+            message = await self._prepare(entry, row)
+            if isinstance(message, IndexedFile):
+                not_media.append(message)
+            elif message is not None:
+                await out_q.put(message)
+        ctx.progress.add("unchanged", unchanged)
+        ctx.progress.add("done", unchanged)
+        # Remembered so a re-scan does not read them again; they own no points (no content hash).
+        await ctx.index.mark_done(ctx.collection, not_media)
 
     async def _prepare(
         self, entry: FileEntry, row: IndexedFile | None
