@@ -28,7 +28,19 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (collection, directory, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_by_hash ON files (collection, content_hash);
+CREATE TABLE IF NOT EXISTS parked (
+    job_id       TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    directory    TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    mtime_ns     INTEGER NOT NULL,
+    inode        INTEGER NOT NULL,
+    PRIMARY KEY (job_id, content_hash, directory, name)
+) WITHOUT ROWID;
 """
+
+ParkedFile = tuple[str, str, str, int, int, int]  # content hash, directory, name, size, mtime_ns, inode
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +159,35 @@ class FileIndex:
                 "DELETE FROM files WHERE collection = ? AND directory = ? AND name = ?",
                 [(collection, d, n) for d, n in files],
             )
+
+    async def park(self, job_id: str, files: list[ParkedFile]) -> None:
+        """Hold duplicates whose first copy is not stored yet on disk, not in memory: a tree of copies
+        would otherwise hold every copy in RAM while the first ones wait for the ML service. Not a "done"
+        mark: a crash loses only this hold (the files are simply found again)."""
+        if files:
+            await self._executor.run(self._park, job_id, files)
+
+    def _park(self, job_id: str, files: list[ParkedFile]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO parked VALUES (?, ?, ?, ?, ?, ?, ?)", [(job_id, *f) for f in files]
+            )
+
+    async def unpark(self, job_id: str, hashes: list[str] | None) -> list[ParkedFile]:
+        """Take (return and delete) the parked files of these contents, or all of the job's if None."""
+        return await self._executor.run(self._unpark, job_id, hashes)
+
+    def _unpark(self, job_id: str, hashes: list[str] | None) -> list[ParkedFile]:
+        with self._transaction():
+            args: tuple[str, ...] = (job_id,) if hashes is None else (job_id, *hashes)
+            where = "job_id = ?"
+            if hashes is not None:
+                where += f" AND content_hash IN ({','.join('?' * len(hashes))})"
+            rows = self._db.execute(
+                f"SELECT content_hash, directory, name, size, mtime_ns, inode FROM parked WHERE {where}", args
+            ).fetchall()
+            self._db.execute(f"DELETE FROM parked WHERE {where}", args)
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     async def count(self, collection: str) -> int:
         return await self._executor.run(self._count, collection)

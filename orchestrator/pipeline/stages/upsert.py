@@ -1,9 +1,10 @@
 """Stage 4: batched, durable writes to the vector store; only then are files marked done.
 
-Paths are merged, never overwritten: a point lists every path its content was found at (this job's
-duplicates, earlier jobs' copies). A duplicate (PathLink) whose first copy is still in flight waits here
-until that copy's points are written. A file whose content changed has its path removed from the old
-points, and the old points are deleted when no indexed path holds that content any more.
+Paths are merged, never overwritten: a point lists a sample of the paths its content was found at (the
+file index has them all). A duplicate (PathLink) whose first copy is still in flight is parked in the file
+index (on disk: a tree of copies must not fill memory) until that copy's points are written. A file whose
+content changed has its path removed from the old points, and the old points are deleted when no indexed
+path holds that content any more.
 
 A batch's write and its "done" marks are one unit: cancellation waits for the unit in flight, so what is
 stored is also marked done and nothing is written twice after a cancel.
@@ -12,6 +13,7 @@ stored is also marked done and nothing is written twice after a cancel.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import defaultdict
 from collections.abc import Coroutine
@@ -38,10 +40,11 @@ class UpsertStage:
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
         self._chunks: dict[str, int] = {}  # content hash -> chunk count, for contents written by this job
-        self._waiting: dict[str, list[PathLink]] = defaultdict(list)  # content hash -> links to add
+        self._parked: set[str] = set()  # contents with duplicates parked in the index until they are written
         self._ready: list[PathLink] = []  # links whose content is written, to add in the next flush
 
     async def run(self, in_q: asyncio.Queue[object], n_upstream: int) -> None:
+        await self._ctx.index.unpark(self._ctx.job_id, None)  # left by a run of this job that crashed
         sentinels = 0
         while sentinels < n_upstream:
             batch: list[AnalyzedFile | PathLink] = []
@@ -70,11 +73,12 @@ class UpsertStage:
                 await _uncancellable(self._write(batch))
         if self._ready:
             await _uncancellable(self._write([]))
-        for links in self._waiting.values():
-            for link in links:
-                self._ctx.progress.fail(
-                    link.entry.path, "upsert", "same content as another file, which failed to process"
-                )
+        for _, directory, name, *_stat in await self._ctx.index.unpark(self._ctx.job_id, None):
+            self._ctx.progress.fail(
+                os.path.join(directory, name),
+                "upsert",
+                "same content as another file, which failed to process",
+            )
 
     async def _write(self, batch: list[AnalyzedFile | PathLink]) -> None:
         ctx = self._ctx
@@ -84,10 +88,15 @@ class UpsertStage:
             done: list[_Done] = []
             if files:
                 done.extend(await self._write_files(files))
+            parked = []
             for link in links:
-                (
-                    self._ready if link.content_hash in self._chunks else self._waiting[link.content_hash]
-                ).append(link)
+                if link.content_hash in self._chunks:
+                    self._ready.append(link)
+                else:
+                    e = link.entry
+                    parked.append((link.content_hash, e.directory, e.name, e.size, e.mtime_ns, e.inode))
+                    self._parked.add(link.content_hash)
+            await ctx.index.park(ctx.job_id, parked)
             if self._ready and (len(self._ready) >= LINK_FLUSH or not batch):
                 linked, self._ready = self._ready, []
                 done.extend(await self._link(linked))
@@ -101,12 +110,20 @@ class UpsertStage:
     async def _write_files(self, files: list[AnalyzedFile]) -> list[_Done]:
         ctx = self._ctx
         existing = await ctx.store.retrieve(ctx.collection, [f.prepared.point_ids[0] for f in files])
+        unparked: dict[str, list[FileEntry]] = defaultdict(list)
+        waited_for = [f.prepared.content_hash for f in files if f.prepared.content_hash in self._parked]
+        for content_hash, directory, name, size, mtime, inode in await ctx.index.unpark(
+            ctx.job_id, waited_for
+        ):
+            path = os.path.join(directory, name)
+            unparked[content_hash].append(FileEntry(path, directory, name, size, mtime, inode))
+        self._parked.difference_update(waited_for)
         points = []
         for f in files:
             prepared = f.prepared
             paths = {prepared.entry.path}
             paths.update(existing.get(prepared.point_ids[0], {}).get("paths", []))
-            paths.update(link.entry.path for link in self._waiting.get(prepared.content_hash, []))
+            paths.update(e.path for e in unparked.get(prepared.content_hash, []))
             points.extend(build_points(f, sorted(paths), ctx.config.models_signature))
         await ctx.store.upsert(ctx.collection, points)
         ctx.progress.add("upsert_requests")
@@ -117,8 +134,8 @@ class UpsertStage:
             self._chunks[prepared.content_hash] = len(prepared.chunks)
             done.append((prepared.entry, prepared.content_hash, len(prepared.chunks)))
             done.extend(
-                (link.entry, link.content_hash, len(prepared.chunks))
-                for link in self._waiting.pop(prepared.content_hash, [])
+                (entry, prepared.content_hash, len(prepared.chunks))
+                for entry in unparked.pop(prepared.content_hash, [])
             )
         return done
 
