@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.serial import SerialExecutor
+from orchestrator.sqlite_db import SqliteDb
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -58,26 +58,15 @@ class FileIndex:
     """SQLite (WAL) behind one thread; every public method is async and off the event loop."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._executor = SerialExecutor("file-index")
-        self._conn: sqlite3.Connection | None = None
+        self._sqlite = SqliteDb(path, _SCHEMA, "file-index")
+        self._executor = self._sqlite  # every method's blocking half runs on the database's thread
 
     async def open(self) -> None:
-        await self._executor.run(self._open)
-
-    def _open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
+        await self._sqlite.open()
 
     @property
     def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("FileIndex is not open")
-        return self._conn
+        return self._sqlite.conn
 
     async def lookup_dir(self, collection: str, directory: str) -> dict[str, IndexedFile]:
         """Every indexed file of one directory, by name."""
@@ -89,7 +78,7 @@ class FileIndex:
     def reader(self) -> sqlite3.Connection:
         """A read-only connection for ONE other thread (the scanner's), so its per-directory look-ups
         need no hop through this index's thread. WAL lets it read while this index writes."""
-        conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{self._sqlite.path}?mode=ro", uri=True)
         conn.execute("PRAGMA query_only=ON")
         return conn
 
@@ -103,7 +92,7 @@ class FileIndex:
             await self._executor.run(self._mark_done, rows)
 
     def _mark_done(self, rows: list[tuple[str, str, str, int, int, int, str, int]]) -> None:
-        with self._transaction():
+        with self._db:
             self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def paths_of(self, collection: str, hashes: list[str]) -> dict[str, list[str]]:
@@ -154,7 +143,7 @@ class FileIndex:
             await self._executor.run(self._forget, collection, files)
 
     def _forget(self, collection: str, files: list[tuple[str, str]]) -> None:
-        with self._transaction():
+        with self._db:
             self._db.executemany(
                 "DELETE FROM files WHERE collection = ? AND directory = ? AND name = ?",
                 [(collection, d, n) for d, n in files],
@@ -168,7 +157,7 @@ class FileIndex:
             await self._executor.run(self._park, job_id, files)
 
     def _park(self, job_id: str, files: list[ParkedFile]) -> None:
-        with self._transaction():
+        with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO parked VALUES (?, ?, ?, ?, ?, ?, ?)", [(job_id, *f) for f in files]
             )
@@ -178,7 +167,7 @@ class FileIndex:
         return await self._executor.run(self._unpark, job_id, hashes)
 
     def _unpark(self, job_id: str, hashes: list[str] | None) -> list[ParkedFile]:
-        with self._transaction():
+        with self._db:
             args: tuple[str, ...] = (job_id,) if hashes is None else (job_id, *hashes)
             where = "job_id = ?"
             if hashes is not None:
@@ -200,31 +189,11 @@ class FileIndex:
         await self._executor.run(self._drop_collection, collection)
 
     def _drop_collection(self, collection: str) -> None:
-        with self._transaction():
+        with self._db:
             self._db.execute("DELETE FROM files WHERE collection = ?", (collection,))
 
-    def _transaction(self) -> _Commit:
-        self._db.execute("BEGIN")
-        return _Commit(self._db)
-
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._executor.run(self._conn.close)
-            self._conn = None
-        self._executor.shutdown()
-
-
-class _Commit:
-    """BEGIN was issued; commit on success, roll back on error (isolation_level=None connection)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self._conn
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        await self._sqlite.close()
 
 
 StatRow = tuple[int, int, int]  # size, mtime_ns, inode

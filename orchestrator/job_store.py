@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from orchestrator.serial import SerialExecutor
+from orchestrator.sqlite_db import SqliteDb
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -70,28 +70,15 @@ class ErrorRow:
 
 class JobStore:
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._executor = SerialExecutor("job-store")
-        self._conn: sqlite3.Connection | None = None
+        self._sqlite = SqliteDb(path, _SCHEMA, "job-store")
+        self._executor = self._sqlite  # every method's blocking half runs on the database's thread
 
     async def open(self) -> None:
-        await self._executor.run(self._open)
-
-    def _open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a committed row survives a process crash (kill -9); only a power cut can lose the
-        # last snapshot, which the next run's snapshot replaces. FULL would fsync every progress snapshot.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
+        await self._sqlite.open()
 
     @property
     def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("JobStore is not open")
-        return self._conn
+        return self._sqlite.conn
 
     async def save(self, row: JobRow, errors: list[ErrorRow]) -> None:
         """Write the job's row and append the errors not stored yet, in one transaction."""
@@ -169,7 +156,4 @@ class JobStore:
         return int(total), [ErrorRow(*r) for r in rows]
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._executor.run(self._conn.close)
-            self._conn = None
-        self._executor.shutdown()
+        await self._sqlite.close()
