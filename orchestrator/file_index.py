@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,29 +113,17 @@ class FileIndex:
             found.setdefault(content_hash, []).append(os.path.join(directory, name))
         return {h: sorted(paths) for h, paths in found.items()}
 
-    async def missing_under(
-        self, collection: str, root: str, present: Callable[[str, str], bool]
-    ) -> list[IndexedFile]:
-        """Indexed files at or below `root` (resolved, absolute) for which `present(directory, name)` is
-        false. One range scan in the index's thread: no round trip per directory."""
-        return await self._executor.run(self._missing_under, collection, root, present)
+    async def rows(self, collection: str, files: list[tuple[str, str]]) -> list[IndexedFile]:
+        """The index rows of these (directory, name) pairs that exist."""
+        return await self._executor.run(self._rows, collection, files)
 
-    def _missing_under(
-        self, collection: str, root: str, present: Callable[[str, str], bool]
-    ) -> list[IndexedFile]:
-        where, args = _under(collection, root)
-        cursor = self._db.execute(
-            f"SELECT directory, name, size, mtime_ns, inode, content_hash, chunks FROM files WHERE {where}",
-            args,
-        )
-        return [IndexedFile(*row) for row in cursor if not present(row[0], row[1])]
-
-    async def count_under(self, collection: str, root: str) -> int:
-        return await self._executor.run(self._count_under, collection, root)
-
-    def _count_under(self, collection: str, root: str) -> int:
-        where, args = _under(collection, root)
-        return int(self._db.execute(f"SELECT COUNT(*) FROM files WHERE {where}", args).fetchone()[0])
+    def _rows(self, collection: str, files: list[tuple[str, str]]) -> list[IndexedFile]:
+        found = []
+        for directory, name in files:
+            row = lookup_file(self._db, collection, directory, name)
+            if row is not None:
+                found.append(row)
+        return found
 
     async def forget(self, collection: str, files: list[tuple[str, str]]) -> None:
         """Remove (directory, name) rows: files gone from the tree."""
@@ -207,6 +195,12 @@ def lookup_dir_stats(conn: sqlite3.Connection, collection: str, directory: str) 
         (collection, directory),
     )
     return {name: (size, mtime, inode) for name, size, mtime, inode in cursor}
+
+
+def directories_under(conn: sqlite3.Connection, collection: str, root: str) -> list[str]:
+    """Indexed directories at or below `root` (resolved, absolute)."""
+    where, args = _under(collection, root)
+    return [row[0] for row in conn.execute(f"SELECT DISTINCT directory FROM files WHERE {where}", args)]
 
 
 def lookup_file(conn: sqlite3.Connection, collection: str, directory: str, name: str) -> IndexedFile | None:

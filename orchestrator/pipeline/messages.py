@@ -47,13 +47,14 @@ class ScanFailure:
 @dataclass(frozen=True, slots=True)
 class DirBatch:
     """Part of one directory: files that are new or changed (with their old index rows, if any), files
-    that failed to scan, and the names of unchanged files (for pruning; they need no more work)."""
+    that failed to scan, the number (as names) of unchanged files, and indexed files that are gone."""
 
     directory: str
     entries: list[FileEntry]
     failures: list[ScanFailure] = field(default_factory=list)
     known: dict[str, IndexedFile] = field(default_factory=dict)
     unchanged: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # indexed names no longer in the directory (pruning)
 
 
 @dataclass(frozen=True, slots=True)

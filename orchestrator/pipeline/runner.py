@@ -68,7 +68,7 @@ async def run_pipeline(ctx: PipelineContext) -> None:
     finally:
         ctx.control.stop_flag.set()
     if config.prune and ctx.progress.scan_complete:
-        ctx.progress.add("pruned", await prune(ctx, prepare.seen))
+        ctx.progress.add("pruned", await prune(ctx, prepare.gone))
     log.info("pipeline_end", **ctx.progress.counters)
 
 

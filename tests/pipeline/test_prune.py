@@ -1,54 +1,119 @@
-"""Pruning against a real file index and Edge store: gone files leave their points; unlisted
-directories (and everything under them) are protected; files that were not media are just forgotten."""
+"""Pruning against real files, a real file index and a real Edge store: the scanner names what is gone
+(deleted files, whole deleted directories), unlistable directories are protected, points lose the paths
+and are deleted when no path holds their content; files that were not media are just forgotten."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from pathlib import Path
 
 from orchestrator.clients.vectors import CollectionSpec, PointRecord, SparseVector
 from orchestrator.file_index import IndexedFile
 from orchestrator.ids import point_id
-from orchestrator.pipeline.prune import SeenFiles, prune
+from orchestrator.pipeline.messages import SENTINEL, DirBatch
+from orchestrator.pipeline.prune import prune
+from orchestrator.pipeline.stages.scan import _Walker, scan_stage
 from tests.support.pipeline_context import make_context
 
 
-def _row(directory: str, name: str, content_hash: str) -> IndexedFile:
-    return IndexedFile(directory, name, 1, 1, 1, content_hash, 1 if content_hash else 0)
+async def _gone(q: asyncio.Queue[object]) -> list[tuple[str, str]]:
+    found = []
+    while (message := await q.get()) is not SENTINEL:
+        assert isinstance(message, list)
+        for batch in message:
+            assert isinstance(batch, DirBatch)
+            found.extend((batch.directory, name) for name in batch.gone)
+    return sorted(found)
 
 
-async def test_prune_respects_unlisted_directories(tmp_path: Path) -> None:
+async def test_scan_names_what_is_gone_and_prune_removes_it(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    root.mkdir()
+    for rel in ("a/x.jpg", "a/z.jpg", "b/c/y.jpg", "z.jpg", "README.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"data")
+    sibling = tmp_path / "root-sibling"
+    sibling.mkdir()
     ctx = await make_context(tmp_path, root)
     r = str(root)
+    hashes = {"a/x.jpg": "h1", "b/c/y.jpg": "h2", "a/z.jpg": "h3", "z.jpg": "h3", "README.txt": ""}
+    rows = []
+    for rel, h in hashes.items():
+        st = (root / rel).stat()
+        rows.append(
+            IndexedFile(
+                str((root / rel).parent),
+                (root / rel).name,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ino,
+                h,
+                1 if h else 0,
+            )
+        )
+    rows.append(IndexedFile(str(sibling), "w.jpg", 1, 1, 1, "h9", 1))  # another root sharing the prefix
+    await ctx.index.mark_done("test", rows)
     await ctx.store.ensure_collection("test", CollectionSpec(dense={"text": 2}))
-    points = [
-        PointRecord(point_id(h, 0), {"text": [1.0, 0.0]}, {"sparse": SparseVector([], [])}, {"paths": paths})
-        for h, paths in [
-            ("h1", [f"{r}/a/x.jpg"]),
-            ("h2", [f"{r}/b/c/y.jpg"]),
-            ("h3", [f"{r}/a/z.jpg", f"{r}/z.jpg"]),
-        ]
-    ]
-    await ctx.store.upsert("test", points)
+    await ctx.store.upsert(
+        "test",
+        [
+            PointRecord(
+                point_id(h, 0), {"text": [1.0, 0.0]}, {"sparse": SparseVector([], [])}, {"paths": paths}
+            )
+            for h, paths in [
+                ("h1", [f"{r}/a/x.jpg"]),
+                ("h2", [f"{r}/b/c/y.jpg"]),
+                ("h3", [f"{r}/a/z.jpg", f"{r}/z.jpg"]),
+            ]
+        ],
+    )
+    (root / "a/x.jpg").unlink()
+    (root / "a/z.jpg").unlink()
+    (root / "README.txt").unlink()
+    shutil.rmtree(root / "b")
+
+    q: asyncio.Queue[object] = asyncio.Queue(16)
+    drained = asyncio.create_task(_gone(q))
+    await scan_stage(ctx, q, 1)
+    gone = await drained
+    assert gone == sorted(
+        [(f"{r}/a", "x.jpg"), (f"{r}/a", "z.jpg"), (r, "README.txt"), (f"{r}/b/c", "y.jpg")]
+    )
+
+    assert await prune(ctx, gone) == 4
+    assert await ctx.store.count("test") == 1  # h1 and h2 deleted; h3 still held by z.jpg
+    held = await ctx.store.retrieve("test", [point_id("h3", 0)])
+    assert held[point_id("h3", 0)]["paths"] == [f"{r}/z.jpg"]
+    assert await ctx.index.count("test") == 2  # z.jpg and the sibling's w.jpg
+    assert set(await ctx.index.lookup_dir("test", str(sibling))) == {"w.jpg"}
+    await ctx.store.close()
+
+
+async def test_unlistable_directories_protect_what_is_below_them(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "ok").mkdir(parents=True)
+    ctx = await make_context(tmp_path, root)
     await ctx.index.mark_done(
         "test",
         [
-            _row(f"{r}/a", "x.jpg", "h1"),
-            _row(f"{r}/b/c", "y.jpg", "h2"),
-            _row(f"{r}/a", "z.jpg", "h3"),
-            _row(r, "z.jpg", "h3"),
-            _row(r, "README.txt", ""),
-            _row(f"{r}-sibling", "w.jpg", "h9"),  # another root sharing the prefix: never touched
+            IndexedFile(f"{root}/locked/deep", "x.jpg", 1, 1, 1, "h", 1),
+            IndexedFile(f"{root}/gone", "y.jpg", 1, 1, 1, "g", 1),
         ],
     )
-    seen = SeenFiles()
-    seen.add(r, ["z.jpg"])
-    seen.unlisted.add(f"{r}/b")  # could not be listed: y.jpg below it may well still exist
-    assert await prune(ctx, seen) == 3  # x.jpg, a/z.jpg, README.txt
-    assert await ctx.store.count("test") == 2  # h1 deleted; h2 protected; h3 still held by z.jpg
-    held = await ctx.store.retrieve("test", [point_id("h3", 0)])
-    assert held[point_id("h3", 0)]["paths"] == [f"{r}/z.jpg"]
-    assert await ctx.index.count("test") == 3  # y.jpg, z.jpg, and the sibling's w.jpg
-    assert set(await ctx.index.lookup_dir("test", f"{r}-sibling")) == {"w.jpg"}
-    await ctx.store.close()
+    q: asyncio.Queue[object] = asyncio.Queue(16)
+    walker = _Walker(ctx, asyncio.get_running_loop(), q)
+    walker._visited.add(str(root))
+    walker._unlisted.append(f"{root}/locked")  # as if listing it had failed (permissions, I/O error)
+
+    def in_scan_thread() -> None:
+        reader = ctx.index.reader()  # a connection belongs to the thread that made it
+        try:
+            walker._vanished_directories(reader)
+            walker._send()
+        finally:
+            reader.close()
+
+    await asyncio.to_thread(in_scan_thread)
+    batches = await q.get()
+    assert isinstance(batches, list)
+    assert [(b.directory, b.gone) for b in batches] == [(f"{root}/gone", ["y.jpg"])]

@@ -29,7 +29,6 @@ from orchestrator.pipeline.messages import (
     PathLink,
     PreparedFile,
 )
-from orchestrator.pipeline.prune import SeenFiles
 
 _HEAD_BYTES = 64
 
@@ -59,7 +58,7 @@ class PrepareStage:
         # content hash -> the path that claimed it. Written from worker threads with dict.setdefault,
         # which is atomic: exactly one path per content is decoded and analysed; the others are linked.
         self._claims: dict[str, str] = {}
-        self.seen = SeenFiles()  # for pruning what is gone once the scan is complete
+        self.gone: list[tuple[str, str]] = []  # (directory, name) the scanner found gone, for pruning
 
     async def worker(self, in_q: asyncio.Queue[object], out_q: asyncio.Queue[object]) -> None:
         while True:
@@ -73,14 +72,9 @@ class PrepareStage:
     async def _directory(self, batch: DirBatch, out_q: asyncio.Queue[object]) -> None:
         """One directory's part: record what was seen, count the unchanged, prepare the rest."""
         ctx = self._ctx
-        self.seen.add(batch.directory, [e.name for e in batch.entries])
-        self.seen.add(batch.directory, batch.unchanged)
+        self.gone.extend((batch.directory, name) for name in batch.gone)
         for failure in batch.failures:
             ctx.progress.fail(failure.path, "scan", failure.reason)
-            if failure.is_directory:
-                self.seen.unlisted.add(failure.path)
-            else:
-                self.seen.add_path(failure.path)
         ctx.progress.add("discovered", len(batch.entries) + len(batch.unchanged))
         not_media: list[IndexedFile] = []
         unchanged = len(batch.unchanged)

@@ -21,7 +21,7 @@ import stat
 import time
 from pathlib import Path
 
-from orchestrator.file_index import StatRow, lookup_dir_stats, lookup_file
+from orchestrator.file_index import StatRow, directories_under, lookup_dir_stats, lookup_file
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import SENTINEL, DirBatch, FileEntry, ScanFailure
 from orchestrator.security import is_within
@@ -65,6 +65,9 @@ class _Walker:
         # UNCHANGED_BATCH names instead of one per directory (a re-scan of 1k directories: ~10 % faster).
         self._pending: list[DirBatch] = []
         self._pending_names = 0
+        # For pruning, in O(directories) memory: which directories were listed, and which were not.
+        self._visited: set[str] = set()
+        self._unlisted: list[str] = []
 
     def walk(self) -> None:
         reader = self.ctx.index.reader()
@@ -72,6 +75,7 @@ class _Walker:
             stack = [str(self.ctx.root)]
             while stack:
                 self._directory(stack.pop(), stack, reader)
+            self._vanished_directories(reader)
             if self._pending:
                 self._send()
         except _Stopped:
@@ -83,6 +87,7 @@ class _Walker:
         ctx = self.ctx
         hidden_ok = ctx.config.include_hidden
         known: dict[str, StatRow] | None = None
+        matched = 0  # indexed names met in this listing: fewer than indexed means some are gone
         batch = DirBatch(directory, [], [], {}, [])
         unchanged = batch.unchanged
         try:
@@ -97,6 +102,7 @@ class _Walker:
                             known = lookup_dir_stats(reader, ctx.collection, directory)
                         row = known.get(name)
                     if row is not None:
+                        matched += 1
                         # The hot path of a re-scan: positional compares, no object built per file.
                         if entry.is_file(follow_symlinks=False):
                             st = entry.stat(follow_symlinks=False)
@@ -116,17 +122,38 @@ class _Walker:
         except OSError as exc:
             reason = f"cannot list directory: {exc.strerror or exc}"
             batch.failures.append(ScanFailure(directory, reason, is_directory=True))
-        if batch.entries or batch.failures or batch.unchanged:
+            self._unlisted.append(directory)
+        else:
+            self._visited.add(directory)
+            if known is None:
+                known = lookup_dir_stats(reader, ctx.collection, directory)
+            if matched < len(known):  # rare: files were deleted here; list once more to name them
+                try:
+                    present = set(os.listdir(directory))
+                except OSError:
+                    present = set(known)  # cannot tell: keep them
+                batch.gone.extend(name for name in known if name not in present)
+        if batch.entries or batch.failures or batch.unchanged or batch.gone:
             self._put(batch)
+
+    def _vanished_directories(self, reader: sqlite3.Connection) -> None:
+        """Indexed directories under the root that the walk never reached (deleted, or now hidden or
+        behind a symlink): all their files are gone, unless an unlistable directory hides them."""
+        ctx = self.ctx
+        for directory in directories_under(reader, ctx.collection, str(ctx.root)):
+            if directory in self._visited or any(is_within(Path(directory), Path(u)) for u in self._unlisted):
+                continue
+            names = list(lookup_dir_stats(reader, ctx.collection, directory))
+            self._put(DirBatch(directory, [], [], {}, [], gone=names))
 
     def _put(self, batch: DirBatch) -> DirBatch:
         """Queue a batch: at once if it has work in it, else with other unchanged-only batches. Returns a
         fresh batch for the same directory."""
         self._pending.append(batch)
         self._pending_names += len(batch.unchanged)
-        if batch.entries or batch.failures or self._pending_names >= UNCHANGED_BATCH:
+        if batch.entries or batch.failures or batch.gone or self._pending_names >= UNCHANGED_BATCH:
             self._send()
-        return DirBatch(batch.directory, [], [], {}, [])
+        return DirBatch(batch.directory, [], [], {}, [])  # `gone` is only ever on a directory's last batch
 
     def _send(self) -> None:
         """Hand the pending batches to the loop (blocking while the queue is full or the job paused)."""
