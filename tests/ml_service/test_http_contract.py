@@ -6,6 +6,8 @@ import re
 
 import httpx
 
+from ml_service.config import ImageTask, MLSettings
+
 IMAGE_TASKS = {"ocr", "faces", "tags", "objects"}
 
 
@@ -41,6 +43,21 @@ def test_capabilities_describe_the_loaded_models(ml: httpx.Client) -> None:
     assert text["max_batch"] == models["text"]["max_batch"]
     images = caps["endpoints"]["/v1/analyze/images"]
     assert images["max_batch"] == min(models[t]["max_batch"] for t in IMAGE_TASKS)
+    assert images["max_concurrency"] == 1  # one model batch at a time, spread over instances
+
+
+def test_capabilities_report_instances_from_the_settings(ml: httpx.Client) -> None:
+    models = ml.get("/capabilities").json()["models"]
+    settings = MLSettings()  # the test service runs with this environment's settings
+    for task in ImageTask:
+        spec = models[task.value]
+        assert spec["instances"] == settings.instances_for(task)
+        assert spec["instance_threads"] == settings.threads_per_instance(task)
+        assert spec["instances"] * spec["instance_threads"] <= settings.cpu_threads
+        # A lone image runs on every thread when there are several instances (all four models).
+        lone = settings.cpu_threads if spec["instances"] > 1 else spec["instance_threads"]
+        assert spec["single_image_threads"] == lone
+    assert "instances" not in models["text"]
 
 
 def test_request_id_is_echoed(ml: httpx.Client) -> None:
