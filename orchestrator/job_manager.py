@@ -139,8 +139,9 @@ class JobManager:
         structlog.contextvars.bind_contextvars(job_id=job.id)
         snapshots = asyncio.create_task(self._snapshots(job))
         try:
+            # A job restored as paused waits for resume before it takes a slot: it must not hold one idle.
+            await job.control.running.wait()
             async with self._slots:
-                await job.control.running.wait()  # a job restored as paused waits here for resume
                 if job.state is JobState.QUEUED:
                     job.transition(JobState.RUNNING)
                 job.runs += 1
