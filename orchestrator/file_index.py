@@ -152,6 +152,8 @@ class FileIndex:
 
     async def unpark(self, job_id: str, hashes: list[str] | None) -> list[ParkedFile]:
         """Take (return and delete) the parked files of these contents, or all of the job's if None."""
+        if hashes is not None and not hashes:
+            return []
         return await self._executor.run(self._unpark, job_id, hashes)
 
     def _unpark(self, job_id: str, hashes: list[str] | None) -> list[ParkedFile]:
