@@ -54,31 +54,23 @@ class IndexedFile:
     chunks: int
 
 
-class FileIndex:
+class FileIndex(SqliteDb):
     """SQLite (WAL) behind one thread; every public method is async and off the event loop."""
 
     def __init__(self, path: Path) -> None:
-        self._sqlite = SqliteDb(path, _SCHEMA, "file-index")
-        self._executor = self._sqlite  # every method's blocking half runs on the database's thread
-
-    async def open(self) -> None:
-        await self._sqlite.open()
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._sqlite.conn
+        super().__init__(path, _SCHEMA, "file-index")
 
     async def lookup_dir(self, collection: str, directory: str) -> dict[str, IndexedFile]:
         """Every indexed file of one directory, by name."""
-        return await self._executor.run(self._lookup_dir, collection, directory)
+        return await self.run(self._lookup_dir, collection, directory)
 
     def _lookup_dir(self, collection: str, directory: str) -> dict[str, IndexedFile]:
-        return lookup_dir_with(self._db, collection, directory)
+        return lookup_dir_with(self.conn, collection, directory)
 
     def reader(self) -> sqlite3.Connection:
         """A read-only connection for ONE other thread (the scanner's), so its per-directory look-ups
         need no hop through this index's thread. WAL lets it read while this index writes."""
-        conn = sqlite3.connect(f"file:{self._sqlite.path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         conn.execute("PRAGMA query_only=ON")
         return conn
 
@@ -89,21 +81,21 @@ class FileIndex:
             for f in files
         ]
         if rows:
-            await self._executor.run(self._mark_done, rows)
+            await self.run(self._mark_done, rows)
 
     def _mark_done(self, rows: list[tuple[str, str, str, int, int, int, str, int]]) -> None:
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     async def paths_of(self, collection: str, hashes: list[str]) -> dict[str, list[str]]:
         """Every indexed path of each content hash, sorted (the complete list a point's payload samples)."""
         if not hashes:
             return {}
-        return await self._executor.run(self._paths_of, collection, hashes)
+        return await self.run(self._paths_of, collection, hashes)
 
     def _paths_of(self, collection: str, hashes: list[str]) -> dict[str, list[str]]:
         marks = ",".join("?" * len(hashes))
-        rows = self._db.execute(
+        rows = self.conn.execute(
             "SELECT content_hash, directory, name FROM files "
             f"WHERE collection = ? AND content_hash IN ({marks})",
             (collection, *hashes),
@@ -115,12 +107,12 @@ class FileIndex:
 
     async def rows(self, collection: str, files: list[tuple[str, str]]) -> list[IndexedFile]:
         """The index rows of these (directory, name) pairs that exist."""
-        return await self._executor.run(self._rows, collection, files)
+        return await self.run(self._rows, collection, files)
 
     def _rows(self, collection: str, files: list[tuple[str, str]]) -> list[IndexedFile]:
         found = []
         for directory, name in files:
-            row = lookup_file(self._db, collection, directory, name)
+            row = lookup_file(self.conn, collection, directory, name)
             if row is not None:
                 found.append(row)
         return found
@@ -128,11 +120,11 @@ class FileIndex:
     async def forget(self, collection: str, files: list[tuple[str, str]]) -> None:
         """Remove (directory, name) rows: files gone from the tree."""
         if files:
-            await self._executor.run(self._forget, collection, files)
+            await self.run(self._forget, collection, files)
 
     def _forget(self, collection: str, files: list[tuple[str, str]]) -> None:
-        with self._db:
-            self._db.executemany(
+        with self.conn:
+            self.conn.executemany(
                 "DELETE FROM files WHERE collection = ? AND directory = ? AND name = ?",
                 [(collection, d, n) for d, n in files],
             )
@@ -142,11 +134,11 @@ class FileIndex:
         would otherwise hold every copy in RAM while the first ones wait for the ML service. Not a "done"
         mark: a crash loses only this hold (the files are simply found again)."""
         if files:
-            await self._executor.run(self._park, job_id, files)
+            await self.run(self._park, job_id, files)
 
     def _park(self, job_id: str, files: list[ParkedFile]) -> None:
-        with self._db:
-            self._db.executemany(
+        with self.conn:
+            self.conn.executemany(
                 "INSERT OR REPLACE INTO parked VALUES (?, ?, ?, ?, ?, ?, ?)", [(job_id, *f) for f in files]
             )
 
@@ -154,36 +146,33 @@ class FileIndex:
         """Take (return and delete) the parked files of these contents, or all of the job's if None."""
         if hashes is not None and not hashes:
             return []
-        return await self._executor.run(self._unpark, job_id, hashes)
+        return await self.run(self._unpark, job_id, hashes)
 
     def _unpark(self, job_id: str, hashes: list[str] | None) -> list[ParkedFile]:
-        with self._db:
+        with self.conn:
             args: tuple[str, ...] = (job_id,) if hashes is None else (job_id, *hashes)
             where = "job_id = ?"
             if hashes is not None:
                 where += f" AND content_hash IN ({','.join('?' * len(hashes))})"
-            rows = self._db.execute(
+            rows = self.conn.execute(
                 f"SELECT content_hash, directory, name, size, mtime_ns, inode FROM parked WHERE {where}", args
             ).fetchall()
-            self._db.execute(f"DELETE FROM parked WHERE {where}", args)
+            self.conn.execute(f"DELETE FROM parked WHERE {where}", args)
         return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     async def count(self, collection: str) -> int:
-        return await self._executor.run(self._count, collection)
+        return await self.run(self._count, collection)
 
     def _count(self, collection: str) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM files WHERE collection = ?", (collection,)).fetchone()
+        row = self.conn.execute("SELECT COUNT(*) FROM files WHERE collection = ?", (collection,)).fetchone()
         return int(row[0])
 
     async def drop_collection(self, collection: str) -> None:
-        await self._executor.run(self._drop_collection, collection)
+        await self.run(self._drop_collection, collection)
 
     def _drop_collection(self, collection: str) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM files WHERE collection = ?", (collection,))
-
-    async def close(self) -> None:
-        await self._sqlite.close()
+        with self.conn:
+            self.conn.execute("DELETE FROM files WHERE collection = ?", (collection,))
 
 
 StatRow = tuple[int, int, int]  # size, mtime_ns, inode

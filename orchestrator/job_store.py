@@ -7,7 +7,6 @@ in batches at the same moments.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,25 +67,19 @@ class ErrorRow:
     at: float
 
 
-class JobStore:
+class JobStore(SqliteDb):
+    """Jobs and their errors: async methods whose blocking half runs on the database's thread."""
+
     def __init__(self, path: Path) -> None:
-        self._sqlite = SqliteDb(path, _SCHEMA, "job-store")
-        self._executor = self._sqlite  # every method's blocking half runs on the database's thread
-
-    async def open(self) -> None:
-        await self._sqlite.open()
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._sqlite.conn
+        super().__init__(path, _SCHEMA, "job-store")
 
     async def save(self, row: JobRow, errors: list[ErrorRow]) -> None:
         """Write the job's row and append the errors not stored yet, in one transaction."""
-        await self._executor.run(self._save, row, errors)
+        await self.run(self._save, row, errors)
 
     def _save(self, row: JobRow, errors: list[ErrorRow]) -> None:
-        with self._db:
-            self._db.execute(
+        with self.conn:
+            self.conn.execute(
                 "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                 "state=excluded.state, error=excluded.error, started_at=excluded.started_at, "
                 "finished_at=excluded.finished_at, runs=excluded.runs, progress=excluded.progress",
@@ -105,23 +98,23 @@ class JobStore:
                     orjson.dumps(row.progress).decode(),
                 ),
             )
-            self._db.executemany(
+            self.conn.executemany(
                 "INSERT OR REPLACE INTO job_errors VALUES (?, ?, ?, ?, ?, ?)",
                 [(row.id, e.seq, e.path, e.stage, e.reason, e.at) for e in errors],
             )
 
     async def clear_errors(self, job_id: str) -> None:
-        await self._executor.run(self._clear_errors, job_id)
+        await self.run(self._clear_errors, job_id)
 
     def _clear_errors(self, job_id: str) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM job_errors WHERE job_id = ?", (job_id,))
+        with self.conn:
+            self.conn.execute("DELETE FROM job_errors WHERE job_id = ?", (job_id,))
 
     async def load_all(self) -> list[JobRow]:
-        return await self._executor.run(self._load_all)
+        return await self.run(self._load_all)
 
     def _load_all(self) -> list[JobRow]:
-        rows = self._db.execute(
+        rows = self.conn.execute(
             "SELECT id, root, collection, options, state, error, created_at, started_at, finished_at, runs, "
             "idempotency_key, progress FROM jobs ORDER BY created_at"
         ).fetchall()
@@ -144,16 +137,13 @@ class JobStore:
         ]
 
     async def errors(self, job_id: str, offset: int, limit: int) -> tuple[int, list[ErrorRow]]:
-        return await self._executor.run(self._errors, job_id, offset, limit)
+        return await self.run(self._errors, job_id, offset, limit)
 
     def _errors(self, job_id: str, offset: int, limit: int) -> tuple[int, list[ErrorRow]]:
-        total = self._db.execute("SELECT COUNT(*) FROM job_errors WHERE job_id = ?", (job_id,)).fetchone()[0]
-        rows = self._db.execute(
+        total = self.conn.execute("SELECT COUNT(*) FROM job_errors WHERE job_id = ?", (job_id,)).fetchone()[0]
+        rows = self.conn.execute(
             "SELECT seq, path, stage, reason, at FROM job_errors WHERE job_id = ? "
             "ORDER BY seq LIMIT ? OFFSET ?",
             (job_id, limit, offset),
         ).fetchall()
         return int(total), [ErrorRow(*r) for r in rows]
-
-    async def close(self) -> None:
-        await self._sqlite.close()
