@@ -11,9 +11,14 @@ if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; t
   exit 1
 fi
 
-# Fonts for the sample images with printed text (present on the standard image; installed if missing).
-if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  apt-get update -qq && apt-get install -y -qq fonts-dejavu-core >/dev/null
+# Fonts for the sample images with printed text, espeak-ng + sox for the speech in the sample and test videos
+# (installed if missing; the standard image may lack them).
+need=()
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || need+=(fonts-dejavu-core)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v sox >/dev/null || need+=(sox)
+if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
