@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
 
-from orchestrator.api import collections, events, health, jobs, media, search
+from orchestrator.api import collections, events, health, jobs, media, people, search
 from orchestrator.api.deps import require_api_key
 from orchestrator.clients.vectors import VectorStore
 from orchestrator.config import Settings
@@ -51,7 +51,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
     app.middleware("http")(_request_id)
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
-    for router in (jobs.router, search.router, media.router, collections.router):
+    for router in (jobs.router, search.router, media.router, collections.router, people.router):
         app.include_router(router, dependencies=protected)
     app.include_router(events.router)  # SSE depends on the key per route; the WebSocket checks it itself
     return app

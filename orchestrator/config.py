@@ -54,10 +54,28 @@ class Settings(BaseSettings):
     infer_workers: int = 2
     thumbnail_size: int = 256
     max_image_pixels: int = 200_000_000
-    max_file_bytes: int = 1 << 30
+    # Video and audio are hashed as a stream; images are read whole (and also bounded by MAX_IMAGE_PIXELS).
+    max_file_bytes: int = 64 << 30
     include_hidden: bool = False
     # Jobs beyond this many wait in state "queued": two jobs would only split the same two cores.
     max_concurrent_jobs: int = 1
+    # Video and audio: time chunks of about CHUNK_SECONDS, ended at a shot change when one is found, never
+    # shorter than MIN_CHUNK_SECONDS; a few keyframes per chunk (near-identical ones skipped) go to the ML
+    # service at most KEYFRAME_MAX_SIDE px. Longer files than MAX_MEDIA_SECONDS fail with a reason.
+    chunk_seconds: float = 15.0
+    min_chunk_seconds: float = 4.0
+    keyframes_per_chunk: int = 3
+    keyframe_max_side: int = 640
+    max_media_seconds: float = 6 * 3600.0
+    # Decoding runs in worker processes; a file that takes longer than this is killed and fails alone.
+    decode_workers: int = 1
+    decode_timeout_s: float = 900.0
+    # Decoded video/audio files held between decoding and inference (each may carry minutes of audio).
+    media_in_flight: int = 2
+    # People: a face (SFace, cosine) or a voice (resemblyzer) joins the nearest cluster of its collection
+    # when the similarity reaches the threshold; clusters bridged by a face are merged at the job's end.
+    face_cluster_threshold: float = 0.45
+    voice_cluster_threshold: float = 0.80
     # Edge searches exactly (brute force, ~19 ms at 100k points) until a collection is this large;
     # past it a job's end builds the HNSW index.
     ann_index_threshold: int = 50_000

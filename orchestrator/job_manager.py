@@ -192,6 +192,8 @@ class JobManager:
             ml=services.ml,
             progress=progress,
             control=job.control,
+            decoder=services.decoder,
+            media_slots=asyncio.Semaphore(max(1, services.settings.media_in_flight)),
         )
         await run_pipeline(ctx)
         if await services.store.count(job.collection) >= services.settings.ann_index_threshold:

@@ -26,6 +26,7 @@ class SearchQuery:
     path_prefix: str | None = None
     taken_after: float | None = None
     taken_before: float | None = None
+    person: str | None = None  # a face or voice cluster id ("person-…", "voice-…")
     request_id: str | None = None
 
 
@@ -36,10 +37,13 @@ class Hit:
     path: str | None
     paths: list[str]
     media_type: str | None
-    start_s: float | None
+    start_s: float | None  # where the matched words are spoken (else where the chunk starts)
     end_s: float | None
     snippet: str
     thumbnail_url: str
+    chunk_start_s: float | None = None
+    chunk_end_s: float | None = None
+    transcript: str = ""
     people: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     ocr_text: str = ""
@@ -74,6 +78,8 @@ def _filter(query: SearchQuery) -> SearchFilter | None:
         match["media_type"] = query.media_type
     if query.path_prefix:
         match["dirs"] = query.path_prefix.rstrip("/") or "/"
+    if query.person:
+        match["people"] = query.person
     if query.taken_after is not None or query.taken_before is not None:
         ranges["taken_at_ts"] = (query.taken_after, query.taken_before)
     return SearchFilter(match=match, ranges=ranges) if match or ranges else None
@@ -83,16 +89,25 @@ def _hit(
     point_id: str, score: float, payload: dict[str, Any], paths: list[str] | None, query: SearchQuery
 ) -> Hit:
     paths = paths or list(payload.get("paths") or [])
+    start_s, end_s = payload.get("start_s"), payload.get("end_s")
+    text = snippet(str(payload.get("text") or ""), query.text)
+    spoken = locate(payload.get("words") or [], query.text)
+    if spoken is not None:
+        start_s, end_s, text = spoken
     return Hit(
         id=point_id,
         score=score,
         path=paths[0] if paths else payload.get("path"),
         paths=paths,
         media_type=payload.get("media_type"),
-        start_s=payload.get("start_s"),
-        end_s=payload.get("end_s"),
-        snippet=snippet(str(payload.get("text") or ""), query.text),
+        start_s=start_s,
+        end_s=end_s,
+        snippet=text,
         thumbnail_url=f"/media/{point_id}/thumbnail?collection={quote(query.collection)}",
+        chunk_start_s=payload.get("start_s"),
+        chunk_end_s=payload.get("end_s"),
+        transcript=str(payload.get("transcript") or ""),
+        people=list(payload.get("people") or []),
         tags=list(payload.get("tags") or []),
         ocr_text=str(payload.get("ocr_text") or ""),
         taken_at=payload.get("taken_at"),
@@ -114,3 +129,41 @@ def snippet(text: str, query: str, width: int = _SNIPPET_CHARS) -> str:
     start = max(0, min(positions) - width // 3)
     end = min(len(text), start + width)
     return ("…" if start > 0 else "") + text[start:end].strip() + ("…" if end < len(text) else "")
+
+
+# Words that say nothing about where a phrase is spoken.
+_STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have he her his in is it its of on or our she so that the "
+    "their them they this to was we were what when where which who will with you your".split()
+)
+_CONTEXT_WORDS = (8, 12)  # words of transcript shown before / after the match
+
+
+def locate(words: list[list[Any]], query: str) -> tuple[float, float, str] | None:
+    """Where in a chunk's words ([word, start_s, end_s]) the query is spoken: the window of about the
+    query's length holding the most distinct query words (the earliest of equals). Returns its start and
+    end time and a snippet of the transcript around it; None when no query word is spoken."""
+    terms = {t for t in tokenize(query) if t not in _STOPWORDS} or set(tokenize(query))
+    if not terms or not words:
+        return None
+    spoken = [" ".join(tokenize(str(w[0]))) for w in words]
+    span = len(tokenize(query)) + 3
+    best: tuple[int, int, int] | None = None  # (matched terms, first, last)
+    for i in range(len(words)):
+        if spoken[i] not in terms:
+            continue
+        seen: set[str] = set()
+        last = i
+        for j in range(i, min(len(words), i + span)):
+            if spoken[j] in terms:
+                seen.add(spoken[j])
+                last = j
+        if best is None or len(seen) > best[0]:
+            best = (len(seen), i, last)
+    if best is None:
+        return None
+    _, first, last = best
+    lo, hi = max(0, first - _CONTEXT_WORDS[0]), min(len(words), last + 1 + _CONTEXT_WORDS[1])
+    text = " ".join(str(w[0]) for w in words[lo:hi])
+    text = ("…" if lo > 0 else "") + text + ("…" if hi < len(words) else "")
+    return float(words[first][1]), float(words[last][2]), text

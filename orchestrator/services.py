@@ -9,6 +9,7 @@ from orchestrator.clients.ml import MLClient
 from orchestrator.clients.vectors import VectorStore, open_vector_store
 from orchestrator.config import Settings
 from orchestrator.file_index import FileIndex
+from orchestrator.media.decode_pool import DecodePool
 from orchestrator.metrics import Metrics
 
 
@@ -20,6 +21,7 @@ class Services:
     cache: ResultCache
     ml: MLClient
     metrics: Metrics
+    decoder: DecodePool  # video/audio decoding in worker processes (started on first use)
 
     @classmethod
     async def open(cls, settings: Settings, store: VectorStore | None = None) -> Services:
@@ -38,9 +40,13 @@ class Services:
         )
         if store is None:
             store = open_vector_store(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key)
-        return cls(settings=settings, store=store, index=index, cache=cache, ml=ml, metrics=metrics)
+        decoder = DecodePool(workers=max(1, settings.decode_workers), timeout_s=settings.decode_timeout_s)
+        return cls(
+            settings=settings, store=store, index=index, cache=cache, ml=ml, metrics=metrics, decoder=decoder
+        )
 
     async def close(self) -> None:
+        await self.decoder.close()
         await self.ml.close()
         await self.store.close()
         await self.cache.close()

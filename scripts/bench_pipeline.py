@@ -39,7 +39,8 @@ from orchestrator.jobs import JobState
 from orchestrator.keywords import sparse_vector
 from orchestrator.media.images import decode_image
 from orchestrator.pipeline.negotiate import collection_spec
-from orchestrator.pipeline.stages.infer import analysis_from_result, compose_text
+from orchestrator.pipeline.unify import compose_text
+from orchestrator.pipeline.unify import image_parts as analysis_from_result
 from orchestrator.services import Services
 from scripts.make_samples import font
 from scripts.ml_process import ml_service

@@ -1,4 +1,4 @@
-from orchestrator.search import snippet
+from orchestrator.search import locate, snippet
 
 
 def test_short_text_is_returned_whole() -> None:
@@ -16,3 +16,34 @@ def test_window_around_first_matching_word() -> None:
 def test_no_match_gives_the_beginning() -> None:
     text = "alpha " * 60
     assert snippet(text, "zebra").startswith("alpha alpha")
+
+
+def _words(text: str, start: float, step: float = 0.4) -> list[list[object]]:
+    return [
+        [w, round(start + i * step, 2), round(start + i * step + 0.3, 2)] for i, w in enumerate(text.split())
+    ]
+
+
+def test_locate_finds_where_the_phrase_is_spoken() -> None:
+    words = _words(
+        "Good evening. The harbour authority reported a flood near the old bridge on Monday.", 30.0
+    )
+    words += _words("In other news the orchestra launched an electric ferry.", 36.0)
+    found = locate(words, "orchestra electric ferry")
+    assert found is not None
+    start, end, text = found
+    assert start == 37.6  # "orchestra" is the 5th word of the second sentence
+    assert end >= start and "electric ferry." in text
+
+
+def test_locate_prefers_the_window_with_most_query_words() -> None:
+    words = _words("a flood here and then much later a flood near the old bridge", 0.0)
+    start, _, _ = locate(words, "flood near the old bridge") or (None, None, None)
+    assert start == 3.2  # the second "flood", followed by near/old/bridge
+
+
+def test_locate_ignores_case_punctuation_and_needs_a_spoken_word() -> None:
+    words = _words("Breaking NEWS, Valencia!", 5.0)
+    assert locate(words, "valencia") == (5.8, 6.1, "Breaking NEWS, Valencia!")
+    assert locate(words, "zebra crossing") is None
+    assert locate([], "valencia") is None

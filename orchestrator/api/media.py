@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
 
 from orchestrator.api.deps import ServicesDep
-from orchestrator.pipeline.stages.prepare import thumbnail_path
+from orchestrator.pipeline.stages.prepare import chunk_thumbnail_path, thumbnail_path
 from orchestrator.security import is_within
 
 router = APIRouter(tags=["media"])
@@ -48,7 +48,10 @@ async def media_thumbnail(
     media_id: str, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
 ) -> FileResponse:
     _, payload = await _payload(services, media_id, collection)
-    path = thumbnail_path(services.settings.thumbnails_dir, str(payload.get("content_hash", "")))
+    thumbs, content_hash = services.settings.thumbnails_dir, str(payload.get("content_hash", ""))
+    path = thumbnail_path(thumbs, content_hash)
+    if payload.get("media_type") == "video":  # each chunk has its own (its middle keyframe)
+        path = chunk_thumbnail_path(thumbs, content_hash, int(payload.get("chunk_index") or 0))
     if not await asyncio.to_thread(path.is_file):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no thumbnail for this media")
     return FileResponse(path, media_type="image/jpeg", headers={"cache-control": "public, max-age=86400"})

@@ -34,3 +34,4 @@ class SearchBody(BaseModel):
     path_prefix: str | None = None
     taken_after: float | None = None
     taken_before: float | None = None
+    person: str | None = Field(default=None, max_length=64)

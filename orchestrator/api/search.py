@@ -38,6 +38,7 @@ async def search_get(
     path_prefix: str | None = None,
     taken_after: float | None = None,
     taken_before: float | None = None,
+    person: str | None = Query(default=None, max_length=64),
 ) -> dict[str, Any]:
     query = SearchQuery(
         text=q,
@@ -47,6 +48,7 @@ async def search_get(
         path_prefix=path_prefix,
         taken_after=taken_after,
         taken_before=taken_before,
+        person=person,
         request_id=request.headers.get("x-request-id"),
     )
     return await _run(services, query)
@@ -62,6 +64,7 @@ async def search_post(body: SearchBody, request: Request, services: ServicesDep)
         path_prefix=body.path_prefix,
         taken_after=body.taken_after,
         taken_before=body.taken_before,
+        person=body.person,
         request_id=request.headers.get("x-request-id"),
     )
     return await _run(services, query)

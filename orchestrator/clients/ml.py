@@ -61,6 +61,10 @@ class Capabilities:
         model = self.models.get("image_text")
         return int(model["vector_size"]) if model and model.get("vector_size") else None
 
+    @property
+    def audio_tasks(self) -> list[str]:
+        return [str(t) for t in self.raw.get("audio_tasks") or []]
+
     def limits(self, endpoint: str) -> EndpointLimits:
         return self.endpoints.get(endpoint, EndpointLimits(1, 1, 1))
 
@@ -81,6 +85,12 @@ class Capabilities:
 class ImageRequestItem:
     id: str
     jpeg: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AudioRequestItem:
+    id: str
+    pcm: bytes  # int16 little-endian mono at 16 kHz
 
 
 class MLClient:
@@ -149,6 +159,28 @@ class MLClient:
             raise MLRequestError("analyze/images answered results that do not match the request")
         return results
 
+    async def analyze_audio(
+        self,
+        items: list[AudioRequestItem],
+        tasks: list[str] | None = None,
+        request_id: str | None = None,
+        on_wait: WaitHook | None = None,
+    ) -> list[dict[str, Any]]:
+        """Transcripts with word times and speaker turns; times are relative to each item's start."""
+        payload: dict[str, Any] = {
+            "items": [
+                {"id": it.id, "pcm": base64.b64encode(it.pcm).decode("ascii"), "sample_rate": 16000}
+                for it in items
+            ]
+        }
+        if tasks is not None:
+            payload["tasks"] = tasks
+        body = await self._call("POST", "/v1/analyze/audio", payload, request_id=request_id, on_wait=on_wait)
+        results: list[dict[str, Any]] = body["results"]
+        if [r.get("id") for r in results] != [it.id for it in items]:
+            raise MLRequestError("analyze/audio answered results that do not match the request")
+        return results
+
     def _observed(self, path: str, started: float, payload: dict[str, Any] | None, outcome: str) -> None:
         if self._observe is not None:
             self._observe(path, time.perf_counter() - started, _items(payload), outcome)
@@ -213,7 +245,7 @@ class MLClient:
 def _items(payload: dict[str, Any] | None) -> int:
     if not payload:
         return 0
-    return len(payload.get("texts") or payload.get("images") or [])
+    return len(payload.get("texts") or payload.get("images") or payload.get("items") or [])
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -129,3 +129,17 @@ def _gps(ifd: dict[int, Any]) -> dict[str, float] | None:
 def _dms(values: Any) -> float:
     d, m, s = (float(v) for v in values)
     return d + m / 60 + s / 3600
+
+
+def taken_at_fields(iso_time: str) -> dict[str, Any]:
+    """`taken_at`/`taken_at_ts` from an ISO 8601 time (a video's creation_time); nothing when unparseable.
+    A time without a zone is read as UTC, as EXIF times are."""
+    try:
+        taken = datetime.fromisoformat(iso_time.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return {}
+    if taken.tzinfo is None:
+        taken = taken.replace(tzinfo=UTC)
+    if taken.year < 1971:  # muxers write 1970/1904 epochs when they know nothing
+        return {}
+    return {"taken_at": taken.isoformat(), "taken_at_ts": taken.timestamp()}

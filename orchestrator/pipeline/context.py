@@ -11,6 +11,8 @@ from orchestrator.cache import ResultCache
 from orchestrator.clients.ml import MLClient
 from orchestrator.clients.vectors import VectorStore
 from orchestrator.file_index import FileIndex
+from orchestrator.media.av_decode import AVOptions
+from orchestrator.media.decode_pool import DecodePool
 from orchestrator.pipeline.progress import JobProgress
 
 
@@ -56,6 +58,12 @@ class PipelineConfig:
     thumbnails_dir: Path
     models_signature: str
     image_vectors: bool
+    text_batch: int = 64  # texts per embed request
+    audio_batch: int | None = None  # audio items per request; None: the ML service has no audio models
+    audio_tasks: tuple[str, ...] = ()
+    av: AVOptions = field(default_factory=AVOptions)
+    face_cluster_threshold: float = 0.45
+    voice_cluster_threshold: float = 0.80
 
 
 @dataclass(slots=True)
@@ -70,3 +78,6 @@ class PipelineContext:
     ml: MLClient
     progress: JobProgress
     control: JobControl
+    decoder: DecodePool
+    # Decoded video/audio files between prepare and the end of their inference (memory bound).
+    media_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))

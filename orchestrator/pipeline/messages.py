@@ -61,26 +61,49 @@ class DirBatch:
 class MediaInfo:
     """What decoding the file told us; goes into the point payload."""
 
-    media_type: str  # "image" (video/audio chunks arrive with issue 5)
+    media_type: str  # "image" | "video" | "audio"
     mime: str
     width: int
     height: int
-    exif: dict[str, Any]
+    exif: dict[str, Any]  # images: EXIF; video/audio: container facts (taken_at from creation_time)
+    duration_s: float | None = None
+    av: dict[str, Any] = field(default_factory=dict)  # codecs, rotation, fps, sample rate (video/audio)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One picture of a chunk for the ML service: the image itself, or a keyframe at `t_s`."""
+
+    t_s: float | None
+    jpeg: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkInput:
-    """One unit of ML work. Images have one chunk; time-based media will have many."""
+    """One unit of ML work: an image (one chunk, one frame), or a time span of a video/audio file with its
+    keyframes and its audio (int16 mono 16 kHz PCM from `audio_start_s`, a little wider than the span).
+    `frames` is empty and `audio` None when the chunk's results are cached."""
 
     index: int
     start_s: float | None
     end_s: float | None
-    image: bytes | None  # downscaled JPEG for the ML service; None when results are cached
+    frames: tuple[Frame, ...] = ()
+    audio: bytes | None = None
+    audio_start_s: float = 0.0
+
+    @property
+    def needs_ml(self) -> bool:
+        return bool(self.frames) or self.audio is not None
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkAnalysis:
-    """The ML service's understanding of one chunk, as cached and as stored in the payload."""
+    """The ML service's understanding of one chunk, as cached and as stored in the payload.
+
+    Times are absolute seconds in the file. `faces` holds an image's faces, or a chunk's face tracks
+    (faces followed across its keyframes: `start_s`/`end_s`, best `box`, mean `embedding`).
+    `words` are `[word, start_s, end_s]`; `turns` are speaker turns `{start_s, end_s, speaker, embedding}`
+    (`speaker` is local to the chunk; voice clusters are assigned per collection when points are written)."""
 
     ocr_text: str
     tags: list[str]
@@ -89,6 +112,10 @@ class ChunkAnalysis:
     text: str  # what the text vector was computed from
     text_vector: list[float]
     image_vector: list[float] | None
+    transcript: str = ""
+    words: list[list[Any]] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    language: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +126,10 @@ class ChunkAnalysis:
             "text": self.text,
             "text_vector": self.text_vector,
             "image_vector": self.image_vector,
+            "transcript": self.transcript,
+            "words": self.words,
+            "turns": self.turns,
+            "language": self.language,
         }
 
     @classmethod
@@ -111,6 +142,10 @@ class ChunkAnalysis:
             text=data["text"],
             text_vector=list(data["text_vector"]),
             image_vector=data["image_vector"],
+            transcript=data.get("transcript", ""),
+            words=list(data.get("words") or []),
+            turns=list(data.get("turns") or []),
+            language=data.get("language"),
         )
 
 
@@ -124,6 +159,7 @@ class PreparedFile:
     chunks: list[ChunkInput]
     cached: dict[int, ChunkAnalysis]
     previous: IndexedFile | None  # what the file index had for this path, when the content changed
+    decoded: bool = False  # a decoded video/audio file: holds one of the job's media slots until inferred
 
     @property
     def point_ids(self) -> list[str]:

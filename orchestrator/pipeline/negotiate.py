@@ -8,16 +8,18 @@ from orchestrator.cache import models_signature
 from orchestrator.clients.ml import Capabilities
 from orchestrator.clients.vectors import CollectionSpec
 from orchestrator.config import Settings
+from orchestrator.media.av_decode import AVOptions
 from orchestrator.pipeline.context import PipelineConfig
 from orchestrator.pipeline.records import FLOAT_FIELDS, KEYWORD_FIELDS
 
 IMAGE_ENDPOINT = "/v1/analyze/images"
 TEXT_ENDPOINT = "/v1/embed/text"
+AUDIO_ENDPOINT = "/v1/analyze/audio"
 # The vector-store adapter measured durable Edge upserts at ~14-19k points/s in batches of 256 (the flush
 # is amortised); larger batches gain nothing measurable.
 DEFAULT_UPSERT_BATCH = 256
 # Models whose output a chunk record depends on: their versions go into every result-cache key.
-RECORD_MODELS = ["text", "ocr", "faces", "tags", "objects", "captions", "image_text"]
+RECORD_MODELS = ["text", "ocr", "faces", "tags", "objects", "captions", "image_text", "asr", "speakers"]
 
 
 def pipeline_config(settings: Settings, caps: Capabilities, options: dict[str, Any]) -> PipelineConfig:
@@ -27,6 +29,9 @@ def pipeline_config(settings: Settings, caps: Capabilities, options: dict[str, A
     negotiated = min(image_limits.preferred_batch, text_limits.max_batch)
     infer_batch = settings.ml_inference_batch_size or negotiated
     infer_batch = max(1, min(infer_batch, image_limits.max_batch, text_limits.max_batch))
+    audio_batch = None
+    if caps.audio_tasks and AUDIO_ENDPOINT in caps.endpoints:
+        audio_batch = max(1, caps.limits(AUDIO_ENDPOINT).preferred_batch)
     return PipelineConfig(
         queue_size=settings.queue_size,
         prepare_workers=settings.prepare_workers,
@@ -44,6 +49,19 @@ def pipeline_config(settings: Settings, caps: Capabilities, options: dict[str, A
         thumbnails_dir=settings.thumbnails_dir,
         models_signature=models_signature(caps.models, RECORD_MODELS),
         image_vectors=caps.image_dim is not None,
+        text_batch=max(1, text_limits.max_batch),
+        audio_batch=audio_batch,
+        audio_tasks=tuple(caps.audio_tasks),
+        av=AVOptions(
+            chunk_s=settings.chunk_seconds,
+            min_chunk_s=settings.min_chunk_seconds,
+            keyframes_per_chunk=settings.keyframes_per_chunk,
+            ml_max_side=settings.keyframe_max_side,
+            thumb_side=settings.thumbnail_size,
+            max_duration_s=settings.max_media_seconds,
+        ),
+        face_cluster_threshold=settings.face_cluster_threshold,
+        voice_cluster_threshold=settings.voice_cluster_threshold,
     )
 
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("scan", "prepare", "infer", "upsert")
+STAGES = ("scan", "prepare", "decode", "infer", "upsert")  # decode: video/audio in worker processes
 COUNTERS = (
     "discovered",  # regular files the scanner found
     "done",  # files finished one way or another: unchanged, stored (marked done), failed or skipped
@@ -23,6 +23,7 @@ COUNTERS = (
     "failed",  # files recorded as failed
     "skipped",  # files that are not media (no error: a README beside the photos)
     "pruned",  # files gone from the tree since the last scan: their paths left the points
+    "people_merged",  # face/voice clusters joined into another at the job's end
     "bytes",  # bytes read and hashed
     "ml_requests",  # HTTP inference requests sent to the ML service
     "upsert_requests",  # write calls made to the vector store

@@ -9,11 +9,12 @@ from typing import Any
 from orchestrator.clients.vectors import PointRecord
 from orchestrator.ids import PIPELINE_VERSION, point_id
 from orchestrator.keywords import sparse_vector
+from orchestrator.people import Assignment
 from orchestrator.pipeline.messages import AnalyzedFile
 
 # Payload fields with a keyword index (filters) and a float index (time ranges). `paths` is not indexed:
 # nothing filters on it, and with many copies per content its index grew with every path (memory).
-KEYWORD_FIELDS = ("media_type", "content_hash", "dirs")
+KEYWORD_FIELDS = ("media_type", "content_hash", "dirs", "people")
 FLOAT_FIELDS = ("taken_at_ts", "start_s")
 
 
@@ -43,13 +44,38 @@ def path_fields(paths: list[str] | set[str]) -> dict[str, Any]:
     return {"path": ordered[0] if ordered else None, "paths": ordered, "dirs": ancestor_dirs(ordered)}
 
 
-def build_points(item: AnalyzedFile, paths: list[str], models_signature: str) -> list[PointRecord]:
+def build_points(
+    item: AnalyzedFile,
+    paths: list[str],
+    models_signature: str,
+    people: dict[tuple[str, int], Assignment] | None = None,
+) -> list[PointRecord]:
     prepared = item.prepared
     media = prepared.media
     exif = dict(media.exif)
+    taken_at, taken_at_ts = exif.pop("taken_at", None), exif.pop("taken_at_ts", None)
     points = []
     for chunk in prepared.chunks:
         analysis = item.chunks[chunk.index]
+        assigned = (people or {}).get((prepared.content_hash, chunk.index)) or Assignment()
+        faces = [
+            {
+                "box": f.get("box"),
+                "score": f.get("score"),
+                "person": assigned.faces[n] if n < len(assigned.faces) else None,
+                **({"start_s": f["start_s"], "end_s": f.get("end_s")} if "start_s" in f else {}),
+            }
+            for n, f in enumerate(analysis.faces)
+        ]
+        speakers = [
+            {
+                "start_s": t.get("start_s"),
+                "end_s": t.get("end_s"),
+                "speaker": t.get("speaker"),
+                "voice": assigned.voices[n] if n < len(assigned.voices) else None,
+            }
+            for n, t in enumerate(analysis.turns)
+        ]
         payload: dict[str, Any] = {
             **path_fields(paths),
             "media_type": media.media_type,
@@ -62,14 +88,21 @@ def build_points(item: AnalyzedFile, paths: list[str], models_signature: str) ->
             "size": prepared.entry.size,
             "width": media.width,
             "height": media.height,
-            "taken_at": exif.pop("taken_at", None),
-            "taken_at_ts": exif.pop("taken_at_ts", None),
+            "duration_s": media.duration_s,
+            "taken_at": taken_at,
+            "taken_at_ts": taken_at_ts,
             "exif": exif,
+            "av": media.av,
             "ocr_text": analysis.ocr_text,
             "tags": analysis.tags,
             "caption": analysis.caption,
             "faces_count": len(analysis.faces),
-            "faces": [{"box": f.get("box"), "score": f.get("score")} for f in analysis.faces],
+            "faces": faces,
+            "transcript": analysis.transcript,
+            "words": analysis.words,
+            "language": analysis.language,
+            "speakers": speakers,
+            "people": assigned.people,
             "text": analysis.text,
             "models": models_signature,
             "pipeline_version": PIPELINE_VERSION,

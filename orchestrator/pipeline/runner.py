@@ -67,6 +67,7 @@ async def run_pipeline(ctx: PipelineContext) -> None:
         raise
     finally:
         ctx.control.stop_flag.set()
+    ctx.progress.add("people_merged", await upsert.people.merge())
     if config.prune and ctx.progress.scan_complete:
         ctx.progress.add("pruned", await prune(ctx, prepare.gone))
     log.info("pipeline_end", **ctx.progress.counters)

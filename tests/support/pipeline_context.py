@@ -8,6 +8,7 @@ from orchestrator.cache import ResultCache
 from orchestrator.clients.ml import MLClient
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.file_index import FileIndex
+from orchestrator.media.decode_pool import DecodePool
 from orchestrator.pipeline.context import JobControl, PipelineConfig, PipelineContext
 from orchestrator.pipeline.progress import JobProgress
 
@@ -45,4 +46,5 @@ async def make_context(tmp_path: Path, root: Path, ml_url: str = "http://127.0.0
         ml=MLClient([ml_url], timeout_s=5, retry_deadline_s=0.5),
         progress=JobProgress(),
         control=JobControl(),
+        decoder=DecodePool(workers=1, timeout_s=60),
     )

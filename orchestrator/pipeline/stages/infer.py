@@ -11,52 +11,30 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.cache import media_key, result_key
-from orchestrator.clients.ml import ImageRequestItem
+from orchestrator.clients.ml import AudioRequestItem, ImageRequestItem
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, ChunkAnalysis, PathLink, PreparedFile
+from orchestrator.pipeline.unify import Speech, compose_text, merge_frames, speech
 
 # How long a partly filled batch waits for more work. A few ms of queue latency against a model
 # call of hundreds of ms: the wait costs nothing measurable and fills batches when prepare is close behind.
 LINGER_S = 0.05
-_MAX_TAGS = 8
 
 
 @dataclass(slots=True)
 class _Pending:
     prepared: PreparedFile
-    missing: int
     results: dict[int, ChunkAnalysis] = field(default_factory=dict)
+    frames: dict[int, list[tuple[float | None, dict[str, Any]]]] = field(default_factory=dict)
+    audio: dict[int, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
 
-
-def compose_text(caption: str | None, tags: list[str], ocr_text: str) -> str:
-    """The text a chunk's `text` vector is computed from: what it shows, then what is written in it."""
-    parts = []
-    if caption:
-        parts.append(caption)
-    if tags:
-        parts.append("Shows: " + ", ".join(tags) + ".")
-    if ocr_text:
-        parts.append("Text: " + ocr_text)
-    return " ".join(parts)
-
-
-def analysis_from_result(result: dict[str, Any]) -> tuple[str, list[str], str | None, list[dict[str, Any]]]:
-    """OCR text, de-duplicated tag labels (best first), caption and faces of one analyze/images result."""
-    ocr = (result.get("ocr") or {}).get("text") or ""
-    labels: list[str] = []
-    for tag in sorted(result.get("tags") or [], key=lambda t: -float(t.get("score", 0.0))):
-        label = str(tag.get("label", "")).strip()
-        if label and label not in labels:
-            labels.append(label)
-    faces = [
-        {"box": f.get("box"), "score": f.get("score"), "embedding": f.get("embedding")}
-        for f in (result.get("faces") or [])
-    ]
-    return ocr.strip(), labels[:_MAX_TAGS], result.get("caption"), faces
+    def fail(self, reason: str) -> None:
+        if self.error is None:
+            self.error = reason
 
 
 class InferStage:
@@ -120,41 +98,31 @@ class InferStage:
         return missing
 
     async def _infer(self, files: list[PreparedFile]) -> list[AnalyzedFile]:
+        """Analyse every missing chunk of these files: keyframes/images, then audio, then the text vectors."""
         ctx = self._ctx
-        pending = [_Pending(f, missing=len(f.chunks) - len(f.cached), results=dict(f.cached)) for f in files]
-        requests: list[tuple[_Pending, int, ImageRequestItem]] = []
+        pending = [_Pending(f, results=dict(f.cached)) for f in files]
+        images: list[tuple[_Pending, int, float | None, ImageRequestItem]] = []
+        audio: list[tuple[_Pending, int, AudioRequestItem]] = []
         for p in pending:
             for chunk in p.prepared.chunks:
-                if chunk.index not in p.results and chunk.image is not None:
-                    requests.append((p, chunk.index, ImageRequestItem(str(len(requests)), chunk.image)))
-        with ctx.progress.busy("infer", len(requests)):
-            ctx.progress.batch_sizes["infer_last"] = len(requests)
-            ctx.progress.add("ml_requests")
-            results = await ctx.ml.analyze_images(
-                [r[2] for r in requests], request_id=ctx.job_id, on_wait=ctx.progress.set_waiting
-            )
-            ok: list[tuple[_Pending, int, tuple[str, list[str], str | None, list[dict[str, Any]]]]] = []
-            for (p, index, _), result in zip(requests, results, strict=True):
-                if result.get("ok"):
-                    ok.append((p, index, analysis_from_result(result)))
-                elif p.error is None:
-                    p.error = str(result.get("error") or "the ML service could not analyse this item")
-            texts = [compose_text(a[2], a[1], a[0]) for _, _, a in ok]
-            vectors: list[list[float]] = []
-            if texts:
-                ctx.progress.add("ml_requests")
-                vectors = await ctx.ml.embed_text(
-                    texts, request_id=ctx.job_id, on_wait=ctx.progress.set_waiting
-                )
-            fresh: dict[str, Any] = {}
-            for (p, index, (ocr, tags, caption, faces)), text, vector in zip(ok, texts, vectors, strict=True):
-                analysis = ChunkAnalysis(ocr, tags, caption, faces, text, vector, None)
-                p.results[index] = analysis
-                fresh[result_key(p.prepared.content_hash, index, ctx.config.models_signature)] = (
-                    analysis.to_dict()
-                )
-                fresh[media_key(p.prepared.content_hash)] = _media_dict(p.prepared)
-            ctx.progress.add("inferred", len(ok))
+                if chunk.index in p.results:
+                    continue
+                for frame in chunk.frames:
+                    images.append((p, chunk.index, frame.t_s, ImageRequestItem(str(len(images)), frame.jpeg)))
+                p.frames[chunk.index] = []
+                if chunk.audio is not None:
+                    audio.append((p, chunk.index, AudioRequestItem(str(len(audio)), chunk.audio)))
+        n_chunks = sum(len(p.frames) for p in pending)
+        try:
+            with ctx.progress.busy("infer", n_chunks):
+                ctx.progress.batch_sizes["infer_last"] = len(images) + len(audio)
+                await self._analyze_images(images)
+                await self._analyze_audio(audio)
+                fresh = await self._unify(pending)
+        finally:
+            for p in pending:
+                if p.prepared.decoded:
+                    ctx.media_slots.release()
         await ctx.cache.set_many(fresh)
         out: list[AnalyzedFile] = []
         for p in pending:
@@ -164,7 +132,114 @@ class InferStage:
             out.append(AnalyzedFile(p.prepared, p.results))
         return out
 
+    async def _analyze_images(
+        self, requests: list[tuple[_Pending, int, float | None, ImageRequestItem]]
+    ) -> None:
+        ctx = self._ctx
+        for part in _slices(requests, ctx.config.infer_batch):
+            ctx.progress.add("ml_requests")
+            results = await ctx.ml.analyze_images(
+                [r[3] for r in part], request_id=ctx.job_id, on_wait=ctx.progress.set_waiting
+            )
+            for (p, index, t_s, _), result in zip(part, results, strict=True):
+                if result.get("ok"):
+                    p.frames[index].append((t_s, result))
+                else:
+                    p.fail(str(result.get("error") or "the ML service could not analyse this item"))
 
-def _media_dict(prepared: PreparedFile) -> dict[str, Any]:
+    async def _analyze_audio(self, requests: list[tuple[_Pending, int, AudioRequestItem]]) -> None:
+        ctx = self._ctx
+        if not requests:
+            return
+        if ctx.config.audio_batch is None:
+            for p, _, _ in requests:
+                p.fail("the ML service has no audio models")
+            return
+        for part in _slices(requests, ctx.config.audio_batch):
+            ctx.progress.add("ml_requests")
+            results = await ctx.ml.analyze_audio(
+                [r[2] for r in part], request_id=ctx.job_id, on_wait=ctx.progress.set_waiting
+            )
+            for (p, index, _), result in zip(part, results, strict=True):
+                if result.get("ok"):
+                    p.audio[index] = result
+                else:
+                    p.fail(str(result.get("error") or "the ML service could not analyse this audio"))
+
+    async def _unify(self, pending: list[_Pending]) -> dict[str, Any]:
+        """One ChunkAnalysis per analysed chunk (text vectors embedded in batches); returns cache entries."""
+        ctx = self._ctx
+        parts: list[
+            tuple[_Pending, int, tuple[str, list[str], str | None, list[dict[str, Any]]], Speech]
+        ] = []
+        for p in pending:
+            if p.error is not None:
+                continue
+            chunks = {c.index: c for c in p.prepared.chunks}
+            last = max(chunks)
+            for index, frames in p.frames.items():
+                chunk = chunks[index]
+                visual = merge_frames(frames) if frames else ("", [], None, [])
+                said = Speech("", [], [], None)
+                if index in p.audio:
+                    said = speech(
+                        p.audio[index],
+                        chunk.audio_start_s,
+                        chunk.start_s or 0.0,
+                        chunk.end_s or 0.0,
+                        index == last,
+                    )
+                parts.append((p, index, visual, said))
+        texts = [compose_text(v[2], v[1], v[0], s.transcript) for _, _, v, s in parts]
+        vectors: list[list[float]] = []
+        for part in _slices(texts, ctx.config.text_batch):
+            ctx.progress.add("ml_requests")
+            vectors.extend(
+                await ctx.ml.embed_text(part, request_id=ctx.job_id, on_wait=ctx.progress.set_waiting)
+            )
+        fresh: dict[str, Any] = {}
+        for (p, index, (ocr, tags, caption, faces), said), text, vector in zip(
+            parts, texts, vectors, strict=True
+        ):
+            analysis = ChunkAnalysis(
+                ocr,
+                tags,
+                caption,
+                faces,
+                text,
+                vector,
+                None,
+                said.transcript,
+                said.words,
+                said.turns,
+                said.language,
+            )
+            p.results[index] = analysis
+            fresh[result_key(p.prepared.content_hash, index, ctx.config.models_signature)] = (
+                analysis.to_dict()
+            )
+            fresh[media_key(p.prepared.content_hash)] = media_dict(p.prepared)
+        ctx.progress.add("inferred", len(parts))
+        return fresh
+
+
+_T = TypeVar("_T")
+
+
+def _slices(items: list[_T], size: int) -> list[list[_T]]:
+    return [items[i : i + size] for i in range(0, len(items), max(1, size))]
+
+
+def media_dict(prepared: PreparedFile) -> dict[str, Any]:
+    """What the media key caches: enough to rebuild the PreparedFile of a fully cached file."""
     m = prepared.media
-    return {"media_type": m.media_type, "mime": m.mime, "width": m.width, "height": m.height, "exif": m.exif}
+    return {
+        "media_type": m.media_type,
+        "mime": m.mime,
+        "width": m.width,
+        "height": m.height,
+        "exif": m.exif,
+        "duration_s": m.duration_s,
+        "av": m.av,
+        "chunks": [[c.start_s, c.end_s] for c in prepared.chunks],
+    }

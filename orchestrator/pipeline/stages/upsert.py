@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator.file_index import IndexedFile
 from orchestrator.ids import point_id
+from orchestrator.people import PeopleIndex
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, FileEntry, PathLink
 from orchestrator.pipeline.records import build_points, path_fields
@@ -42,6 +43,7 @@ class UpsertStage:
         self._chunks: dict[str, int] = {}  # content hash -> chunk count, for contents written by this job
         self._parked: set[str] = set()  # contents with duplicates parked in the index until they are written
         self._ready: list[PathLink] = []  # links whose content is written, to add in the next flush
+        self.people = people_index(ctx)
 
     async def run(self, in_q: asyncio.Queue[object], n_upstream: int) -> None:
         await self._ctx.index.unpark(self._ctx.job_id, None)  # left by a run of this job that crashed
@@ -118,13 +120,14 @@ class UpsertStage:
             path = os.path.join(directory, name)
             unparked[content_hash].append(FileEntry(path, directory, name, size, mtime, inode))
         self._parked.difference_update(waited_for)
+        assigned = await self.people.assign(files)  # faces and voices first: a re-run re-finds them
         points = []
         for f in files:
             prepared = f.prepared
             paths = {prepared.entry.path}
             paths.update(existing.get(prepared.point_ids[0], {}).get("paths", []))
             paths.update(e.path for e in unparked.get(prepared.content_hash, []))
-            points.extend(build_points(f, sorted(paths), ctx.config.models_signature))
+            points.extend(build_points(f, sorted(paths), ctx.config.models_signature, assigned))
         await ctx.store.upsert(ctx.collection, points)
         ctx.progress.add("upsert_requests")
         ctx.progress.add("upserted", len(points))
@@ -174,6 +177,7 @@ async def release_paths(ctx: PipelineContext, gone: dict[str, tuple[int, set[str
     if not gone:
         return
     delete: list[str] = []
+    deleted: list[str] = []
     updates = {}
     held = await ctx.index.paths_of(ctx.collection, list(gone))
     for content_hash, (chunks, paths) in gone.items():
@@ -181,11 +185,20 @@ async def release_paths(ctx: PipelineContext, gone: dict[str, tuple[int, set[str
         remaining = [p for p in held.get(content_hash, []) if p not in paths]
         if not remaining:
             delete.extend(ids)
+            deleted.append(content_hash)
             continue
         for pid in ids:
             updates[pid] = path_fields(remaining)
+    await people_index(ctx).forget(deleted)  # faces and voices first: a crash leaves points to retry from
     await ctx.store.delete(ctx.collection, delete)
     await ctx.store.set_payloads(ctx.collection, updates)
+
+
+def people_index(ctx: PipelineContext) -> PeopleIndex:
+    config = ctx.config
+    return PeopleIndex(
+        ctx.store, ctx.collection, config.face_cluster_threshold, config.voice_cluster_threshold
+    )
 
 
 async def _uncancellable(work: Coroutine[Any, Any, None]) -> None:

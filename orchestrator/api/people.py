@@ -1,0 +1,57 @@
+"""Routes for people: the face clusters ("person-…") and voice clusters ("voice-…") of a collection."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from orchestrator.api.deps import ServicesDep
+from orchestrator.people import FACE_SUFFIX, VOICE_SUFFIX
+
+router = APIRouter(tags=["people"])
+
+_PAGE = 1024
+
+
+@router.get("/people")
+async def people(
+    services: ServicesDep, collection: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+) -> dict[str, Any]:
+    """Every cluster with how often it appears (faces or speaker turns), in how many chunks, and where it
+    is first seen (a chunk id whose thumbnail shows it; search with `person=<id>` finds its chunks)."""
+    name = collection or services.settings.default_collection
+    if not await services.store.collection_exists(name):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
+    clusters: dict[str, dict[str, Any]] = {}
+    for kind, suffix in (("face", FACE_SUFFIX), ("voice", VOICE_SUFFIX)):
+        companion = f"{name}{suffix}"
+        if not await services.store.collection_exists(companion):
+            continue
+        offset: str | None = None
+        while True:
+            points, offset = await services.store.scroll(companion, None, _PAGE, offset)
+            for p in points:
+                cid = str(p.payload.get("cluster"))
+                entry = clusters.setdefault(
+                    cid, {"id": cid, "kind": kind, "count": 0, "chunks": set(), "first": None}
+                )
+                entry["count"] += 1
+                entry["chunks"].add(p.payload.get("chunk_id"))
+                seen = (p.payload.get("content_hash"), p.payload.get("start_s") or 0.0)
+                if entry["first"] is None or seen < entry["first"][0]:
+                    entry["first"] = (seen, p.payload.get("chunk_id"), p.payload.get("start_s"))
+            if offset is None:
+                break
+    out = []
+    for entry in sorted(clusters.values(), key=lambda e: (e["kind"], -e["count"], e["id"])):
+        _, chunk_id, start_s = entry.pop("first")
+        entry["chunks"] = len(entry["chunks"])
+        entry["example"] = {
+            "chunk_id": chunk_id,
+            "start_s": start_s,
+            "thumbnail_url": f"/media/{chunk_id}/thumbnail?collection={quote(name)}",
+        }
+        out.append(entry)
+    return {"collection": name, "people": out}

@@ -1,0 +1,195 @@
+"""One chunk record from the ML service's answers: its keyframes' faces, text and tags, and its speech.
+
+Pure functions (no I/O), called by the infer stage. Faces seen on several keyframes of a chunk become one
+face track (box overlap or embedding similarity between consecutive keyframes); the chunk's speech keeps
+the words and speaker turns that fall inside its own span (its audio was cut a little wider, so words at a
+boundary are not lost, and are not counted twice either).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+_MAX_TAGS = 8
+# A face on the next keyframe continues a track when their identity embeddings are this similar (SFace
+# cosine; the same person across frames: ~0.6-0.95), or, when either is too small to have an embedding,
+# when its box overlaps the track's last box this much.
+TRACK_MIN_IOU = 0.3
+TRACK_MIN_SIMILARITY = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    transcript: str
+    words: list[list[Any]]  # [word, start_s, end_s]
+    turns: list[dict[str, Any]]  # {start_s, end_s, speaker, embedding}
+    language: str | None
+
+
+def image_parts(result: dict[str, Any]) -> tuple[str, list[str], str | None, list[dict[str, Any]]]:
+    """OCR text, de-duplicated tag labels (best first), caption and faces of one analyze/images result."""
+    ocr = (result.get("ocr") or {}).get("text") or ""
+    labels: list[str] = []
+    for tag in sorted(result.get("tags") or [], key=lambda t: -float(t.get("score", 0.0))):
+        label = str(tag.get("label", "")).strip()
+        if label and label not in labels:
+            labels.append(label)
+    faces = [
+        {"box": f.get("box"), "score": f.get("score"), "embedding": f.get("embedding")}
+        for f in (result.get("faces") or [])
+    ]
+    return ocr.strip(), labels[:_MAX_TAGS], result.get("caption"), faces
+
+
+def compose_text(caption: str | None, tags: list[str], ocr_text: str, transcript: str = "") -> str:
+    """The text a chunk's `text` vector is computed from: what was said, what it shows, what is written."""
+    parts = []
+    if transcript:
+        parts.append(transcript)
+    if caption:
+        parts.append(caption)
+    if tags:
+        parts.append("Shows: " + ", ".join(tags) + ".")
+    if ocr_text:
+        parts.append("Text: " + ocr_text)
+    return " ".join(parts)
+
+
+def merge_frames(
+    frames: list[tuple[float | None, dict[str, Any]]],
+) -> tuple[str, list[str], str | None, list[dict[str, Any]]]:
+    """A chunk's keyframe results (time, analyze/images result) → OCR text (distinct lines in order),
+    tags (best score first), the first caption, and face tracks. One frame (an image): its faces as is."""
+    if len(frames) == 1 and frames[0][0] is None:
+        return image_parts(frames[0][1])
+    lines: list[str] = []
+    best: dict[str, float] = {}
+    caption: str | None = None
+    per_frame: list[tuple[float, list[dict[str, Any]]]] = []
+    for t_s, result in frames:
+        ocr, _, frame_caption, faces = image_parts(result)
+        for line in ocr.splitlines():
+            line = line.strip()
+            if line and line not in lines:
+                lines.append(line)
+        for tag in result.get("tags") or []:
+            label = str(tag.get("label", "")).strip()
+            if label:
+                best[label] = max(best.get(label, 0.0), float(tag.get("score", 0.0)))
+        caption = caption or frame_caption
+        per_frame.append((t_s or 0.0, faces))
+    tags = sorted(best, key=lambda label: -best[label])[:_MAX_TAGS]
+    return "\n".join(lines), tags, caption, face_tracks(per_frame)
+
+
+def face_tracks(frames: list[tuple[float, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Follow faces across keyframes (in time order). A track: start/end time, the box and score of its
+    best detection, the normalised mean of its embeddings (None when every face was too small)."""
+    tracks: list[dict[str, Any]] = []
+    open_tracks: list[int] = []  # indices of tracks seen on the previous keyframe
+    for t_s, faces in sorted(frames, key=lambda f: f[0]):
+        taken: set[int] = set()
+        still_open: list[int] = []
+        for face in sorted(faces, key=lambda f: -float(f.get("score") or 0.0)):
+            match = _best_track(face, [i for i in open_tracks if i not in taken], tracks)
+            if match is None:
+                tracks.append({"start_s": t_s, "end_s": t_s, "detections": [face], "last": face})
+                match = len(tracks) - 1
+            else:
+                track = tracks[match]
+                track["end_s"] = t_s
+                track["detections"].append(face)
+                track["last"] = face
+            taken.add(match)
+            still_open.append(match)
+        open_tracks = still_open
+    return [_finish(track) for track in tracks]
+
+
+def _best_track(face: dict[str, Any], candidates: list[int], tracks: list[dict[str, Any]]) -> int | None:
+    best, best_score = None, 0.0
+    for i in candidates:
+        last = tracks[i]["last"]
+        overlap = iou(face.get("box"), last.get("box"))
+        if face.get("embedding") and last.get("embedding"):
+            # Identity decides: news anchors sit in the same place shot after shot.
+            score = cosine(face.get("embedding"), last.get("embedding"))
+            if score < TRACK_MIN_SIMILARITY:
+                continue
+        elif overlap >= TRACK_MIN_IOU:  # too small to identify: follow the box
+            score = overlap
+        else:
+            continue
+        if score > best_score:
+            best, best_score = i, score
+    return best
+
+
+def _finish(track: dict[str, Any]) -> dict[str, Any]:
+    detections = track["detections"]
+    top = max(detections, key=lambda f: float(f.get("score") or 0.0))
+    embeddings = [f["embedding"] for f in detections if f.get("embedding")]
+    mean = None
+    if embeddings:
+        summed = [sum(values) for values in zip(*embeddings, strict=True)]
+        norm = math.sqrt(sum(v * v for v in summed)) or 1.0
+        mean = [round(v / norm, 6) for v in summed]
+    return {
+        "box": top.get("box"),
+        "score": top.get("score"),
+        "embedding": mean,
+        "start_s": track["start_s"],
+        "end_s": track["end_s"],
+        "frames": len(detections),
+    }
+
+
+def speech(result: dict[str, Any], audio_start_s: float, start_s: float, end_s: float, last: bool) -> Speech:
+    """A chunk's transcript from its (wider) audio item: times made absolute, words and turns kept when
+    their middle falls inside [start_s, end_s) (the last chunk keeps its end)."""
+
+    def inside(a: float, b: float) -> bool:
+        middle = (a + b) / 2
+        return start_s <= middle < end_s or (last and middle >= end_s)
+
+    words: list[list[Any]] = []
+    for segment in result.get("segments") or []:
+        for word in segment.get("words") or []:
+            a = round(audio_start_s + float(word["start"]), 2)
+            b = round(audio_start_s + float(word["end"]), 2)
+            text = str(word.get("word", "")).strip()
+            if text and inside(a, b):
+                words.append([text, a, b])
+    turns: list[dict[str, Any]] = []
+    for turn in result.get("turns") or []:
+        a = round(audio_start_s + float(turn["start"]), 2)
+        b = round(audio_start_s + float(turn["end"]), 2)
+        a, b = max(a, start_s), b if last else min(b, end_s)
+        if b - a > 0.2:
+            turns.append(
+                {"start_s": a, "end_s": b, "speaker": turn.get("speaker"), "embedding": turn.get("embedding")}
+            )
+    return Speech(" ".join(w[0] for w in words), words, turns, result.get("language"))
+
+
+def iou(a: list[float] | None, b: list[float] | None) -> float:
+    """Intersection over union of two [x, y, w, h] boxes."""
+    if not a or not b:
+        return 0.0
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = w * h
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def cosine(a: list[float] | None, b: list[float] | None) -> float:
+    if not a or not b:
+        return 0.0
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0

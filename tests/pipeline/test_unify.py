@@ -1,0 +1,117 @@
+"""Chunk records from ML answers: face tracks across keyframes, speech trimmed to the chunk's span."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from orchestrator.pipeline.unify import compose_text, face_tracks, iou, merge_frames, speech
+
+
+def _unit(*values: float) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in values))
+    return [v / norm for v in values]
+
+
+A, B = _unit(1, 0, 0, 0), _unit(0, 1, 0, 0)
+
+
+def _face(box: list[float], embedding: list[float] | None, score: float = 0.9) -> dict[str, Any]:
+    return {"box": box, "score": score, "embedding": embedding}
+
+
+def test_iou() -> None:
+    assert iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
+    assert iou([0, 0, 10, 10], [20, 20, 5, 5]) == 0.0
+    assert round(iou([0, 0, 10, 10], [5, 0, 10, 10]), 3) == round(50 / 150, 3)
+
+
+def test_a_face_followed_across_keyframes_is_one_track() -> None:
+    frames = [
+        (1.0, [_face([10, 10, 80, 100], A), _face([300, 20, 80, 100], B)]),
+        (5.0, [_face([14, 12, 80, 100], A, 0.95), _face([302, 22, 80, 100], B)]),
+        (9.0, [_face([400, 200, 80, 100], A)]),  # moved far: follows by identity
+    ]
+    tracks = face_tracks(frames)
+    assert len(tracks) == 2
+    first = next(t for t in tracks if t["embedding"][0] > 0.9)
+    assert (first["start_s"], first["end_s"], first["frames"]) == (1.0, 9.0, 3)
+    assert first["box"] == [14, 12, 80, 100] and first["score"] == 0.95  # the best detection
+    second = next(t for t in tracks if t is not first)
+    assert (second["start_s"], second["end_s"], second["frames"]) == (1.0, 5.0, 2)
+
+
+def test_different_people_in_the_same_place_are_different_tracks() -> None:
+    tracks = face_tracks([(1.0, [_face([10, 10, 80, 100], A)]), (5.0, [_face([200, 200, 80, 100], B)])])
+    assert len(tracks) == 2
+    # Anchors take turns in the same framing: identity, not position, decides.
+    tracks = face_tracks([(1.0, [_face([10, 10, 80, 100], A)]), (5.0, [_face([10, 10, 80, 100], B)])])
+    assert len(tracks) == 2
+
+
+def test_small_faces_without_embeddings_still_track_by_overlap() -> None:
+    tracks = face_tracks([(1.0, [_face([10, 10, 30, 30], None)]), (2.0, [_face([12, 10, 30, 30], None)])])
+    assert len(tracks) == 1 and tracks[0]["embedding"] is None and tracks[0]["frames"] == 2
+
+
+def test_merge_frames_of_an_image_keeps_its_faces() -> None:
+    result = {
+        "ocr": {"text": "HELLO"},
+        "tags": [{"label": "cat", "score": 0.8}],
+        "faces": [_face([1, 2, 3, 4], A)],
+    }
+    ocr, tags, caption, faces = merge_frames([(None, result)])
+    assert (ocr, tags, caption) == ("HELLO", ["cat"], None)
+    assert faces == [_face([1, 2, 3, 4], A)]
+
+
+def test_merge_frames_of_keyframes() -> None:
+    frames = [
+        (1.0, {"ocr": {"text": "LIVE\nVALENCIA"}, "tags": [{"label": "suit", "score": 0.3}], "faces": []}),
+        (
+            2.0,
+            {
+                "ocr": {"text": "VALENCIA"},
+                "tags": [{"label": "suit", "score": 0.6}, {"label": "tie", "score": 0.5}],
+            },
+        ),
+    ]
+    ocr, tags, _, faces = merge_frames(frames)
+    assert ocr == "LIVE\nVALENCIA"  # distinct lines, first-seen order
+    assert tags == ["suit", "tie"]
+    assert faces == []
+
+
+def _asr(words: list[tuple[str, float, float]]) -> dict[str, Any]:
+    return {
+        "language": "en",
+        "segments": [
+            {
+                "start": words[0][1],
+                "end": words[-1][2],
+                "words": [{"word": w, "start": a, "end": b} for w, a, b in words],
+            }
+        ],
+        "turns": [{"start": words[0][1], "end": words[-1][2], "speaker": "S0", "embedding": [1.0, 0.0]}],
+    }
+
+
+def test_speech_is_made_absolute_and_trimmed_to_the_chunk() -> None:
+    # The chunk is [15, 30); its audio starts 0.5 s earlier.
+    result = _asr([("tail", 0.0, 0.4), ("Breaking", 0.6, 1.0), ("news", 1.1, 1.4), ("over", 15.3, 15.9)])
+    said = speech(result, audio_start_s=14.5, start_s=15.0, end_s=30.0, last=False)
+    assert said.words == [["Breaking", 15.1, 15.5], ["news", 15.6, 15.9]]
+    assert said.transcript == "Breaking news"
+    assert said.language == "en"
+    assert said.turns == [{"start_s": 15.0, "end_s": 30.0, "speaker": "S0", "embedding": [1.0, 0.0]}]
+
+
+def test_the_last_chunk_keeps_its_end() -> None:
+    result = _asr([("end", 15.3, 15.9)])
+    said = speech(result, audio_start_s=14.5, start_s=15.0, end_s=29.9, last=True)
+    assert said.words == [["end", 29.8, 30.4]]
+
+
+def test_compose_text_puts_speech_first() -> None:
+    assert compose_text(None, ["suit"], "LIVE", "hello there") == "hello there Shows: suit. Text: LIVE"
+    assert compose_text(None, [], "", "") == ""

@@ -1,0 +1,158 @@
+"""Face and voice clusters in companion collections, on the real embedded engine (Qdrant Edge)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.clients.vectors import CollectionSpec, PointRecord, SearchFilter
+from orchestrator.clients.vectors_edge import EdgeVectorStore
+from orchestrator.ids import point_id
+from orchestrator.people import PeopleIndex, companions, renamed_people
+from orchestrator.pipeline.messages import (
+    AnalyzedFile,
+    ChunkAnalysis,
+    ChunkInput,
+    FileEntry,
+    MediaInfo,
+    PreparedFile,
+)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EdgeVectorStore]:
+    s = EdgeVectorStore(tmp_path / "edge")
+    await s.ensure_collection("media", CollectionSpec(dense={"text": 4}, keyword_indexes=("people",)))
+    yield s
+    await s.close()
+
+
+def _near(base: list[float], noise: float, rng: random.Random) -> list[float]:
+    v = [x + rng.gauss(0, noise) for x in base]
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
+
+
+def _identity(seed: int, dim: int) -> list[float]:
+    rng = random.Random(seed)
+    return _near([rng.gauss(0, 1) for _ in range(dim)], 0.0, rng)
+
+
+def _file(content_hash: str, chunks: list[tuple[list[list[float]], list[list[float]]]]) -> AnalyzedFile:
+    entry = FileEntry(f"/m/{content_hash}.mp4", "/m", f"{content_hash}.mp4", 1, 1, 1)
+    analyses = {
+        i: ChunkAnalysis(
+            "",
+            [],
+            None,
+            [
+                {
+                    "box": [0, 0, 90, 90],
+                    "score": 0.9,
+                    "embedding": f,
+                    "start_s": i * 15.0,
+                    "end_s": i * 15.0 + 5,
+                }
+                for f in faces
+            ],
+            "",
+            [0.5] * 4,
+            None,
+            turns=[
+                {"start_s": i * 15.0, "end_s": i * 15.0 + 3, "speaker": "S0", "embedding": v} for v in voices
+            ],
+        )
+        for i, (faces, voices) in enumerate(chunks)
+    }
+    inputs = [ChunkInput(i, i * 15.0, i * 15.0 + 15) for i in analyses]
+    prepared = PreparedFile(entry, content_hash, MediaInfo("video", "video/mp4", 1, 1, {}), inputs, {}, None)
+    return AnalyzedFile(prepared, analyses)
+
+
+async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore) -> None:
+    rng = random.Random(1)
+    anna, ben = _identity(1, 128), _identity(2, 128)
+    low, high = _identity(3, 256), _identity(4, 256)
+    people = PeopleIndex(store, "media", face_threshold=0.45, voice_threshold=0.8)
+    first = _file(
+        "a" * 8,
+        [
+            ([_near(anna, 0.02, rng)], [_near(low, 0.01, rng)]),
+            ([_near(ben, 0.02, rng), _near(anna, 0.02, rng)], [_near(high, 0.01, rng)]),
+        ],
+    )
+    assigned = await people.assign([first])
+    c0, c1 = assigned[("a" * 8, 0)], assigned[("a" * 8, 1)]
+    assert c0.faces[0] == c1.faces[1] != c1.faces[0]
+    assert c0.voices[0] != c1.voices[0]
+    assert c0.faces[0].startswith("person-") and c0.voices[0].startswith("voice-")
+    assert c1.people == sorted([c1.faces[0], c1.faces[1], c1.voices[0]])
+
+    # A later file (another batch, read back from the store) finds the same clusters.
+    second = await people.assign([_file("b" * 8, [([_near(ben, 0.02, rng)], [_near(low, 0.01, rng)])])])
+    assert second[("b" * 8, 0)].faces == [c1.faces[0]]
+    assert second[("b" * 8, 0)].voices == [c0.voices[0]]
+    faces, voices = companions("media")
+    assert await store.count(faces) == 4 and await store.count(voices) == 3
+
+    # Writing the same file again (a re-run) re-finds its own points: same clusters, no new points.
+    again = await people.assign([first])
+    assert again[("a" * 8, 1)].faces == c1.faces
+    assert await store.count(faces) == 4
+
+    await people.forget(["a" * 8])
+    assert await store.count(faces) == 1 and await store.count(voices) == 1
+
+
+async def test_merge_joins_clusters_a_later_face_bridges(store: EdgeVectorStore) -> None:
+    """Two faces far apart start two clusters; a face between them (close to both) links them."""
+    people = PeopleIndex(store, "media", face_threshold=0.7, voice_threshold=0.8)
+    left = _identity(5, 128)
+    right_raw = [a + b for a, b in zip(left, _identity(6, 128), strict=True)]
+    right = _near(right_raw, 0.0, random.Random(0))
+    far = _near([2 * a - b for a, b in zip(right, left, strict=True)], 0.0, random.Random(0))
+    # left ~ right (cos ~0.7); far is right reflected away from left: far ~ right, far !~ left.
+    a = await people.assign([_file("c" * 8, [([left], [])])])
+    b = await people.assign([_file("d" * 8, [([far], [])])])
+    assert a[("c" * 8, 0)].faces != b[("d" * 8, 0)].faces
+    cluster_a, cluster_b = a[("c" * 8, 0)].faces[0], b[("d" * 8, 0)].faces[0]
+    chunk = point_id("d" * 8, 0)
+    await store.upsert(
+        "media",
+        [
+            PointRecord(
+                chunk,
+                {"text": [1.0, 0, 0, 0]},
+                {},
+                {"people": [cluster_b], "faces": [{"person": cluster_b}], "speakers": []},
+            )
+        ],
+    )
+    bridge = await people.assign([_file("e" * 8, [([right], [])])])
+    assert bridge[("e" * 8, 0)].faces[0] in (cluster_a, cluster_b)
+    merged = await people.merge()
+    assert merged == 1
+    keep = min(cluster_a, cluster_b)
+    points, _ = await store.scroll(companions("media")[0], None, 10, None)
+    assert {p.payload["cluster"] for p in points} == {keep}
+    renamed = (await store.retrieve("media", [chunk]))[chunk]
+    assert renamed["people"] == [keep] and renamed["faces"][0]["person"] == keep
+    found, _ = await store.scroll("media", SearchFilter(match={"people": keep}), 10, None)
+    assert [p.id for p in found] == [chunk]
+
+
+def test_renamed_people() -> None:
+    payload: dict[str, Any] = {
+        "people": ["person-b", "voice-x"],
+        "faces": [{"person": "person-b", "box": [1, 2, 3, 4]}, {"person": None}],
+        "speakers": [{"voice": "voice-x"}],
+    }
+    out = renamed_people(payload, {"person-b": "person-a"})
+    assert out["people"] == ["person-a", "voice-x"]
+    assert out["faces"] == [{"person": "person-a", "box": [1, 2, 3, 4]}, {"person": None}]
+    assert out["speakers"] == [{"voice": "voice-x"}]
