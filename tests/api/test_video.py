@@ -62,8 +62,8 @@ def av_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TalkManifes
     portrait = np.zeros((480, 272, 3), np.uint8)
     portrait[100:380, :] = np.asarray(Image.fromarray(face).resize((272, 280)))
     write_video(root / "video/portrait.mp4", [(portrait, 5.0)], fps=5, rotation=90)
-    write_video(root / "video/one_frame.mp4", [(textured(180, 320, (200, 40, 40), 3), 0.1)], fps=10)
-    write_video(root / "broken/truncated.mp4", [(textured(180, 320, (40, 200, 40), 4), 8.0)], fps=10)
+    write_video(root / "video/one_frame.mp4", [(textured(180, 320, 3), 0.1)], fps=10)
+    write_video(root / "broken/truncated.mp4", [(textured(180, 320, 4), 8.0)], fps=10)
     truncate(root / "broken/truncated.mp4", 0.4)
     (root / "broken/fake.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 200)
     return root, manifest

@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from orchestrator.media.sniff import describe_unknown, sniff
+from orchestrator.media.sniff import Sniffed, describe_unknown, sniff
 
 
 @pytest.mark.parametrize(
@@ -26,3 +28,16 @@ def test_describe_unknown() -> None:
     assert describe_unknown(b"plain words") == "text"
     assert describe_unknown(b"%PDF-1.7") == "a PDF document"
     assert describe_unknown(b"\x00\xff\xfe\x80\x81") == "unrecognised binary data"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "mime"), [(".ts", "video/mp2t"), (".mpg", "video/mpeg"), (".flv", "video/x-flv")]
+)
+def test_broadcast_containers_are_video(tmp_path: Path, suffix: str, mime: str) -> None:
+    """Real files written by PyAV in the containers a TV archive holds."""
+    from scripts.av_write import textured, write_video
+
+    path = tmp_path / f"clip{suffix}"
+    codec = {".mpg": "mpeg2video", ".flv": "flv"}.get(suffix)
+    write_video(path, [(textured(64, 96, 1), 0.5)], fps=10, codec=codec)
+    assert sniff(path.read_bytes()[:256]) == Sniffed("video", mime)

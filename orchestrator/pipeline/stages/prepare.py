@@ -33,7 +33,7 @@ from orchestrator.pipeline.messages import (
     PreparedFile,
 )
 
-_HEAD_BYTES = 64
+_HEAD_BYTES = 256  # enough for an MPEG transport stream (two 188-byte packets)
 _HASH_BLOCK = 8 << 20
 # Images are read whole (hash and decode share the bytes); larger ones are refused, not risked.
 MAX_IMAGE_BYTES = 1 << 30
