@@ -17,6 +17,7 @@ from ml_service.batching import Overloaded
 from ml_service.config import MLSettings
 from ml_service.middleware import RequestContextMiddleware
 from ml_service.schemas import (
+    AnalyzeAudioRequest,
     AnalyzeImagesRequest,
     EmbedTextRequest,
     add_request_schemas,
@@ -197,5 +198,37 @@ def create_app(settings: MLSettings) -> FastAPI:
     @app.post("/api/v1/batch_embed_and_caption", openapi_extra=request_body_schema(AnalyzeImagesRequest))
     async def batch_embed_and_caption(request: Request) -> Response:
         return await analyze(request, with_text=True)
+
+    @app.post("/v1/analyze/audio", openapi_extra=request_body_schema(AnalyzeAudioRequest))
+    async def analyze_audio(request: Request) -> Response:
+        if (refusal := not_ready()) is not None:
+            return refusal
+        audio = service.registry.audio
+        if service.audio_analyzer is None or not audio:
+            return error_response(404, "no audio model is enabled (ML_ASR_ENABLED, ML_VOICES_ENABLED)")
+        body = await parse(request, AnalyzeAudioRequest)
+        if isinstance(body, Response):
+            return body
+        tasks = list(dict.fromkeys(body.tasks)) if body.tasks is not None else list(audio)
+        missing = [t.value for t in tasks if t not in audio]
+        if missing:
+            return error_response(
+                422,
+                [
+                    {
+                        "loc": ["body", "tasks"],
+                        "type": "value_error",
+                        "msg": f"tasks not enabled here: {missing}; enabled: {[t.value for t in audio]}",
+                    }
+                ],
+            )
+        limit = service.registry.audio_limits(tasks or None)["max_batch"]
+        if len(body.items) > limit:
+            return error_response(413, f"{len(body.items)} audio items exceed max_batch {limit}")
+        try:
+            content = await service.audio_analyzer.analyze(body.items, tasks)
+        except Overloaded as exc:
+            return overloaded(exc)
+        return json_response(content)
 
     return app

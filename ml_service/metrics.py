@@ -11,7 +11,13 @@ from prometheus_client.registry import Collector
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 _PATHS = frozenset(
-    {"/v1/embed/text", "/v1/analyze/images", "/api/v1/batch_embed_and_caption", "/capabilities"}
+    {
+        "/v1/embed/text",
+        "/v1/analyze/images",
+        "/v1/analyze/audio",
+        "/api/v1/batch_embed_and_caption",
+        "/capabilities",
+    }
 )
 
 

@@ -9,7 +9,7 @@ import orjson
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ml_service.config import ImageTask
+from ml_service.config import AudioTask, ImageTask
 
 # numpy arrays (vectors) serialise natively; no Python float lists are built.
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -36,8 +36,23 @@ class AnalyzeImagesRequest(BaseModel):
     tasks: list[ImageTask] | None = Field(default=None, description="default: every loaded image task")
 
 
+class AudioItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    pcm: str = Field(description="base64 of 16-bit little-endian mono PCM samples")
+    sample_rate: int = Field(description="samples per second; only 16000 is accepted (else an item error)")
+
+
+class AnalyzeAudioRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    items: list[AudioItem] = Field(min_length=1)
+    tasks: list[AudioTask] | None = Field(default=None, description="default: every loaded audio task")
+
+
 _COMPONENT_REF = "#/components/schemas/{model}"
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (EmbedTextRequest, AnalyzeImagesRequest)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (EmbedTextRequest, AnalyzeImagesRequest, AnalyzeAudioRequest)
 
 
 def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from typing import Any
 import structlog
 
 from ml_service.analyze import ImageAnalyzer
+from ml_service.audio import AudioAnalyzer
 from ml_service.batching import Batcher
-from ml_service.config import ImageTask, MLSettings
+from ml_service.config import AudioTask, ImageTask, MLSettings
 from ml_service.metrics import MLMetrics
 from ml_service.models.base import FloatArray, Image, describe_error
 from ml_service.models.registry import ModelRegistry
@@ -51,6 +52,8 @@ class MLService:
         self.text_batcher: Batcher[str, FloatArray] | None = None
         self.image_batchers: dict[ImageTask, Batcher[Image, Any]] = {}
         self.analyzer: ImageAnalyzer | None = None
+        self.audio_batchers: dict[AudioTask, Batcher[Any, Any]] = {}
+        self.audio_analyzer: AudioAnalyzer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -83,10 +86,11 @@ class MLService:
             task: Batcher(model, self._inference, limit, observe)
             for task, model in self.registry.image.items()
         }
-        batchers: list[Batcher[Any, Any]] = [*self.image_batchers.values()]
-        if self.text_batcher is not None:
-            batchers.append(self.text_batcher)
-        for batcher in batchers:
+        self.audio_batchers = {
+            task: Batcher(model, self._inference, limit, observe)
+            for task, model in self.registry.audio.items()
+        }
+        for batcher in self._batchers():
             self._tasks.append(asyncio.create_task(batcher.run(), name=f"ml-batch-{batcher.model.key}"))
         self.analyzer = ImageAnalyzer(
             self.image_batchers,
@@ -95,15 +99,24 @@ class MLService:
             max_pixels=self.settings.max_image_pixels,
             max_side=self.settings.analysis_max_side,
         )
+        self.audio_analyzer = AudioAnalyzer(
+            self.audio_batchers.get(AudioTask.ASR),
+            self.audio_batchers.get(AudioTask.SPEAKERS),
+            self._decode,
+            max_seconds=self.settings.max_audio_seconds,
+        )
         self.status = Status.READY
         log.info("models_ready", load_seconds=self.registry.load_seconds)
 
-    def queue_depths(self) -> dict[str, int]:
-        """Items waiting or running per model (for the metrics' queue gauge)."""
-        batchers: list[Batcher[Any, Any]] = [*self.image_batchers.values()]
+    def _batchers(self) -> list[Batcher[Any, Any]]:
+        batchers: list[Batcher[Any, Any]] = [*self.image_batchers.values(), *self.audio_batchers.values()]
         if self.text_batcher is not None:
             batchers.append(self.text_batcher)
-        return {b.model.key: b.queued_items for b in batchers}
+        return batchers
+
+    def queue_depths(self) -> dict[str, int]:
+        """Items waiting or running per model (for the metrics' queue gauge)."""
+        return {b.model.key: b.queued_items for b in self._batchers()}
 
     async def stop(self) -> None:
         """Cancel workers (queued requests are cancelled) and release the threads."""

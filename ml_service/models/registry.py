@@ -9,7 +9,8 @@ from typing import Any
 
 import structlog
 
-from ml_service.config import ImageTask, MLSettings, packaged_text_model
+from ml_service.config import AudioTask, ImageTask, MLSettings, packaged_asr_model, packaged_text_model
+from ml_service.models.asr import AsrModel
 from ml_service.models.base import Image, InferenceModel, ServedModel
 from ml_service.models.faces import FaceModel
 from ml_service.models.instances import InstanceGroup
@@ -17,11 +18,13 @@ from ml_service.models.objects import ObjectModel
 from ml_service.models.ocr import OcrModel
 from ml_service.models.tags import TagModel
 from ml_service.models.text import TextEmbedder
+from ml_service.models.voices import SpeakerModel
 
 log = structlog.get_logger(__name__)
 
 ImageModel = InferenceModel[Image, Any]
 ImageGroup = InstanceGroup[Image, Any]
+AudioModel = InferenceModel[Any, Any]
 
 MODEL_CLASSES: dict[ImageTask, type[ImageModel]] = {
     ImageTask.OCR: OcrModel,
@@ -80,14 +83,50 @@ def _build_image_group(task: ImageTask, settings: MLSettings) -> ImageGroup:
     )
 
 
+def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
+    """ASR and speaker models. Each may use ``ML_CPU_THREADS`` threads: models run one at a time (the
+    ASR as that many one-thread workers, the speaker encoder as torch's intra-op threads)."""
+    models: dict[AudioTask, AudioModel] = {}
+    limits = {
+        task: {
+            "max_batch": settings.max_batch.get(task.value),
+            "preferred_batch": settings.preferred_batch.get(task.value),
+        }
+        for task in AudioTask
+    }
+    if settings.asr_enabled:
+        models[AudioTask.ASR] = AsrModel(
+            settings.asr_model_path or packaged_asr_model(),
+            device=settings.asr_device,
+            beam_size=settings.asr_beam_size,
+            language=settings.asr_language,
+            threads=settings.cpu_threads,
+            **limits[AudioTask.ASR],
+        )
+    if settings.voices_enabled:
+        # ML_ASR_DEVICE is the audio models' device (the encoder also checks that torch sees a GPU).
+        models[AudioTask.SPEAKERS] = SpeakerModel(
+            device=settings.asr_device,
+            same_threshold=settings.voices_same_threshold,
+            threads=settings.cpu_threads,
+            **limits[AudioTask.SPEAKERS],
+        )
+    return models
+
+
 class ModelRegistry:
     """The models this process serves, keyed by the names used in requests."""
 
     def __init__(
-        self, text: TextEmbedder | None, image: dict[ImageTask, ImageGroup], cpu_threads: int
+        self,
+        text: TextEmbedder | None,
+        image: dict[ImageTask, ImageGroup],
+        cpu_threads: int,
+        audio: dict[AudioTask, AudioModel] | None = None,
     ) -> None:
         self.text = text
         self.image = image
+        self.audio: dict[AudioTask, AudioModel] = audio or {}
         self.cpu_threads = cpu_threads
         self.load_seconds: dict[str, float] = {}
 
@@ -103,16 +142,19 @@ class ModelRegistry:
                 threads=settings.cpu_threads,
             )
         image = {task: _build_image_group(task, settings) for task in settings.image_tasks}
-        return cls(text, image, settings.cpu_threads)
+        return cls(text, image, settings.cpu_threads, _build_audio_models(settings))
 
     def all_models(self) -> list[ServedModel[Any, Any]]:
         models: list[ServedModel[Any, Any]] = [self.text] if self.text else []
-        return [*models, *self.image.values()]
+        return [*models, *self.image.values(), *self.audio.values()]
 
     def close(self) -> None:
-        """Release the image models' instance threads."""
+        """Release the image models' instance threads and the ASR workers."""
         for group in self.image.values():
             group.close()
+        for model in self.audio.values():
+            if isinstance(model, AsrModel):
+                model.close()
 
     def load_all(self) -> None:
         """Load every model (blocking; run it off the event loop, on the inference thread)."""
@@ -156,6 +198,17 @@ class ModelRegistry:
             "max_concurrency": 1,
         }
 
+    def audio_limits(self, tasks: list[AudioTask] | None = None) -> dict[str, int]:
+        """Batch limits of /v1/analyze/audio: every requested audio model must take the batch."""
+        models = [self.audio[t] for t in tasks] if tasks else list(self.audio.values())
+        if not models:
+            return {"max_batch": 0, "preferred_batch": 0, "max_concurrency": 1}
+        return {
+            "max_batch": min(m.max_batch for m in models),
+            "preferred_batch": min(m.preferred_batch for m in models),
+            "max_concurrency": 1,
+        }
+
     def capabilities(self) -> dict[str, Any]:
         models = {model.key: model.capabilities() for model in self.all_models()}
         endpoints: dict[str, Any] = {}
@@ -168,4 +221,11 @@ class ModelRegistry:
         if self.image:
             endpoints["/v1/analyze/images"] = self.image_limits()
             endpoints["/api/v1/batch_embed_and_caption"] = self.image_limits()
-        return {"models": models, "endpoints": endpoints, "image_tasks": [task.value for task in self.image]}
+        if self.audio:
+            endpoints["/v1/analyze/audio"] = self.audio_limits()
+        return {
+            "models": models,
+            "endpoints": endpoints,
+            "image_tasks": [task.value for task in self.image],
+            "audio_tasks": [task.value for task in self.audio],
+        }

@@ -204,6 +204,8 @@ def main() -> None:
     global _repeats
     _repeats = args.repeats
     env = {"ML_CPU_THREADS": str(args.threads)} if args.threads else {}
+    # Image and text numbers only: the audio models (tests/ml_service/bench_audio.py) stay unloaded.
+    env |= {"ML_ASR_ENABLED": "false", "ML_VOICES_ENABLED": "false"}
     os.environ.update(env)
     print(f"load average before: {os.getloadavg()}, threads: {MLSettings().cpu_threads}")
     if not args.skip_models:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ml_service.config import ALL_IMAGE_TASKS, ImageTask, MLSettings, packaged_text_model
+from ml_service.config import ALL_IMAGE_TASKS, ImageTask, MLSettings, packaged_asr_model, packaged_text_model
 
 
 def test_defaults_enable_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -16,6 +16,26 @@ def test_defaults_enable_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.image_tasks == ALL_IMAGE_TASKS
     assert settings.text_model_path is None
     assert (packaged_text_model() / "model.safetensors").is_file()
+
+
+def test_audio_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "ML_ASR_ENABLED",
+        "ML_VOICES_ENABLED",
+        "ML_ASR_MODEL_PATH",
+        "ML_ASR_BEAM_SIZE",
+        "ML_ASR_LANGUAGE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = MLSettings()
+    assert settings.asr_enabled and settings.voices_enabled
+    assert (settings.asr_model_path, settings.asr_device, settings.asr_language) == (None, "auto", None)
+    assert (settings.asr_beam_size, settings.voices_same_threshold, settings.max_audio_seconds) == (
+        5,
+        0.8,
+        120.0,
+    )
+    assert (packaged_asr_model() / "model.bin").is_file()
 
 
 @pytest.mark.parametrize("raw", ["ocr, faces", '["ocr", "faces"]', "ocr,faces,ocr"])
@@ -30,10 +50,10 @@ def test_empty_image_tasks_disable_image_models(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_batch_overrides_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ML_MAX_BATCH", '{"text": 128, "ocr": 4}')
+    monkeypatch.setenv("ML_MAX_BATCH", '{"text": 128, "ocr": 4, "asr": 2}')
     monkeypatch.setenv("ML_PORT", "9100")
     settings = MLSettings()
-    assert settings.max_batch == {"text": 128, "ocr": 4}
+    assert settings.max_batch == {"text": 128, "ocr": 4, "asr": 2}
     assert settings.port == 9100
 
 
@@ -43,6 +63,9 @@ def test_batch_overrides_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("ML_IMAGE_TASKS", "ocr,caption"),
         ("ML_MAX_BATCH", '{"texts": 4}'),
         ("ML_PREFERRED_BATCH", '{"text": 0}'),
+        ("ML_ASR_DEVICE", "tpu"),
+        ("ML_ASR_BEAM_SIZE", "0"),
+        ("ML_MAX_AUDIO_SECONDS", "0"),
     ],
 )
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -9,6 +9,7 @@ import httpx
 from ml_service.config import ImageTask, MLSettings
 
 IMAGE_TASKS = {"ocr", "faces", "tags", "objects"}
+AUDIO_TASKS = {"asr", "speakers"}
 
 
 def test_health_and_ready(ml: httpx.Client) -> None:
@@ -16,14 +17,14 @@ def test_health_and_ready(ml: httpx.Client) -> None:
     ready = ml.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
-    assert set(ready.json()["models"]) == {"text", *IMAGE_TASKS}
+    assert set(ready.json()["models"]) == {"text", *IMAGE_TASKS, *AUDIO_TASKS}
 
 
 def test_capabilities_describe_the_loaded_models(ml: httpx.Client) -> None:
     caps = ml.get("/capabilities").json()
     assert (caps["service"], caps["device"]) == ("archivist-ml", "cpu")
     models = caps["models"]
-    assert set(models) == {"text", *IMAGE_TASKS}
+    assert set(models) == {"text", *IMAGE_TASKS, *AUDIO_TASKS}
     assert models["text"]["vector_size"] == 384 and models["text"]["name"] == "all-MiniLM-L6-v2"
     assert models["faces"]["vector_size"] == 128
     assert models["ocr"]["vector_size"] is None
@@ -33,6 +34,8 @@ def test_capabilities_describe_the_loaded_models(ml: httpx.Client) -> None:
         "ocr",
         "image-tags",
         "object-detection",
+        "asr",
+        "speaker-embedding",
     }
     for spec in models.values():
         assert re.fullmatch(r"[0-9a-f]{12}-p\d+", spec["version"])
@@ -44,6 +47,10 @@ def test_capabilities_describe_the_loaded_models(ml: httpx.Client) -> None:
     images = caps["endpoints"]["/v1/analyze/images"]
     assert images["max_batch"] == min(models[t]["max_batch"] for t in IMAGE_TASKS)
     assert images["max_concurrency"] == 1  # one model batch at a time, spread over instances
+    audio = caps["endpoints"]["/v1/analyze/audio"]
+    assert audio["max_batch"] == min(models[t]["max_batch"] for t in AUDIO_TASKS)
+    assert caps["image_tasks"] == ["ocr", "faces", "tags", "objects"]
+    assert caps["audio_tasks"] == ["asr", "speakers"]
 
 
 def test_capabilities_report_instances_from_the_settings(ml: httpx.Client) -> None:
@@ -57,7 +64,7 @@ def test_capabilities_report_instances_from_the_settings(ml: httpx.Client) -> No
         # A lone image runs on every thread when there are several instances (all four models).
         lone = settings.cpu_threads if spec["instances"] > 1 else spec["instance_threads"]
         assert spec["single_image_threads"] == lone
-    assert "instances" not in models["text"]
+    assert "instances" not in models["text"] and "instances" not in models["asr"]
 
 
 def test_request_id_is_echoed(ml: httpx.Client) -> None:
@@ -97,6 +104,12 @@ def test_malformed_bodies_are_422(ml: httpx.Client) -> None:
         ("/v1/analyze/images", b'{"images": [{"id": "a"}]}'),
         ("/v1/analyze/images", b'{"images": [{"id": "a", "data": "AAAA"}], "tasks": ["caption"]}'),
         ("/api/v1/batch_embed_and_caption", b'{"images": []}'),
+        ("/v1/analyze/audio", b'{"items": []}'),
+        ("/v1/analyze/audio", b'{"items": [{"id": "a", "pcm": "AAAA", "sample_rate": "fast"}]}'),
+        (
+            "/v1/analyze/audio",
+            b'{"items": [{"id": "a", "pcm": "AAAA", "sample_rate": 16000}], "tasks": ["ocr"]}',
+        ),
     ]
     for path, body in cases:
         response = ml.post(path, content=body, headers={"content-type": "application/json"})
@@ -126,3 +139,6 @@ def test_openapi_documents_the_request_bodies(ml: httpx.Client) -> None:
         "$ref": "#/components/schemas/ImageItem"
     }
     assert schemas["EmbedTextRequest"]["required"] == ["texts"]
+    audio = doc["paths"]["/v1/analyze/audio"]["post"]["requestBody"]["content"]["application/json"]
+    assert audio["schema"] == {"$ref": "#/components/schemas/AnalyzeAudioRequest"}
+    assert set(schemas["AudioItem"]["required"]) == {"id", "pcm", "sample_rate"}

@@ -42,9 +42,13 @@ def _batch() -> list[Image]:
 def registries() -> Iterator[dict[str, ModelRegistry]]:
     # Two threads whatever the machine, so the batch really is split.
     made = {
-        "split": ModelRegistry.from_settings(MLSettings(text_enabled=False, cpu_threads=2)),
+        "split": ModelRegistry.from_settings(
+            MLSettings(text_enabled=False, asr_enabled=False, voices_enabled=False, cpu_threads=2)
+        ),
         "single": ModelRegistry.from_settings(
-            MLSettings(text_enabled=False, cpu_threads=2, image_instances=1)
+            MLSettings(
+                text_enabled=False, asr_enabled=False, voices_enabled=False, cpu_threads=2, image_instances=1
+            )
         ),
     }
     for registry in made.values():

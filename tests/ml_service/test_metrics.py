@@ -30,3 +30,20 @@ def test_metrics_count_requests_and_batches(ml_service_url: str) -> None:
     assert _value(text, batches) >= start_batches + 1  # concurrent requests may share a batch
     assert 'archivist_ml_http_request_seconds_count{path="other",status="404"}' in text
     assert _value(text, 'archivist_ml_queue_items{model="text"}') == 0.0
+
+
+def test_metrics_count_audio_batches(ml_service_url: str) -> None:
+    quiet = {"id": "q", "pcm": "AAAAAAAA", "sample_rate": 16000}  # 4 samples of silence
+    with httpx.Client(base_url=ml_service_url, timeout=60) as client:
+        before = client.get("/metrics").text
+        series = {
+            "calls": 'archivist_ml_http_request_seconds_count{path="/v1/analyze/audio",status="200"}',
+            "asr": 'archivist_ml_model_batch_items_count{model="asr"}',
+            "speakers": 'archivist_ml_model_batch_items_count{model="speakers"}',
+        }
+        start = {k: _value(before, s) if s in before else 0.0 for k, s in series.items()}
+        assert client.post("/v1/analyze/audio", json={"items": [quiet]}).status_code == 200
+        text = client.get("/metrics").text
+    for key, name in series.items():
+        assert _value(text, name) >= start[key] + 1, key
+    assert _value(text, 'archivist_ml_queue_items{model="asr"}') == 0.0

@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.ml_server import MLServiceFailed, running_ml_service
 
-NO_MODELS = {"ML_IMAGE_TASKS": "", "ML_TEXT_ENABLED": "false"}
+NO_AUDIO = {"ML_ASR_ENABLED": "false", "ML_VOICES_ENABLED": "false"}
+NO_MODELS = {"ML_IMAGE_TASKS": "", "ML_TEXT_ENABLED": "false", **NO_AUDIO}
 
 
 def test_service_without_models_is_ready_and_says_what_is_missing() -> None:
@@ -20,6 +21,10 @@ def test_service_without_models_is_ready_and_says_what_is_missing() -> None:
         assert caps["models"] == {} and caps["endpoints"] == {}
         assert httpx.post(f"{ml.url}/v1/embed/text", json={"texts": ["x"]}).status_code == 404
         response = httpx.post(f"{ml.url}/v1/analyze/images", json={"images": [{"id": "a", "data": ""}]})
+        assert response.status_code == 404
+        response = httpx.post(
+            f"{ml.url}/v1/analyze/audio", json={"items": [{"id": "a", "pcm": "", "sample_rate": 1}]}
+        )
         assert response.status_code == 404
         ml.process.send_signal(signal.SIGTERM)
         ml.process.wait(timeout=15)
@@ -34,7 +39,10 @@ def test_service_without_models_is_ready_and_says_what_is_missing() -> None:
 
 def test_health_answers_while_models_load() -> None:
     seen: list[tuple[int, int]] = []
-    with running_ml_service(env={"ML_IMAGE_TASKS": ""}, wait_ready=False) as ml:
+    # Text and the speaker model, no ASR: the loaded replica also shows that a task it did not
+    # load is refused (422), while the other audio task is served.
+    env = {"ML_IMAGE_TASKS": "", "ML_ASR_ENABLED": "false"}
+    with running_ml_service(env=env, wait_ready=False) as ml:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -50,6 +58,13 @@ def test_health_answers_while_models_load() -> None:
             refused = httpx.post(f"{ml.url}/v1/embed/text", json={"texts": ["early"]}, timeout=2)
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             time.sleep(0.05)
+        caps = httpx.get(f"{ml.url}/capabilities").json()
+        assert caps["audio_tasks"] == ["speakers"] and "asr" not in caps["models"]
+        item = {"id": "a", "pcm": "AAAAAAAA", "sample_rate": 16000}
+        refused = httpx.post(f"{ml.url}/v1/analyze/audio", json={"items": [item], "tasks": ["asr"]})
+        assert refused.status_code == 422 and "not enabled here" in refused.text
+        answered = httpx.post(f"{ml.url}/v1/analyze/audio", json={"items": [item]}, timeout=30).json()
+        assert answered["models"].keys() == {"speakers"} and answered["results"][0]["turns"] == []
     # Loading the text model takes seconds (torch alone): /health was up well before /ready.
     assert seen[0] == (200, 503), seen[:3]
     assert seen[-1] == (200, 200)

@@ -1,0 +1,192 @@
+"""Audio analysis requests: decode PCM items, run ASR and speaker turns, one result per item."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ml_service.analyze import round_vector
+from ml_service.batching import Batcher
+from ml_service.config import AudioTask
+from ml_service.models.asr import SAMPLE_RATE, TIME_DECIMALS, Transcript, as_float_audio
+from ml_service.models.base import FloatArray, ItemResult
+from ml_service.models.voices import SpeakerInput, Turn
+from ml_service.schemas import AudioItem
+
+
+class AudioDecodeError(ValueError):
+    """The item is not usable audio; the message is the item's error."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAudio:
+    samples: FloatArray  # 16 kHz mono float32 in [-1, 1)
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+def decode_audio(item: AudioItem, *, max_seconds: float) -> DecodedAudio:
+    """base64 of int16 little-endian mono PCM at 16 kHz to float samples; raises AudioDecodeError."""
+    if item.sample_rate != SAMPLE_RATE:
+        raise AudioDecodeError(f"sample_rate {item.sample_rate} is not supported; send 16000 Hz mono PCM")
+    # The decoded size is known from the base64 length: refuse long items before decoding them.
+    approx_seconds = (len(item.pcm) * 3 // 4) / 2 / SAMPLE_RATE
+    if approx_seconds > max_seconds + 1:
+        raise AudioDecodeError(
+            f"audio of ~{approx_seconds:.1f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}"
+        )
+    try:
+        raw = base64.b64decode(item.pcm, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AudioDecodeError(f"pcm is not valid base64: {exc}") from None
+    if not raw:
+        raise AudioDecodeError("pcm is empty")
+    if len(raw) % 2:
+        raise AudioDecodeError(f"pcm has an odd number of bytes ({len(raw)}); expected int16 samples")
+    seconds = len(raw) / 2 / SAMPLE_RATE
+    if seconds > max_seconds:
+        raise AudioDecodeError(f"audio of {seconds:.2f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}")
+    return DecodedAudio(as_float_audio(np.frombuffer(raw, dtype="<i2")))
+
+
+def decode_all(items: Sequence[AudioItem], *, max_seconds: float) -> list[DecodedAudio | str]:
+    """Decode every item; a failure becomes that item's error text. Runs in a worker thread."""
+    decoded: list[DecodedAudio | str] = []
+    for item in items:
+        try:
+            decoded.append(decode_audio(item, max_seconds=max_seconds))
+        except AudioDecodeError as exc:
+            decoded.append(str(exc))
+    return decoded
+
+
+def _speech_seconds(spans: Sequence[tuple[float, float]]) -> float:
+    """Total length of the union of ``spans``."""
+    total, reach = 0.0, -np.inf
+    for start, end in sorted(spans):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return round(total, TIME_DECIMALS)
+
+
+def _empty_result(item_id: str, error: str | None) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "ok": error is None,
+        "error": error,
+        "duration_s": None,
+        "speech_s": None,
+        "language": None,
+        "language_probability": None,
+        "segments": None,
+        "turns": None,
+    }
+
+
+def assemble(
+    item_id: str,
+    audio: DecodedAudio,
+    asr: ItemResult[Transcript] | None,
+    speakers: ItemResult[list[Turn]] | None,
+) -> dict[str, Any]:
+    """The response entry of one decoded item; a failed task is named in ``error``."""
+    result = _empty_result(item_id, None)
+    result["duration_s"] = round(audio.duration, TIME_DECIMALS)
+    errors = [
+        f"{task.value}: {out.error}"
+        for task, out in ((AudioTask.ASR, asr), (AudioTask.SPEAKERS, speakers))
+        if out is not None and not out.ok
+    ]
+    if errors:
+        result["ok"], result["error"] = False, "; ".join(errors)
+    spans: list[tuple[float, float]] | None = None
+    if asr is not None and asr.ok and asr.value is not None:
+        transcript = asr.value
+        result["language"] = transcript["language"]
+        result["language_probability"] = transcript["language_probability"]
+        result["segments"] = transcript["segments"]
+        spans = [(s["start"], s["end"]) for s in transcript["segments"]]
+    if speakers is not None and speakers.ok and speakers.value is not None:
+        turns = speakers.value
+        result["turns"] = [
+            {**turn, "embedding": None if turn["embedding"] is None else round_vector(turn["embedding"])}
+            for turn in turns
+        ]
+        if spans is None:
+            spans = [(t["start"], t["end"]) for t in turns]
+    result["speech_s"] = None if spans is None else _speech_seconds(spans)
+    return result
+
+
+def _regions(asr: ItemResult[Transcript] | None) -> tuple[tuple[float, float], ...] | None:
+    """The speech regions the speaker model uses: ASR segments when ASR worked, else None (VAD)."""
+    if asr is None or not asr.ok or asr.value is None:
+        return None
+    return tuple((s["start"], s["end"]) for s in asr.value["segments"])
+
+
+class AudioAnalyzer:
+    """Runs audio analysis requests over the audio models' batchers."""
+
+    def __init__(
+        self,
+        asr: Batcher[FloatArray, Transcript] | None,
+        speakers: Batcher[SpeakerInput, list[Turn]] | None,
+        decode_executor: Executor,
+        *,
+        max_seconds: float,
+    ) -> None:
+        self._asr = asr
+        self._speakers = speakers
+        self._decode_executor = decode_executor
+        self._max_seconds = max_seconds
+
+    async def analyze(self, items: Sequence[AudioItem], tasks: Sequence[AudioTask]) -> dict[str, Any]:
+        """Results for ``items`` in order; raises ``Overloaded`` when a model's queue is full."""
+        asr = self._asr if AudioTask.ASR in tasks else None
+        speakers = self._speakers if AudioTask.SPEAKERS in tasks else None
+        for batcher in (asr, speakers):  # fail fast, before decoding
+            if batcher is not None:
+                batcher.check_capacity(len(items))
+        loop = asyncio.get_running_loop()
+        decoded = await loop.run_in_executor(
+            self._decode_executor, lambda: decode_all(items, max_seconds=self._max_seconds)
+        )
+        audios = [d for d in decoded if isinstance(d, DecodedAudio)]
+        asr_results: list[ItemResult[Transcript] | None] = [None] * len(audios)
+        speaker_results: list[ItemResult[list[Turn]] | None] = [None] * len(audios)
+        if audios and asr is not None:
+            asr.check_capacity(len(audios))  # other requests ran while this one decoded
+            if speakers is not None:
+                speakers.check_capacity(len(audios))
+            asr_results = list(await asr.submit([a.samples for a in audios]))
+        if audios and speakers is not None:
+            # Turns follow the ASR segments when ASR ran on the item; otherwise the speaker model
+            # finds speech with the VAD itself.
+            inputs = [SpeakerInput(a.samples, _regions(r)) for a, r in zip(audios, asr_results, strict=True)]
+            speaker_results = list(await speakers.submit(inputs))
+        results: list[dict[str, Any]] = []
+        position = 0
+        for item, audio in zip(items, decoded, strict=True):
+            if isinstance(audio, str):
+                results.append(_empty_result(item.id, audio))
+                continue
+            results.append(assemble(item.id, audio, asr_results[position], speaker_results[position]))
+            position += 1
+        models: dict[str, str] = {}
+        if asr is not None:
+            models[AudioTask.ASR.value] = asr.model.version
+        if speakers is not None:
+            models[AudioTask.SPEAKERS.value] = speakers.model.version
+        return {"results": results, "models": models}

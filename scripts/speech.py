@@ -1,0 +1,143 @@
+"""Synthetic speech for tests and benchmarks: espeak-ng voices rendered to 16 kHz mono int16 samples.
+
+    from scripts.speech import VOICES, silence, synthesize, write_wav
+    audio = np.concatenate([silence(1.0), synthesize("Breaking news.", VOICES["low"]), silence(0.5)])
+    write_wav(Path("speech.wav"), audio)
+
+Nothing is downloaded: espeak-ng (apt-get install espeak-ng) renders the speech, and sox (when on the
+PATH) or numpy resamples it from espeak-ng's 22,050 Hz to 16 kHz.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+Int16Array = np.ndarray[Any, np.dtype[np.int16]]
+
+
+class SpeechToolMissing(RuntimeError):
+    """espeak-ng (or another needed program) is not installed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """An espeak-ng voice (``-v``) with its pitch (``-p``, 0..99)."""
+
+    name: str
+    espeak_voice: str
+    pitch: int
+
+
+# Two voices resemblyzer tells apart (MODELS.md): same-voice cosine >= 0.87, cross-voice <= 0.72.
+# (Plain en-us against en-gb+f3 were NOT separable: 0.86-0.94 across voices.)
+VOICES: dict[str, Voice] = {
+    "low": Voice("low", "en-us+m3", 25),
+    "high": Voice("high", "en-gb+f5", 80),
+}
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise SpeechToolMissing(
+            f"{name} is not installed (apt-get install {name}); it renders the test speech"
+        )
+    return path
+
+
+def _read_wav(data: bytes) -> tuple[Int16Array, int]:
+    """Mono int16 samples and the rate of a 16-bit PCM WAV file held in memory."""
+    with wave.open(io.BytesIO(data), "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise ValueError(f"expected 16-bit samples, got {8 * wav.getsampwidth()}-bit")
+        frames = wav.readframes(wav.getnframes())
+        channels, rate = wav.getnchannels(), wav.getframerate()
+    samples = np.frombuffer(frames, dtype="<i2").astype(np.int16)
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
+    return samples, rate
+
+
+def _resample(samples: Int16Array, rate: int, target: int) -> Int16Array:
+    if rate == target or samples.size == 0:
+        return samples
+    sox = shutil.which("sox")
+    if sox is not None:
+        raw = subprocess.run(
+            [
+                sox,
+                "-t",
+                "raw",
+                "-r",
+                str(rate),
+                "-e",
+                "signed",
+                "-b",
+                "16",
+                "-c",
+                "1",
+                "-",
+                "-t",
+                "raw",
+                "-r",
+                str(target),
+                "-e",
+                "signed",
+                "-b",
+                "16",
+                "-c",
+                "1",
+                "-",
+            ],
+            input=samples.astype("<i2").tobytes(),
+            capture_output=True,
+            check=True,
+        ).stdout
+        return np.frombuffer(raw, dtype="<i2").astype(np.int16)
+    # No sox: linear interpolation. espeak-ng's output has little energy above 8 kHz, so the
+    # missing low-pass filter costs little for tests.
+    count = round(samples.size * target / rate)
+    positions = np.arange(count) * (rate / target)
+    resampled = np.interp(positions, np.arange(samples.size), samples.astype(np.float64))
+    out: Int16Array = np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+    return out
+
+
+def synthesize(text: str, voice: Voice, speed_wpm: int = 150) -> Int16Array:
+    """``text`` spoken by ``voice`` as 16 kHz mono int16 samples (espeak-ng, no network)."""
+    espeak = _tool("espeak-ng")
+    result = subprocess.run(
+        [espeak, "-v", voice.espeak_voice, "-p", str(voice.pitch), "-s", str(speed_wpm), "--stdout", text],
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0 or not result.stdout:
+        raise RuntimeError(
+            f"espeak-ng failed ({result.returncode}): {result.stderr.decode(errors='replace')}"
+        )
+    samples, rate = _read_wav(result.stdout)
+    return _resample(samples, rate, SAMPLE_RATE)
+
+
+def silence(seconds: float) -> Int16Array:
+    """``seconds`` of digital silence at 16 kHz."""
+    return np.zeros(round(seconds * SAMPLE_RATE), dtype=np.int16)
+
+
+def write_wav(path: Path, samples: Int16Array, rate: int = SAMPLE_RATE) -> None:
+    """Write mono int16 ``samples`` as a 16-bit PCM WAV file."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())

@@ -1,0 +1,238 @@
+"""POST /v1/analyze/audio with the real models: espeak-ng speech by two voices, silence, bad items."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from ml_service.config import MLSettings
+from scripts.speech import SAMPLE_RATE, VOICES, Int16Array, silence, synthesize
+
+FIRST = "Breaking news. Heavy rain caused a flood in Valencia on Tuesday morning."
+SECOND = "The river rose quickly and hundreds of families left their homes before noon."
+LEAD_S, PAUSE_S, TAIL_S = 1.0, 1.0, 0.5
+# Samples quieter than this share of the loudest are not speech (espeak-ng's own lead-in).
+_ONSET_SHARE = 0.02
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int, int, int]:
+    """(substitutions, deletions, insertions, reference words) of a word-level alignment."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    # cost, substitutions, deletions, insertions of aligning ref[:i] with hyp[:j]
+    row = [(j, 0, 0, j) for j in range(len(hyp) + 1)]
+    for i in range(1, len(ref) + 1):
+        previous, row = row, [(i, 0, i, 0)]
+        for j in range(1, len(hyp) + 1):
+            same = ref[i - 1] == hyp[j - 1]
+            diagonal, up, left = previous[j - 1], previous[j], row[j - 1]
+            row.append(
+                min(
+                    (diagonal[0] + (not same), diagonal[1] + (not same), diagonal[2], diagonal[3]),
+                    (up[0] + 1, up[1], up[2] + 1, up[3]),
+                    (left[0] + 1, left[1], left[2], left[3] + 1),
+                )
+            )
+    _, subs, dels, ins = row[-1]
+    return subs, dels, ins, len(ref)
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    subs, dels, ins, count = word_errors(reference, hypothesis)
+    return (subs + dels + ins) / max(count, 1)
+
+
+def test_wer_helper() -> None:
+    assert wer("the cat sat", "the cat sat") == 0.0
+    assert word_errors("the cat sat", "the bat sat down") == (1, 0, 1, 3)
+    assert word_errors("Breaking news, heavy rain", "breaking heavy rain") == (0, 1, 0, 4)
+
+
+def pcm(samples: Int16Array) -> str:
+    return base64.b64encode(samples.astype("<i2").tobytes()).decode("ascii")
+
+
+def _onset(samples: Int16Array) -> float:
+    loud = np.abs(samples.astype(np.int32))
+    return float(np.argmax(loud > _ONSET_SHARE * loud.max())) / SAMPLE_RATE
+
+
+class Dialog:
+    """Two sentences by the two voices with a pause between; where each one's speech begins."""
+
+    def __init__(self) -> None:
+        first, second = synthesize(FIRST, VOICES["low"]), synthesize(SECOND, VOICES["high"])
+        self.samples = np.concatenate([silence(LEAD_S), first, silence(PAUSE_S), second, silence(TAIL_S)])
+        self.first_onset = LEAD_S + _onset(first)
+        self.second_onset = LEAD_S + len(first) / SAMPLE_RATE + PAUSE_S + _onset(second)
+        self.duration = len(self.samples) / SAMPLE_RATE
+
+
+@pytest.fixture(scope="module")
+def dialog() -> Dialog:
+    return Dialog()
+
+
+@pytest.fixture(scope="module")
+def analysis(ml: httpx.Client, dialog: Dialog) -> dict[str, Any]:
+    """One request: the dialog, silence, and every kind of bad item, answered item by item."""
+    too_long = silence(MLSettings().max_audio_seconds + 1)
+    items = [
+        {"id": "dialog", "pcm": pcm(dialog.samples), "sample_rate": SAMPLE_RATE},
+        {"id": "bad-base64", "pcm": "this is not base64!", "sample_rate": SAMPLE_RATE},
+        {"id": "silence", "pcm": pcm(silence(3.0)), "sample_rate": SAMPLE_RATE},
+        {"id": "wrong-rate", "pcm": pcm(dialog.samples), "sample_rate": 44_100},
+        {"id": "too-long", "pcm": pcm(too_long), "sample_rate": SAMPLE_RATE},
+        {"id": "odd-bytes", "pcm": base64.b64encode(b"\x01\x02\x03").decode(), "sample_rate": SAMPLE_RATE},
+        {"id": "empty", "pcm": "", "sample_rate": SAMPLE_RATE},
+    ]
+    response = ml.post("/v1/analyze/audio", json={"items": items})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    body["by_id"] = {r["id"]: r for r in body["results"]}
+    return body
+
+
+def test_results_in_request_order_with_both_model_versions(
+    analysis: dict[str, Any], ml: httpx.Client
+) -> None:
+    assert [r["id"] for r in analysis["results"]] == [
+        "dialog",
+        "bad-base64",
+        "silence",
+        "wrong-rate",
+        "too-long",
+        "odd-bytes",
+        "empty",
+    ]
+    versions = {k: v["version"] for k, v in ml.get("/capabilities").json()["models"].items()}
+    assert analysis["models"] == {"asr": versions["asr"], "speakers": versions["speakers"]}
+
+
+def test_transcript_matches_the_sentences(analysis: dict[str, Any], dialog: Dialog) -> None:
+    result = analysis["by_id"]["dialog"]
+    assert result["ok"] and result["error"] is None
+    assert result["duration_s"] == round(dialog.duration, 2)
+    assert result["language"] == "en" and result["language_probability"] == 1.0  # tiny.en: fixed
+    transcript = " ".join(segment["text"] for segment in result["segments"])
+    assert wer(f"{FIRST} {SECOND}", transcript) <= 0.20, transcript
+    # The speech itself is ~9.4 s of the 12 s (two ~4.7 s sentences).
+    assert 8.0 <= result["speech_s"] <= 11.0
+
+
+def test_word_times_are_ordered_and_inside_the_audio(analysis: dict[str, Any], dialog: Dialog) -> None:
+    result = analysis["by_id"]["dialog"]
+    words = [word for segment in result["segments"] for word in segment["words"]]
+    assert len(words) >= 20
+    for word in words:
+        assert word["word"] and word["word"] == word["word"].strip()
+        assert 0.0 <= word["start"] <= word["end"] <= result["duration_s"]
+        assert 0.0 <= word["probability"] <= 1.0
+    starts = [word["start"] for word in words]
+    assert starts == sorted(starts)
+    for segment in result["segments"]:
+        assert (
+            segment["start"] <= segment["words"][0]["start"] and segment["words"][-1]["end"] <= segment["end"]
+        )
+    assert abs(words[0]["start"] - dialog.first_onset) <= 0.5, (words[0], dialog.first_onset)
+    # The second voice's first word: the first word after the pause.
+    second = next(w for w in words if w["start"] > dialog.second_onset - PAUSE_S / 2)
+    assert abs(second["start"] - dialog.second_onset) <= 0.5, (second, dialog.second_onset)
+
+
+def test_two_turns_by_two_speakers(analysis: dict[str, Any], dialog: Dialog) -> None:
+    turns = analysis["by_id"]["dialog"]["turns"]
+    assert [turn["speaker"] for turn in turns] == ["S0", "S1"], turns
+    first, second = turns
+    assert first["end"] <= second["start"]
+    assert abs(first["start"] - dialog.first_onset) <= 0.5
+    assert abs(second["start"] - dialog.second_onset) <= 0.5
+    vectors = [np.asarray(turn["embedding"]) for turn in turns]
+    for vector in vectors:
+        assert vector.shape == (256,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+    # Two distinct voices: well below the same-voice threshold (MODELS.md: cross-voice <= 0.72).
+    assert float(vectors[0] @ vectors[1]) < MLSettings().voices_same_threshold
+
+
+def test_silence_is_answered_with_nothing_said(analysis: dict[str, Any]) -> None:
+    result = analysis["by_id"]["silence"]
+    assert (result["ok"], result["error"]) == (True, None)
+    assert (result["segments"], result["turns"], result["speech_s"]) == ([], [], 0.0)
+    assert result["duration_s"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("item_id", "message"),
+    [
+        ("bad-base64", "not valid base64"),
+        ("wrong-rate", "sample_rate 44100"),
+        ("too-long", "exceeds ML_MAX_AUDIO_SECONDS"),
+        ("odd-bytes", "odd number of bytes"),
+        ("empty", "empty"),
+    ],
+)
+def test_bad_items_are_item_errors(analysis: dict[str, Any], item_id: str, message: str) -> None:
+    result = analysis["by_id"][item_id]
+    assert result["ok"] is False and message in result["error"]
+    for field in ("duration_s", "speech_s", "language", "segments", "turns"):
+        assert result[field] is None
+
+
+def test_one_task_leaves_the_other_field_null(ml: httpx.Client, dialog: Dialog) -> None:
+    item = {"id": "d", "pcm": pcm(dialog.samples), "sample_rate": SAMPLE_RATE}
+    body = ml.post("/v1/analyze/audio", json={"items": [item], "tasks": ["speakers"]}).json()
+    assert set(body["models"]) == {"speakers"}
+    [result] = body["results"]
+    assert result["segments"] is None and result["language"] is None
+    # Without ASR the turns come from the VAD (as on a replica without the ASR model): one per voice.
+    turns = result["turns"]
+    assert [turn["speaker"] for turn in turns] == ["S0", "S1"]
+    assert abs(turns[0]["start"] - dialog.first_onset) <= 0.5
+    assert abs(turns[1]["start"] - dialog.second_onset) <= 0.5
+    assert 8.0 <= result["speech_s"] <= 11.0
+    body = ml.post("/v1/analyze/audio", json={"items": [item], "tasks": []}).json()
+    assert body["models"] == {}
+    assert body["results"][0]["turns"] is None and body["results"][0]["duration_s"] == round(
+        dialog.duration, 2
+    )
+
+
+def test_batch_limits_and_unknown_tasks(ml: httpx.Client) -> None:
+    caps = ml.get("/capabilities").json()
+    limit = caps["endpoints"]["/v1/analyze/audio"]["max_batch"]
+    items = [{"id": str(i), "pcm": "AAAA", "sample_rate": SAMPLE_RATE} for i in range(limit + 1)]
+    response = ml.post("/v1/analyze/audio", json={"items": items})
+    assert response.status_code == 413 and "max_batch" in response.json()["detail"]
+    response = ml.post("/v1/analyze/audio", json={"items": items[:1], "tasks": ["caption"]})
+    assert response.status_code == 422
+    missing_rate = {"items": [{"id": "x", "pcm": "AAAA"}]}
+    assert ml.post("/v1/analyze/audio", json=missing_rate).status_code == 422
+
+
+def test_capabilities_list_the_audio_models(ml: httpx.Client) -> None:
+    caps = ml.get("/capabilities").json()
+    assert caps["audio_tasks"] == ["asr", "speakers"]
+    asr, speakers = caps["models"]["asr"], caps["models"]["speakers"]
+    assert (asr["task"], asr["vector_size"], asr["device"], asr["compute_type"]) == (
+        "asr",
+        None,
+        "cpu",
+        "int8",
+    )
+    assert (speakers["task"], speakers["vector_size"]) == ("speaker-embedding", 256)
+    for spec in (asr, speakers):
+        assert re.fullmatch(r"[0-9a-f]{12}-p\d+", spec["version"])
+        assert (spec["max_batch"], spec["preferred_batch"], spec["max_concurrency"]) == (8, 4, 1)
+    assert caps["endpoints"]["/v1/analyze/audio"] == {
+        "max_batch": 8,
+        "preferred_batch": 4,
+        "max_concurrency": 1,
+    }
