@@ -8,13 +8,16 @@ from typing import Any
 from urllib.parse import quote
 
 from orchestrator.clients.ml import MLClient
-from orchestrator.clients.vectors import SearchFilter, SearchRequest, VectorStore
+from orchestrator.clients.vectors import ScoredPoint, SearchFilter, SearchRequest, VectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.keywords import sparse_vector, tokenize
 
 # Interactive: a search waits this long for an ML service that is restarting, then answers 503.
 SEARCH_ML_DEADLINE_S = 5.0
 _SNIPPET_CHARS = 160
+# Fused hits looked at again for spoken phrases (rerank_spoken), and how much of a phrase must be spoken.
+RERANK_DEPTH = 20
+PHRASE_COVERAGE = 0.5  # tiny.en garbles ~1 word in 5 of these voices; half the words still place a sentence
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +59,13 @@ async def search(store: VectorStore, ml: MLClient, index: FileIndex, query: Sear
     request = SearchRequest(
         dense={"text": vectors[0]},
         sparse={"sparse": sparse_vector(query.text)} if tokenize(query.text) else {},
-        limit=query.limit,
+        limit=max(query.limit, RERANK_DEPTH),
         filter=_filter(query),
         prefetch_limit=max(50, query.limit * 5),
     )
     if not await store.collection_exists(query.collection):
         return []
-    points = await store.search(query.collection, request)
+    points = rerank_spoken(await store.search(query.collection, request), query.text)[: query.limit]
     hashes = [str(p.payload["content_hash"]) for p in points if p.payload.get("content_hash")]
     all_paths = await index.paths_of(query.collection, hashes)
     return [
@@ -93,7 +96,7 @@ def _hit(
     text = snippet(str(payload.get("text") or ""), query.text)
     spoken = locate(payload.get("words") or [], query.text)
     if spoken is not None:
-        start_s, end_s, text = spoken
+        start_s, end_s, text = spoken.start_s, spoken.end_s, spoken.snippet
     return Hit(
         id=point_id,
         score=score,
@@ -139,10 +142,23 @@ _STOPWORDS = frozenset(
 _CONTEXT_WORDS = (8, 12)  # words of transcript shown before / after the match
 
 
-def locate(words: list[list[Any]], query: str) -> tuple[float, float, str] | None:
+@dataclass(frozen=True, slots=True)
+class SpokenMatch:
+    matched: int  # distinct query words spoken in the window
+    terms: int  # distinct query words (stopwords aside)
+    start_s: float
+    end_s: float
+    snippet: str
+
+    @property
+    def coverage(self) -> float:
+        return self.matched / self.terms
+
+
+def locate(words: list[list[Any]], query: str) -> SpokenMatch | None:
     """Where in a chunk's words ([word, start_s, end_s]) the query is spoken: the window of about the
-    query's length holding the most distinct query words (the earliest of equals). Returns its start and
-    end time and a snippet of the transcript around it; None when no query word is spoken."""
+    query's length holding the most distinct query words (the earliest of equals), with a snippet of the
+    transcript around it; None when no query word is spoken."""
     terms = {t for t in tokenize(query) if t not in _STOPWORDS} or set(tokenize(query))
     if not terms or not words:
         return None
@@ -162,8 +178,24 @@ def locate(words: list[list[Any]], query: str) -> tuple[float, float, str] | Non
             best = (len(seen), i, last)
     if best is None:
         return None
-    _, first, last = best
+    matched, first, last = best
     lo, hi = max(0, first - _CONTEXT_WORDS[0]), min(len(words), last + 1 + _CONTEXT_WORDS[1])
     text = " ".join(str(w[0]) for w in words[lo:hi])
     text = ("…" if lo > 0 else "") + text + ("…" if hi < len(words) else "")
-    return float(words[first][1]), float(words[last][2]), text
+    return SpokenMatch(matched, len(terms), float(words[first][1]), float(words[last][2]), text)
+
+
+def rerank_spoken(points: list[ScoredPoint], query: str) -> list[ScoredPoint]:
+    """A sentence spoken almost word for word outranks chunks that are only about the same thing: chunks
+    whose transcript holds at least PHRASE_COVERAGE of a phrase's words (3+ of them) in one window come
+    first, best coverage first; the fused order is kept otherwise."""
+    if len({t for t in tokenize(query) if t not in _STOPWORDS}) < 3:
+        return points
+
+    def key(item: tuple[int, ScoredPoint]) -> tuple[float, int]:
+        rank, point = item
+        match = locate(point.payload.get("words") or [], query)
+        coverage = match.coverage if match is not None else 0.0
+        return (-round(coverage, 2) if coverage >= PHRASE_COVERAGE else 0.0, rank)
+
+    return [p for _, p in sorted(enumerate(points), key=key)]

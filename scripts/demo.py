@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.make_samples import make_sample_tree
 from scripts.ml_process import REPO, ml_service, wait_ready
+from scripts.talk_video import make_talk_video
 
 ML_PORT, ORCH_PORT = 8001, 8002
 QUERIES = [
@@ -30,6 +31,8 @@ QUERIES = [
     "rocket launch into space",
     "motorbike",
     "a person in a space suit",
+    "firefighters repaired the lighthouse",  # said in the news video: the hit says when
+    "who restored the clock tower",
 ]
 
 
@@ -73,6 +76,8 @@ def main() -> None:
         f"   {manifest.good_files} good files (incl. {len(manifest.duplicates)} duplicates), "
         f"{len(manifest.bad)} broken, {len(manifest.not_media)} not media"
     )
+    talk = make_talk_video(media / "tv/evening_news.mp4", n_phrases=8)
+    print(f"   + a {talk.duration_s:.0f} s news video: two presenters, {len(talk.phrases)} spoken sentences")
 
     print(f"2. Starting the ML service on :{ML_PORT} (loading the default models) ...")
     logs = work / "logs"
@@ -109,7 +114,13 @@ def main() -> None:
                     print(f'   "{query}"')
                     for hit in hits["hits"]:
                         rel = Path(hit["path"]).relative_to(media)
-                        print(f"     {hit['score']:.3f}  {rel}  | {hit['snippet'][:90]}")
+                        at = f" @ {hit['start_s']:.1f}s" if hit["start_s"] is not None else ""
+                        people = f"  people: {', '.join(hit['people'])}" if hit["people"] else ""
+                        print(f"     {hit['score']:.3f}  {rel}{at}  | {hit['snippet'][:90]}{people}")
+                people = client.get("/people", params={"collection": "demo"}).json()["people"]
+                print(f"   people: {len(people)} clusters")
+                for p in people:
+                    print(f"     {p['id']} ({p['kind']}): {p['count']} sightings in {p['chunks']} chunks")
                 print("5. Re-ingesting the unchanged folder (served by the stat index: no ML call, no write)")
                 again = ingest(client, media)
                 c = again["counters"]

@@ -31,7 +31,8 @@ FPS = 5
 PAUSE_S = 0.8  # silence between turns
 LEAD_S = 1.0  # silence before the first turn
 
-# Sentences built from distinct words, so each one is findable on its own.
+# Sentences built from distinct words, so each one is findable on its own: the first 40 share no subject
+# and no action (a 3-minute programme says 38); later ones recombine them.
 _SUBJECTS = [
     "The harbour authority",
     "A local baker",
@@ -45,6 +46,34 @@ _SUBJECTS = [
     "Students at the university",
     "The railway company",
     "A fisherman",
+    "The football club",
+    "Nurses at the hospital",
+    "The zoo keeper",
+    "A retired astronaut",
+    "The chess champion",
+    "Volunteers from the church",
+    "The airport director",
+    "A young violinist",
+    "The police chief",
+    "Beekeepers in the village",
+    "The newspaper editor",
+    "A famous chef",
+    "The school principal",
+    "Miners in the north",
+    "The ballet company",
+    "A taxi driver",
+    "The weather service",
+    "Scientists at the observatory",
+    "The prison governor",
+    "A marathon runner",
+    "The bank manager",
+    "Carpenters in the workshop",
+    "The library board",
+    "A street artist",
+    "The army engineers",
+    "Wine growers in the hills",
+    "The tennis federation",
+    "A lonely shepherd",
 ]
 _ACTIONS = [
     "reported a flood near the old bridge",
@@ -59,12 +88,40 @@ _ACTIONS = [
     "discovered fossils of a giant turtle",
     "cancelled the summer festival because of storms",
     "built a solar farm beside the motorway",
+    "adopted two orphaned elephants",
+    "painted a mural of dolphins",
+    "donated blankets to the shelter",
+    "caught an enormous silver salmon",
+    "invented a robot that sorts garbage",
+    "sold the antique piano",
+    "climbed the frozen waterfall",
+    "baked the largest pizza in the country",
+    "cleaned the polluted canal",
+    "recorded a song about volcanoes",
+    "closed the dangerous tunnel",
+    "welcomed refugees from the island",
+    "measured the fastest wind ever",
+    "rebuilt the wooden pier",
+    "tested a hydrogen bus",
+    "translated an ancient manuscript",
+    "released fifty rescued owls",
+    "designed a floating hotel",
+    "banned cars from the market square",
+    "trained dogs to find truffles",
+    "raised money for a new ambulance",
+    "photographed a comet above the desert",
+    "repaired the cathedral roof",
+    "grew a giant pumpkin",
+    "opened a museum of toys",
+    "mapped caves under the castle",
+    "won a medal for brave swimming",
+    "painted the town hall purple",
 ]
 _WHEN = ["on Monday", "on Tuesday morning", "last night", "this weekend", "on Friday afternoon", "yesterday"]
 
 
 def sentences(n: int) -> list[str]:
-    """n distinct sentences (deterministic); neighbours share neither subject nor action."""
+    """n distinct sentences (deterministic); the first len(_SUBJECTS) share no subject and no action."""
     k = len(_SUBJECTS)
     if n > k * len(_ACTIONS):
         raise ValueError(f"at most {k * len(_ACTIONS)} distinct sentences")

@@ -1,4 +1,5 @@
-from orchestrator.search import locate, snippet
+from orchestrator.clients.vectors import ScoredPoint
+from orchestrator.search import locate, rerank_spoken, snippet
 
 
 def test_short_text_is_returned_whole() -> None:
@@ -31,19 +32,38 @@ def test_locate_finds_where_the_phrase_is_spoken() -> None:
     words += _words("In other news the orchestra launched an electric ferry.", 36.0)
     found = locate(words, "orchestra electric ferry")
     assert found is not None
-    start, end, text = found
+    start, end, text = found.start_s, found.end_s, found.snippet
+    assert (found.matched, found.terms) == (3, 3)
     assert start == 37.6  # "orchestra" is the 5th word of the second sentence
     assert end >= start and "electric ferry." in text
 
 
 def test_locate_prefers_the_window_with_most_query_words() -> None:
     words = _words("a flood here and then much later a flood near the old bridge", 0.0)
-    start, _, _ = locate(words, "flood near the old bridge") or (None, None, None)
-    assert start == 3.2  # the second "flood", followed by near/old/bridge
+    found = locate(words, "flood near the old bridge")
+    assert found is not None and found.start_s == 3.2  # the second "flood", followed by near/old/bridge
 
 
 def test_locate_ignores_case_punctuation_and_needs_a_spoken_word() -> None:
     words = _words("Breaking NEWS, Valencia!", 5.0)
-    assert locate(words, "valencia") == (5.8, 6.1, "Breaking NEWS, Valencia!")
+    found = locate(words, "valencia")
+    assert found is not None
+    assert (found.start_s, found.end_s, found.snippet) == (5.8, 6.1, "Breaking NEWS, Valencia!")
     assert locate(words, "zebra crossing") is None
     assert locate([], "valencia") is None
+
+
+def _point(pid: str, words: list[list[object]]) -> ScoredPoint:
+    return ScoredPoint(pid, 0.5, {"words": words})
+
+
+def test_a_spoken_phrase_outranks_chunks_about_the_same_thing() -> None:
+    points = [
+        _point("photo", []),
+        _point("similar", _words("the ferry was electric and the orchestra played", 0.0)),
+        _point("said", _words("then the orchestra launched an electric ferry on Monday", 0.0)),
+    ]
+    ranked = [p.id for p in rerank_spoken(points, "The orchestra launched an electric ferry")]
+    assert ranked == ["said", "similar", "photo"]  # coverage 4/4, then 3/4 ("launched" missing)
+    # Short queries keep the fused order (one spoken word says little).
+    assert [p.id for p in rerank_spoken(points, "electric ferry")] == ["photo", "similar", "said"]
