@@ -32,6 +32,9 @@ COPY pyproject.toml ./
 COPY orchestrator ./orchestrator
 COPY ml_service ./ml_service
 RUN pip install ".[ml]" && pip check && rm -rf /src
+# resemblyzer's first import compiles librosa's numba kernels (~12 s) and caches them beside the package: do it
+# at build time, as root, so the read-only install does not pay it at every start.
+RUN python -c "import resemblyzer"
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app

@@ -30,5 +30,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -e ".[ml,dev]" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip check >/dev/null || { .venv/bin/python -m pip check; exit 1; }
+  # resemblyzer's first import compiles librosa's numba kernels (~12 s, cached in site-packages): pay it here.
+  .venv/bin/python -c "import resemblyzer" >/dev/null 2>&1 || true
   echo "$want" > "$stamp"
 fi
