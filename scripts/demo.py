@@ -32,7 +32,7 @@ QUERIES = [
     "motorbike",
     "a person in a space suit",
     "firefighters repaired the lighthouse",  # said in the news video: the hit says when
-    "who restored the clock tower",
+    "who rescued the hikers from the glacier",
 ]
 
 
