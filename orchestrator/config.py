@@ -35,7 +35,10 @@ class Settings(BaseSettings):
 
     # ML service.
     ml_service_url: str = "http://127.0.0.1:8001"
+    # Several replicas, comma-separated: requests go to the one with the fewest items outstanding; one
+    # that fails is taken out and polled (/ready) every ML_HEALTH_INTERVAL_S until it answers again.
     ml_service_urls: str = ""
+    ml_health_interval_s: float = 2.0
     ml_inference_batch_size: int | None = None
     ml_request_timeout_s: float = 300.0
     # How long a job waits (retrying with backoff, the reason shown in its status) for an unreachable
@@ -75,7 +78,7 @@ class Settings(BaseSettings):
     # People: a face (SFace, cosine) or a voice (resemblyzer) joins the nearest cluster of its collection
     # when the similarity reaches the threshold; clusters bridged by a face are merged at the job's end.
     face_cluster_threshold: float = 0.45
-    voice_cluster_threshold: float = 0.80
+    voice_cluster_threshold: float = 0.75
     # Edge searches exactly (brute force, ~19 ms at 100k points) until a collection is this large;
     # past it a job's end builds the HNSW index.
     ann_index_threshold: int = 50_000

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from orchestrator.clients.ml import MLClient
+from orchestrator.clients.ml import MLClient, MLRequestError
 from orchestrator.clients.vectors import ScoredPoint, SearchFilter, SearchRequest, VectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.keywords import sparse_vector, tokenize
@@ -55,9 +55,13 @@ class Hit:
 
 async def search(store: VectorStore, ml: MLClient, index: FileIndex, query: SearchQuery) -> list[Hit]:
     """Hits with every path of their content (from the file index: a point lists only a sample)."""
-    vectors = await ml.embed_text([query.text], request_id=query.request_id, deadline_s=SEARCH_ML_DEADLINE_S)
+    vector = (
+        await ml.embed_text([query.text], request_id=query.request_id, deadline_s=SEARCH_ML_DEADLINE_S)
+    )[0]
+    if vector is None:
+        raise MLRequestError("the ML service could not embed the query")
     request = SearchRequest(
-        dense={"text": vectors[0]},
+        dense={"text": vector},
         sparse={"sparse": sparse_vector(query.text)} if tokenize(query.text) else {},
         limit=max(query.limit, RERANK_DEPTH),
         filter=_filter(query),

@@ -37,7 +37,9 @@ class Services:
             timeout_s=settings.ml_request_timeout_s,
             retry_deadline_s=settings.ml_retry_deadline_s,
             observe=metrics.observe_ml,
+            health_interval_s=settings.ml_health_interval_s,
         )
+        ml.start()
         if store is None:
             store = open_vector_store(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key)
         decoder = DecodePool(workers=max(1, settings.decode_workers), timeout_s=settings.decode_timeout_s)

@@ -33,4 +33,9 @@ async def ready(services: ServicesDep, response: Response) -> dict[str, Any]:
         store_ok = False
     if not (ml_ok and store_ok):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"ready": ml_ok and store_ok, "ml_service": ml_ok, "vector_store": store_ok}
+    return {
+        "ready": ml_ok and store_ok,
+        "ml_service": ml_ok,
+        "vector_store": store_ok,
+        "ml_replicas": services.ml.replica_stats(),
+    }

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from orchestrator.api.deps import ServicesDep
 from orchestrator.api.schemas import SearchBody
-from orchestrator.clients.ml import MLUnavailableError
+from orchestrator.clients.ml import MLRequestError, MLUnavailableError
 from orchestrator.search import SearchQuery, search
 
 router = APIRouter(tags=["search"])
@@ -20,6 +20,8 @@ async def _run(services: ServicesDep, query: SearchQuery) -> dict[str, Any]:
         hits = await search(services.store, services.ml, services.index, query)
     except MLUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    except MLRequestError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
     return {
         "query": query.text,
         "collection": query.collection,

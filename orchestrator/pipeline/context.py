@@ -63,7 +63,7 @@ class PipelineConfig:
     audio_tasks: tuple[str, ...] = ()
     av: AVOptions = field(default_factory=AVOptions)
     face_cluster_threshold: float = 0.45
-    voice_cluster_threshold: float = 0.80
+    voice_cluster_threshold: float = 0.75
 
 
 @dataclass(slots=True)

@@ -18,6 +18,10 @@ _MAX_TAGS = 8
 # when its box overlaps the track's last box this much.
 TRACK_MIN_IOU = 0.3
 TRACK_MIN_SIMILARITY = 0.5
+# A speaker turn shorter than this inside its chunk keeps its label but not its voice vector: resemblyzer
+# needs ~1.6 s of speech for a stable embedding, and a sliver at a chunk's edge (the next speaker's first
+# word in the overlap) made clusters of its own.
+MIN_VOICE_TURN_S = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +172,8 @@ def speech(result: dict[str, Any], audio_start_s: float, start_s: float, end_s: 
         b = round(audio_start_s + float(turn["end"]), 2)
         a, b = max(a, start_s), b if last else min(b, end_s)
         if b - a > 0.2:
-            turns.append(
-                {"start_s": a, "end_s": b, "speaker": turn.get("speaker"), "embedding": turn.get("embedding")}
-            )
+            embedding = turn.get("embedding") if b - a >= MIN_VOICE_TURN_S else None
+            turns.append({"start_s": a, "end_s": b, "speaker": turn.get("speaker"), "embedding": embedding})
     return Speech(" ".join(w[0] for w in words), words, turns, result.get("language"))
 
 

@@ -68,14 +68,15 @@ async def test_429_retry_after_is_honoured(stand_in: tuple[StandIn, str]) -> Non
 
 async def test_client_errors_are_not_retried(stand_in: tuple[StandIn, str]) -> None:
     fake, url = stand_in
-    fake.script = [(422, {})]
+    fake.script = [(422, {}), (404, {})]
     client = MLClient([url], timeout_s=5, retry_deadline_s=10)
     try:
-        with pytest.raises(MLRequestError, match="422"):
+        assert await client.embed_text(["x"]) == [None]  # the item it cannot take: that item's failure
+        with pytest.raises(MLRequestError, match="404"):  # not an item's fault: the request's
             await client.embed_text(["x"])
     finally:
         await client.close()
-    assert len(fake.calls) == 1
+    assert len(fake.calls) == 2
 
 
 async def test_deadline_gives_a_clear_reason(stand_in: tuple[StandIn, str]) -> None:

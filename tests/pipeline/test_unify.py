@@ -115,3 +115,16 @@ def test_the_last_chunk_keeps_its_end() -> None:
 def test_compose_text_puts_speech_first() -> None:
     assert compose_text(None, ["suit"], "LIVE", "hello there") == "hello there Shows: suit. Text: LIVE"
     assert compose_text(None, [], "", "") == ""
+
+
+def test_a_sliver_of_a_turn_keeps_its_label_but_not_its_voice_vector() -> None:
+    result = {
+        "segments": [],
+        "turns": [
+            {"start": 0.5, "end": 10.0, "speaker": "S0", "embedding": [1.0, 0.0]},
+            {"start": 14.2, "end": 15.4, "speaker": "S1", "embedding": [0.0, 1.0]},  # 0.3 s inside the chunk
+        ],
+    }
+    said = speech(result, audio_start_s=0.0, start_s=0.0, end_s=14.5, last=False)
+    assert [t["embedding"] for t in said.turns] == [[1.0, 0.0], None]
+    assert said.turns[1]["speaker"] == "S1"

@@ -191,7 +191,7 @@ class InferStage:
                     )
                 parts.append((p, index, visual, said))
         texts = [compose_text(v[2], v[1], v[0], s.transcript) for _, _, v, s in parts]
-        vectors: list[list[float]] = []
+        vectors: list[list[float] | None] = []
         for part in _slices(texts, ctx.config.text_batch):
             ctx.progress.add("ml_requests")
             vectors.extend(
@@ -201,6 +201,9 @@ class InferStage:
         for (p, index, (ocr, tags, caption, faces), said), text, vector in zip(
             parts, texts, vectors, strict=True
         ):
+            if vector is None:
+                p.fail("the ML service could not embed this chunk's text")
+                continue
             analysis = ChunkAnalysis(
                 ocr,
                 tags,

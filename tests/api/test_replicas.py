@@ -1,0 +1,63 @@
+"""Two real ML service processes behind ML_SERVICE_URLS; one is killed mid-job: the job completes on the
+other with every file stored exactly once, and the dead replica is reported out."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from scripts.bench_pipeline import make_images
+from tests.support.app_factory import counting_store, make_settings
+from tests.support.ml_server import running_ml_service
+from tests.support.orchestrator_server import running_orchestrator
+
+pytestmark = pytest.mark.slow
+
+# Light replicas: tags and the text model only (the routing is under test, not the models).
+LIGHT = {
+    "ML_IMAGE_TASKS": "tags",
+    "ML_ASR_ENABLED": "false",
+    "ML_VOICES_ENABLED": "false",
+    "ML_CPU_THREADS": "1",
+    "ML_MAX_BATCH": '{"tags": 4}',
+    "ML_PREFERRED_BATCH": '{"tags": 4}',
+}
+
+
+async def test_a_replica_killed_mid_job_loses_nothing(tmp_path: Path) -> None:
+    files = make_images(tmp_path / "media", 120)
+    with running_ml_service(env=LIGHT) as first, running_ml_service(env=LIGHT) as second:
+        settings = make_settings(
+            tmp_path / "data",
+            first.url,
+            [tmp_path],
+            ml_service_urls=f"{first.url},{second.url}",
+            ml_health_interval_s=0.2,
+            ml_retry_deadline_s=60.0,
+        )
+        store = counting_store(settings)
+        async with running_orchestrator(settings, store) as orch:
+            resp = await orch.client.post("/jobs", json={"path": str(tmp_path / "media"), "collection": "r"})
+            job_id = resp.json()["job_id"]
+            while True:  # kill the first replica once the job is well under way
+                status = (await orch.client.get(f"/jobs/{job_id}")).json()
+                if status["counters"]["inferred"] >= 20 or status["state"] != "running":
+                    break
+                await asyncio.sleep(0.05)
+            assert status["state"] == "running", status
+            first.process.kill()
+            done = await orch.wait_job(job_id, timeout_s=300)
+            assert done["state"] == "completed", done
+            counters = done["counters"]
+            assert counters["failed"] == 0, done["errors"]
+            assert counters["upserted"] == len(files) == await store.count("r")
+            ready = (await orch.client.get("/ready")).json()
+            replicas = {r["url"]: r for r in ready["ml_replicas"]}
+            assert replicas[first.url]["healthy"] is False
+            assert replicas[second.url]["healthy"] is True
+            assert replicas[first.url]["requests"] > 0 and replicas[second.url]["requests"] > 0
+            assert ready["ready"] is True  # one replica is enough to serve
+            hits = (await orch.client.get("/search", params={"q": "image", "collection": "r"})).json()
+            assert hits["hits"]

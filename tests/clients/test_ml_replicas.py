@@ -1,0 +1,188 @@
+"""The ML client over several replicas and against batches the service refuses, with small local
+stand-ins speaking the ML service's protocol on loopback: load-aware routing, a replica that dies or
+overloads, health checks putting it back, 413 halving and bisection down to the one bad item."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from orchestrator.clients.ml import ImageRequestItem, MLClient
+from tests.support.orchestrator_server import free_port
+
+
+@dataclass
+class Replica:
+    """Answers /v1/embed/text and /v1/analyze/images; /ready is 200 unless `ready` is False."""
+
+    delay_s: float = 0.0
+    max_batch: int = 64
+    poison: str = "poison"  # a batch holding this text or image id is answered 500
+    ready: bool = True
+    overloaded: int = 0  # answer this many requests with 429
+    batches: list[int] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+
+    async def _work(self, items: list[str]) -> Response | None:
+        if self.overloaded:
+            self.overloaded -= 1
+            return Response(b'{"detail": "queue full"}', 429, headers={"retry-after": "1"})
+        if len(items) > self.max_batch:
+            return Response(b'{"detail": "too many"}', 413)
+        self.batches.append(len(items))
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
+        if self.poison in items:
+            return Response(b'{"detail": "model failed"}', 500)
+        return None
+
+    async def embed(self, request: Request) -> Response:
+        texts = orjson.loads(await request.body())["texts"]
+        refused = await self._work(texts)
+        return refused or Response(orjson.dumps({"vectors": [[float(len(t)), 1.0] for t in texts]}))
+
+    async def analyze(self, request: Request) -> Response:
+        ids = [img["id"] for img in orjson.loads(await request.body())["images"]]
+        refused = await self._work(ids)
+        results = [{"id": i, "ok": True, "error": None, "tags": []} for i in ids]
+        return refused or Response(orjson.dumps({"results": results}))
+
+    async def ready_route(self, request: Request) -> Response:
+        return Response(b"{}", 200 if self.ready else 503)
+
+
+@asynccontextmanager
+async def serving(replica: Replica) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+    app = Starlette(
+        routes=[
+            Route("/v1/embed/text", replica.embed, methods=["POST"]),
+            Route("/v1/analyze/images", replica.analyze, methods=["POST"]),
+            Route("/ready", replica.ready_route),
+        ]
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_requests_go_to_the_replica_with_fewest_outstanding_items() -> None:
+    slow, fast = Replica(delay_s=0.4), Replica(delay_s=0.02)
+    async with serving(slow) as (slow_url, _), serving(fast) as (fast_url, _):
+        client = MLClient([slow_url, fast_url], timeout_s=5, retry_deadline_s=5)
+        try:
+            # Three callers sending one text after another: while the slow replica holds a request, the next
+            # ones go to the fast replica (round-robin would give the slow one half of them).
+            async def caller(name: str) -> list[list[float] | None]:
+                return [v for i in range(8) for v in await client.embed_text([f"{name}{i}"])]
+
+            results = await asyncio.gather(caller("a"), caller("b"), caller("c"))
+        finally:
+            await client.close()
+    assert all(v is not None for r in results for v in r)
+    assert len(slow.batches) + len(fast.batches) == 24
+    assert len(slow.batches) * 3 <= len(fast.batches), (len(slow.batches), len(fast.batches))
+
+
+async def test_a_dead_replica_is_taken_out_and_its_request_goes_elsewhere() -> None:
+    a, b = Replica(), Replica()
+    async with serving(b) as (b_url, _):
+        async with serving(a) as (a_url, a_server):
+            client = MLClient([a_url, b_url], timeout_s=5, retry_deadline_s=5, health_interval_s=0.1)
+            client.start()
+            assert await client.embed_text(["warm"]) and await client.embed_text(["up"])
+            assert len(a.batches) == 1 and len(b.batches) == 1  # ties rotate
+            a_server.should_exit = True
+        await asyncio.sleep(0.3)  # a is gone (its port refuses connections)
+        try:
+            for i in range(6):
+                assert (await client.embed_text([f"x{i}"]))[0] is not None
+            stats = {s["url"]: s for s in client.replica_stats()}
+            assert stats[a_url]["healthy"] is False and stats[b_url]["healthy"] is True
+            assert len(b.batches) == 7
+        finally:
+            await client.close()
+
+
+async def test_health_checks_put_a_recovered_replica_back() -> None:
+    a, b = Replica(ready=False), Replica()
+    async with serving(a) as (a_url, _), serving(b) as (b_url, _):
+        client = MLClient([a_url, b_url], timeout_s=5, retry_deadline_s=5, health_interval_s=0.05)
+        client.start()
+        try:
+            await asyncio.sleep(0.3)
+            assert {s["url"]: s["healthy"] for s in client.replica_stats()} == {a_url: False, b_url: True}
+            for _ in range(4):
+                await client.embed_text(["only b"])
+            assert a.batches == []
+            a.ready = True
+            await asyncio.sleep(0.3)
+            for _ in range(4):
+                await client.embed_text(["both"])
+            assert len(a.batches) >= 1
+        finally:
+            await client.close()
+
+
+async def test_an_overloaded_replica_is_passed_over_while_another_can_work() -> None:
+    a, b = Replica(overloaded=1), Replica()
+    async with serving(a) as (a_url, _), serving(b) as (b_url, _):
+        client = MLClient([a_url, b_url], timeout_s=5, retry_deadline_s=5)
+        try:
+            started = asyncio.get_running_loop().time()
+            for i in range(3):
+                assert (await client.embed_text([f"t{i}"]))[0] is not None
+            elapsed = asyncio.get_running_loop().time() - started
+        finally:
+            await client.close()
+    assert elapsed < 0.9  # did not sit out a's Retry-After: b took the work
+    assert len(b.batches) >= 2
+
+
+async def test_413_halves_the_batch_until_it_fits() -> None:
+    small = Replica(max_batch=3)
+    async with serving(small) as (url, _):
+        client = MLClient([url], timeout_s=5, retry_deadline_s=5)
+        try:
+            vectors = await client.embed_text([f"text {i}" for i in range(10)])
+        finally:
+            await client.close()
+    assert [v[0] if v else None for v in vectors] == [float(len(f"text {i}")) for i in range(10)]
+    assert max(small.batches) <= 3 and sum(small.batches) == 10
+
+
+async def test_a_failing_batch_is_bisected_to_the_bad_item() -> None:
+    replica = Replica()
+    async with serving(replica) as (url, _):
+        client = MLClient([url], timeout_s=5, retry_deadline_s=5)
+        try:
+            items = [ImageRequestItem(f"img{i}", b"jpeg") for i in range(8)]
+            items[5] = ImageRequestItem("poison", b"jpeg")
+            results = await client.analyze_images(items)
+        finally:
+            await client.close()
+    assert [r["ok"] for r in results] == [True] * 5 + [False] + [True] * 2
+    assert "500" in results[5]["error"]
+    assert [r["id"] for r in results] == [it.id for it in items]
+    # 8 (twice: one retry) -> 4 + 4 (the poisoned half twice) -> 2 + 2 ...: logarithmic in the batch
+    assert len(replica.batches) <= 14
