@@ -144,6 +144,18 @@ _STOPWORDS = frozenset(
     "their them they this to was we were what when where which who will with you your".split()
 )
 _CONTEXT_WORDS = (8, 12)  # words of transcript shown before / after the match
+# Whisper writes most numbers as digits ("17 seagulls"); people type them as words, or the other way round.
+_NUMBERS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty".split()
+    )
+} | {w: str(10 * n) for n, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)}
+
+
+def _number(token: str) -> str:
+    return _NUMBERS.get(token, token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +175,10 @@ def locate(words: list[list[Any]], query: str) -> SpokenMatch | None:
     """Where in a chunk's words ([word, start_s, end_s]) the query is spoken: the window of about the
     query's length holding the most distinct query words (the earliest of equals), with a snippet of the
     transcript around it; None when no query word is spoken."""
-    terms = {t for t in tokenize(query) if t not in _STOPWORDS} or set(tokenize(query))
+    terms = {_number(t) for t in tokenize(query) if t not in _STOPWORDS} or set(tokenize(query))
     if not terms or not words:
         return None
-    spoken = [" ".join(tokenize(str(w[0]))) for w in words]
+    spoken = [_number(" ".join(tokenize(str(w[0])))) for w in words]
     span = len(tokenize(query)) + 3
     best: tuple[int, int, int] | None = None  # (matched terms, first, last)
     for i in range(len(words)):

@@ -53,6 +53,14 @@ def test_locate_ignores_case_punctuation_and_needs_a_spoken_word() -> None:
     assert locate([], "valencia") is None
 
 
+def test_locate_matches_numbers_written_as_digits_or_words() -> None:
+    words = _words("The weather service released 50 rescued owls", 10.0)
+    found = locate(words, "fifty rescued owls")
+    assert found is not None and (found.matched, found.start_s) == (3, 11.6)
+    found = locate(_words("seventeen seagulls", 0.0), "17 seagulls")
+    assert found is not None and found.matched == 2
+
+
 def _point(pid: str, words: list[list[object]]) -> ScoredPoint:
     return ScoredPoint(pid, 0.5, {"words": words})
 

@@ -131,15 +131,20 @@ def _best_track(face: dict[str, Any], candidates: list[int], tracks: list[dict[s
     return best
 
 
+def mean_vector(vectors: list[list[float] | None]) -> list[float] | None:
+    """The normalised mean of the vectors given (None entries skipped); None when there are none."""
+    present = [v for v in vectors if v]
+    if not present:
+        return None
+    summed = [sum(values) for values in zip(*present, strict=True)]
+    norm = math.sqrt(sum(v * v for v in summed)) or 1.0
+    return [round(v / norm, 6) for v in summed]
+
+
 def _finish(track: dict[str, Any]) -> dict[str, Any]:
     detections = track["detections"]
     top = max(detections, key=lambda f: float(f.get("score") or 0.0))
-    embeddings = [f["embedding"] for f in detections if f.get("embedding")]
-    mean = None
-    if embeddings:
-        summed = [sum(values) for values in zip(*embeddings, strict=True)]
-        norm = math.sqrt(sum(v * v for v in summed)) or 1.0
-        mean = [round(v / norm, 6) for v in summed]
+    mean = mean_vector([f.get("embedding") for f in detections])
     return {
         "box": top.get("box"),
         "score": top.get("score"),

@@ -142,7 +142,8 @@ async def test_video_and_audio_end_to_end(
         # Audio-only files: transcribed, found at the sentence, typed by their content.
         hits = await _search(orch, "lighthouse keeper seventeen seagulls", media_type="audio")
         assert {Path(h["path"]).name for h in hits[:3]} == {"keeper.wav", "keeper.mp3", "keeper.m4a"}
-        assert all(h["start_s"] is not None and h["start_s"] < 2.0 for h in hits[:3]), [
+        spoken_until = 0.5 + len(synthesize(AUDIO_SENTENCE, VOICES["low"])) / SAMPLE_RATE
+        assert all(h["start_s"] is not None and h["start_s"] < spoken_until for h in hits[:3]), [
             (h["path"], h["start_s"], h["snippet"]) for h in hits[:3]
         ]
         records = {Path(str(p.payload["path"])).name: p.payload for p in points}

@@ -17,7 +17,7 @@ from orchestrator.cache import media_key, result_key
 from orchestrator.clients.ml import AudioRequestItem, ImageRequestItem
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, ChunkAnalysis, PathLink, PreparedFile
-from orchestrator.pipeline.unify import Speech, compose_text, merge_frames, speech
+from orchestrator.pipeline.unify import Speech, compose_text, mean_vector, merge_frames, speech
 
 # How long a partly filled batch waits for more work. A few ms of queue latency against a model
 # call of hundreds of ms: the wait costs nothing measurable and fills batches when prepare is close behind.
@@ -172,6 +172,7 @@ class InferStage:
         parts: list[
             tuple[_Pending, int, tuple[str, list[str], str | None, list[dict[str, Any]]], Speech]
         ] = []
+        image_vectors: dict[tuple[int, int], list[float] | None] = {}  # when an image–text model runs
         for p in pending:
             if p.error is not None:
                 continue
@@ -190,6 +191,7 @@ class InferStage:
                         index == last,
                     )
                 parts.append((p, index, visual, said))
+                image_vectors[(id(p), index)] = mean_vector([r.get("image_vector") for _, r in frames])
         texts = [compose_text(v[2], v[1], v[0], s.transcript) for _, _, v, s in parts]
         vectors: list[list[float] | None] = []
         for part in _slices(texts, ctx.config.text_batch):
@@ -211,7 +213,7 @@ class InferStage:
                 faces,
                 text,
                 vector,
-                None,
+                image_vectors[(id(p), index)],
                 said.transcript,
                 said.words,
                 said.turns,
