@@ -75,6 +75,7 @@ def _empty_result(item_id: str, error: str | None) -> dict[str, Any]:
         "tags": None,
         "objects": None,
         "caption": None,
+        "scene": None,
         "image_vector": None,
     }
 
@@ -105,6 +106,10 @@ def assemble(item_id: str, image: Image, outputs: dict[ImageTask, ItemResult[Any
         result["objects"] = objects.value
         tags = [*(tags or []), *coco_tags(objects.value or [])]
     result["tags"] = tags
+    scene = outputs.get(ImageTask.CAPTION)
+    if scene is not None and scene.ok and scene.value is not None:
+        # The VLM's validated answer (ml_service/models/vlm.py); its description is the caption.
+        result["caption"], result["scene"] = scene.value["description"], scene.value
     return result
 
 
@@ -163,10 +168,12 @@ class ImageAnalyzer:
         return {"results": results, "models": models}
 
     async def _add_text(self, results: list[dict[str, Any]]) -> None:
-        """Alias endpoint: ``text`` from tags and OCR, and its vector from the text model."""
+        """Alias endpoint: ``text`` is the caption (else tags and OCR), and its vector from the text model."""
         wanted: list[tuple[dict[str, Any], str]] = []
         for result in results:
-            text = describe(result["tags"], result["ocr"]) if result["width"] is not None else None
+            text = None
+            if result["width"] is not None:
+                text = result["caption"] or describe(result["tags"], result["ocr"])
             result["text"], result["text_vector"] = text, None
             if text and self._text is not None:
                 wanted.append((result, text))

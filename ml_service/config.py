@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -18,9 +18,13 @@ class ImageTask(StrEnum):
     FACES = "faces"
     TAGS = "tags"
     OBJECTS = "objects"
+    # Scene description by a VLM server (ml_service/models/vlm.py): served only when ML_VLM_URL is set.
+    CAPTION = "caption"
 
 
 ALL_IMAGE_TASKS: tuple[ImageTask, ...] = tuple(ImageTask)
+# The image tasks whose models run in this process (instance groups); the others call a server.
+LOCAL_IMAGE_TASKS: tuple[ImageTask, ...] = tuple(t for t in ImageTask if t is not ImageTask.CAPTION)
 
 
 class AudioTask(StrEnum):
@@ -124,6 +128,24 @@ class MLSettings(BaseSettings):
     # Longest audio item accepted (seconds); longer ones are that item's error.
     max_audio_seconds: float = Field(default=120.0, gt=0.0)
 
+    # Scene descriptions (image task "caption") from a VLM behind an OpenAI-compatible chat-completions
+    # API, e.g. vLLM: its base URL (http://host:8000 or http://host:8000/v1). Unset or empty: no VLM.
+    vlm_url: str | None = None
+    # The model name the server serves (vLLM's --served-model-name).
+    vlm_model: str = "vlm"
+    # Sent as "Authorization: Bearer <key>" when set.
+    vlm_api_key: SecretStr | None = None
+    # Prompt template (plain text); unset: ml_service/prompts/scene.txt. Its content is part of the version.
+    vlm_prompt_file: Path | None = None
+    # Seconds to connect, send, and wait for the answer of one request.
+    vlm_timeout_s: float = Field(default=60.0, gt=0.0)
+    # Requests in flight to the VLM server at once (one caption batch is this many images).
+    vlm_concurrency: int = Field(default=8, ge=1, le=256)
+    # Longest answer (tokens); a cut answer is that image's error.
+    vlm_max_tokens: int = Field(default=512, ge=16)
+    # Images are shrunk to at most this long a side before they are sent (fewer image tokens).
+    vlm_image_max_side: int = Field(default=768, ge=64)
+
     @field_validator("image_tasks", mode="before")
     @classmethod
     def _split_tasks(cls, value: object) -> object:
@@ -141,6 +163,27 @@ class MLSettings(BaseSettings):
     def _unique_tasks(cls, value: tuple[ImageTask, ...]) -> tuple[ImageTask, ...]:
         return tuple(dict.fromkeys(value))
 
+    @field_validator("vlm_url", "vlm_api_key", "vlm_prompt_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose.yml passes ${ML_VLM_URL:-}: an empty value means "not configured".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vlm_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"ML_VLM_URL must be an http(s) URL, not {value!r}")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _caption_needs_a_vlm(self) -> MLSettings:
+        # "caption" is among the default tasks but exists only with a VLM server to ask.
+        if self.vlm_url is None and ImageTask.CAPTION in self.image_tasks:
+            tasks = tuple(t for t in self.image_tasks if t is not ImageTask.CAPTION)
+            object.__setattr__(self, "image_tasks", tasks)  # frozen; this runs once, while validating
+        return self
+
     @field_validator("image_instances")
     @classmethod
     def _known_tasks(cls, value: int | dict[str, int] | None) -> int | dict[str, int] | None:
@@ -157,7 +200,7 @@ class MLSettings(BaseSettings):
     def _no_oversubscription(self) -> MLSettings:
         # Instances of one model run at the same time, each on its own threads: together they must
         # fit the thread budget, or they would fight over the cores instead of sharing them.
-        for task in self.image_tasks:
+        for task in (t for t in self.image_tasks if t in LOCAL_IMAGE_TASKS):
             busy = self.instances_for(task) * self.threads_per_instance(task)
             if busy > self.cpu_threads:
                 raise ValueError(

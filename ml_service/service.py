@@ -49,6 +49,9 @@ class MLService:
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-inference")
         # Decoding has its own thread so the next request's images decode while models run.
         self._decode = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-decode")
+        # The VLM client (task "caption") waits on the network, not the CPU: its batches have a thread
+        # of their own so a slow VLM server never holds up the local models.
+        self._remote = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-remote")
         self.text_batcher: Batcher[str, FloatArray] | None = None
         self.image_batchers: dict[ImageTask, Batcher[Image, Any]] = {}
         self.analyzer: ImageAnalyzer | None = None
@@ -83,7 +86,9 @@ class MLService:
         if self.registry.text is not None:
             self.text_batcher = Batcher(self.registry.text, self._inference, limit, observe)
         self.image_batchers = {
-            task: Batcher(model, self._inference, limit, observe)
+            task: Batcher(
+                model, self._remote if task is ImageTask.CAPTION else self._inference, limit, observe
+            )
             for task, model in self.registry.image.items()
         }
         self.audio_batchers = {
@@ -128,4 +133,5 @@ class MLService:
         self._inference.shutdown(wait=False, cancel_futures=True)
         self.registry.close()
         self._decode.shutdown(wait=False, cancel_futures=True)
+        self._remote.shutdown(wait=False, cancel_futures=True)
         log.info("service_stopped")

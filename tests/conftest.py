@@ -9,6 +9,13 @@ import pytest
 
 from scripts.make_samples import SampleManifest, make_sample_tree
 from tests.support.ml_server import MLService, running_ml_service
+from tests.support.vlm_standin import (
+    STANDIN_IMAGE_MAX_SIDE,
+    STANDIN_MODEL,
+    VLMStandIn,
+    ml_env,
+    running_vlm_standin,
+)
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +27,20 @@ def ml_service() -> Iterator[MLService]:
 @pytest.fixture(scope="session")
 def ml_service_url(ml_service: MLService) -> str:
     return ml_service.url
+
+
+@pytest.fixture(scope="session")
+def vlm_standin() -> Iterator[VLMStandIn]:
+    """The stand-in VLM server (tests/support/vlm_standin.py); reset it before use (``vlm`` fixtures)."""
+    with running_vlm_standin(model=STANDIN_MODEL, max_side=STANDIN_IMAGE_MAX_SIDE) as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def vlm_ml_service(vlm_standin: VLMStandIn) -> Iterator[MLService]:
+    """A second ML service process: the "caption" task asking the stand-in, plus the text model."""
+    with running_ml_service(env=ml_env(vlm_standin.url)) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="session")

@@ -394,8 +394,15 @@ def test_vllm_service_is_documented_and_gets_a_gpu(services: dict[str, dict[str,
     assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
     text = (ROOT / "docker-compose.yml").read_text()
     assert "ML_VLM_URL=http://vllm:8000/v1" in text
-    # ML_VLM_URL is documented, not set, until the ML service has that setting.
-    assert ("ML_VLM_URL" in compose_env(services["ml"])) == ("ML_VLM_URL" in ML_ENV)
+    # The ML service gets ML_VLM_URL from the shell or ./.env; empty (the default) is "no VLM".
+    ml_env = compose_env(services["ml"])
+    assert "ML_VLM_URL" in ML_ENV and ml_env["ML_VLM_URL"] == "${ML_VLM_URL:-}"
+    assert MLSettings(vlm_url=interpolate(ml_env["ML_VLM_URL"], {})).vlm_url is None
+    assert MLSettings(vlm_url="http://vllm:8000/v1").image_tasks[-1] == "caption"
+    # The model name the ML service asks for is the one vLLM serves, by default.
+    command = [str(a) for a in vllm["command"]]
+    served = interpolate(command[command.index("--served-model-name") + 1], {})
+    assert MLSettings.model_fields["vlm_model"].default == served
 
 
 # --- Dockerfiles ----------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -18,6 +18,7 @@ from ml_service.models.objects import ObjectModel
 from ml_service.models.ocr import OcrModel
 from ml_service.models.tags import TagModel
 from ml_service.models.text import TextEmbedder
+from ml_service.models.vlm import CaptionModel
 from ml_service.models.voices import SpeakerModel
 
 log = structlog.get_logger(__name__)
@@ -25,6 +26,17 @@ log = structlog.get_logger(__name__)
 ImageModel = InferenceModel[Image, Any]
 ImageGroup = InstanceGroup[Image, Any]
 AudioModel = InferenceModel[Any, Any]
+
+
+class ImageServed(ServedModel[Image, Any], Protocol):
+    """An image task's model as served: an instance group, or the VLM client (one "instance")."""
+
+    @property
+    def instances(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    def close(self) -> None: ...
+
 
 MODEL_CLASSES: dict[ImageTask, type[ImageModel]] = {
     ImageTask.OCR: OcrModel,
@@ -59,6 +71,8 @@ def _image_model_builder(task: ImageTask, settings: MLSettings) -> Callable[[int
                 )
             case ImageTask.OBJECTS:
                 return ObjectModel(min_score=settings.objects_min_score, threads=threads, **limits)
+            case ImageTask.CAPTION:
+                raise ValueError("the caption model is no instance group (build_caption_model)")
 
     return build
 
@@ -81,6 +95,31 @@ def _build_image_group(task: ImageTask, settings: MLSettings) -> ImageGroup:
         single_threads=max(single, threads),
         set_pool_threads=set_opencv_threads,
     )
+
+
+def build_caption_model(settings: MLSettings) -> CaptionModel:
+    """The VLM client of the "caption" task (needs ML_VLM_URL)."""
+    if settings.vlm_url is None:
+        raise ValueError("the caption task needs ML_VLM_URL")
+    key = settings.vlm_api_key
+    return CaptionModel(
+        url=settings.vlm_url,
+        model=settings.vlm_model,
+        prompt_file=settings.vlm_prompt_file,
+        api_key=key.get_secret_value() if key is not None else None,
+        timeout_s=settings.vlm_timeout_s,
+        concurrency=settings.vlm_concurrency,
+        max_tokens=settings.vlm_max_tokens,
+        image_max_side=settings.vlm_image_max_side,
+        max_batch=settings.max_batch.get(ImageTask.CAPTION.value),
+        preferred_batch=settings.preferred_batch.get(ImageTask.CAPTION.value),
+    )
+
+
+def _build_image_model(task: ImageTask, settings: MLSettings) -> ImageServed:
+    if task is ImageTask.CAPTION:
+        return build_caption_model(settings)
+    return _build_image_group(task, settings)
 
 
 def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
@@ -120,7 +159,7 @@ class ModelRegistry:
     def __init__(
         self,
         text: TextEmbedder | None,
-        image: dict[ImageTask, ImageGroup],
+        image: dict[ImageTask, ImageServed],
         cpu_threads: int,
         audio: dict[AudioTask, AudioModel] | None = None,
     ) -> None:
@@ -141,7 +180,7 @@ class ModelRegistry:
                 preferred_batch=settings.preferred_batch.get("text"),
                 threads=settings.cpu_threads,
             )
-        image = {task: _build_image_group(task, settings) for task in settings.image_tasks}
+        image = {task: _build_image_model(task, settings) for task in settings.image_tasks}
         return cls(text, image, settings.cpu_threads, _build_audio_models(settings))
 
     def all_models(self) -> list[ServedModel[Any, Any]]:

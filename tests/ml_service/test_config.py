@@ -5,15 +5,21 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ml_service.config import ALL_IMAGE_TASKS, ImageTask, MLSettings, packaged_asr_model, packaged_text_model
+from ml_service.config import (
+    LOCAL_IMAGE_TASKS,
+    ImageTask,
+    MLSettings,
+    packaged_asr_model,
+    packaged_text_model,
+)
 
 
 def test_defaults_enable_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ML_PORT", "ML_IMAGE_TASKS", "ML_HOST", "ML_TEXT_MODEL_PATH"):
+    for name in ("ML_PORT", "ML_IMAGE_TASKS", "ML_HOST", "ML_TEXT_MODEL_PATH", "ML_VLM_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = MLSettings()
     assert (settings.host, settings.port) == ("127.0.0.1", 8001)
-    assert settings.image_tasks == ALL_IMAGE_TASKS
+    assert settings.image_tasks == LOCAL_IMAGE_TASKS  # "caption" too once ML_VLM_URL is set
     assert settings.text_model_path is None
     assert (packaged_text_model() / "model.safetensors").is_file()
 
@@ -60,7 +66,7 @@ def test_batch_overrides_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("ML_IMAGE_TASKS", "ocr,caption"),
+        ("ML_IMAGE_TASKS", "ocr,scenery"),  # unknown ("caption" exists; without ML_VLM_URL it is left out)
         ("ML_MAX_BATCH", '{"texts": 4}'),
         ("ML_PREFERRED_BATCH", '{"text": 0}'),
         ("ML_ASR_DEVICE", "tpu"),

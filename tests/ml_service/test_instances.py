@@ -12,7 +12,7 @@ from typing import ClassVar, Protocol
 import pytest
 from pydantic import ValidationError
 
-from ml_service.config import ImageTask, MLSettings
+from ml_service.config import LOCAL_IMAGE_TASKS, ImageTask, MLSettings
 from ml_service.models.base import InferenceModel, ItemResult
 from ml_service.models.instances import InstanceGroup, equal_shares
 
@@ -222,7 +222,8 @@ def test_capabilities_report_instances(make: MakeGroup) -> None:
 def test_instance_defaults_fill_the_thread_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ML_CPU_THREADS", "4")
     settings = MLSettings()
-    assert [(settings.instances_for(t), settings.threads_per_instance(t)) for t in ImageTask] == [(4, 1)] * 4
+    pairs = [(settings.instances_for(t), settings.threads_per_instance(t)) for t in LOCAL_IMAGE_TASKS]
+    assert pairs == [(4, 1)] * 4
     monkeypatch.setenv("ML_IMAGE_INSTANCES", '{"objects": 1, "ocr": 2}')
     settings = MLSettings()
     assert (
