@@ -94,6 +94,8 @@ async def sequential(files: list[Path], ml: MLClient, store: EdgeVectorStore, se
         ocr, tags, caption, _faces = analysis_from_result(result)
         text = compose_text(caption, tags, ocr)
         vector = (await ml.embed_text([text]))[0]
+        if vector is None:
+            raise RuntimeError(f"the ML service could not embed {text!r}")
         point = PointRecord(
             id=point_id(content_hash, 0),
             dense={"text": vector},
