@@ -39,8 +39,7 @@ from orchestrator.jobs import JobState
 from orchestrator.keywords import sparse_vector
 from orchestrator.media.images import decode_image
 from orchestrator.pipeline.negotiate import collection_spec
-from orchestrator.pipeline.unify import compose_text
-from orchestrator.pipeline.unify import image_parts as analysis_from_result
+from orchestrator.pipeline.unify import compose_text, image_parts
 from orchestrator.services import Services
 from scripts.make_samples import font
 from scripts.ml_process import ml_service
@@ -91,8 +90,7 @@ async def sequential(files: list[Path], ml: MLClient, store: EdgeVectorStore, se
             max_pixels=settings.max_image_pixels,
         )
         result = (await ml.analyze_images([ImageRequestItem("0", decoded.ml_jpeg)]))[0]
-        ocr, tags, caption, _faces = analysis_from_result(result)
-        text = compose_text(caption, tags, ocr)
+        text = compose_text(image_parts(result))
         vector = (await ml.embed_text([text]))[0]
         if vector is None:
             raise RuntimeError(f"the ML service could not embed {text!r}")
@@ -121,7 +119,7 @@ async def ml_direct(files: list[Path], ml: MLClient, batch: int, settings: Setti
     for i in range(0, len(jpegs), batch):
         chunk = jpegs[i : i + batch]
         results = await ml.analyze_images([ImageRequestItem(str(j), b) for j, b in enumerate(chunk)])
-        texts = [compose_text(c, t, o) for o, t, c, _ in map(analysis_from_result, results)]
+        texts = [compose_text(image_parts(r)) for r in results]
         await ml.embed_text(texts)
     return time.perf_counter() - start
 

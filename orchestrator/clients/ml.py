@@ -212,12 +212,21 @@ class MLClient:
         )
 
     async def analyze_images(
-        self, items: list[ImageRequestItem], request_id: str | None = None, on_wait: WaitHook | None = None
+        self,
+        items: list[ImageRequestItem],
+        tasks: list[str] | None = None,
+        request_id: str | None = None,
+        on_wait: WaitHook | None = None,
     ) -> list[dict[str, Any]]:
+        """Per image: OCR, faces, tags, objects, caption/scene (the `tasks` given; None: all loaded)."""
+
         def payload(part: list[ImageRequestItem]) -> dict[str, Any]:
-            return {
+            body: dict[str, Any] = {
                 "images": [{"id": it.id, "data": base64.b64encode(it.jpeg).decode("ascii")} for it in part]
             }
+            if tasks is not None:
+                body["tasks"] = tasks
+            return body
 
         return await self._split_call(
             "/v1/analyze/images",

@@ -61,6 +61,7 @@ class PipelineConfig:
     text_batch: int = 64  # texts per embed request
     audio_batch: int | None = None  # audio items per request; None: the ML service has no audio models
     audio_tasks: tuple[str, ...] = ()
+    image_tasks: tuple[str, ...] = ()  # what the ML service runs on images (a keyframe may skip some)
     av: AVOptions = field(default_factory=AVOptions)
     face_cluster_threshold: float = 0.45
     voice_cluster_threshold: float = 0.75

@@ -116,6 +116,7 @@ class ChunkAnalysis:
     words: list[list[Any]] = field(default_factory=list)
     turns: list[dict[str, Any]] = field(default_factory=list)
     language: str | None = None
+    scene: dict[str, Any] | None = None  # a VLM's description, objects, on-screen text, setting
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +131,7 @@ class ChunkAnalysis:
             "words": self.words,
             "turns": self.turns,
             "language": self.language,
+            "scene": self.scene,
         }
 
     @classmethod
@@ -146,6 +148,7 @@ class ChunkAnalysis:
             words=list(data.get("words") or []),
             turns=list(data.get("turns") or []),
             language=data.get("language"),
+            scene=data.get("scene"),
         )
 
 
@@ -180,3 +183,5 @@ class PathLink:
 class AnalyzedFile:
     prepared: PreparedFile
     chunks: dict[int, ChunkAnalysis]
+    # Stored without some results (a VLM caption failed): not marked done, so the next run asks again.
+    partial: bool = False

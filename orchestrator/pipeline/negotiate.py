@@ -52,6 +52,7 @@ def pipeline_config(settings: Settings, caps: Capabilities, options: dict[str, A
         text_batch=max(1, text_limits.max_batch),
         audio_batch=audio_batch,
         audio_tasks=tuple(caps.audio_tasks),
+        image_tasks=tuple(str(t) for t in caps.raw.get("image_tasks") or ()),
         av=AVOptions(
             chunk_s=settings.chunk_seconds,
             min_chunk_s=settings.min_chunk_seconds,

@@ -23,6 +23,7 @@ COUNTERS = (
     "failed",  # files recorded as failed
     "skipped",  # files that are not media (no error: a README beside the photos)
     "pruned",  # files gone from the tree since the last scan: their paths left the points
+    "partial",  # files stored without a caption (the VLM failed): not marked done, retried next run
     "people_merged",  # face/voice clusters joined into another at the job's end
     "bytes",  # bytes read and hashed
     "ml_requests",  # HTTP inference requests sent to the ML service

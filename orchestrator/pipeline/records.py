@@ -96,6 +96,7 @@ def build_points(
             "ocr_text": analysis.ocr_text,
             "tags": analysis.tags,
             "caption": analysis.caption,
+            "scene": analysis.scene,
             "faces_count": len(analysis.faces),
             "faces": faces,
             "transcript": analysis.transcript,

@@ -9,7 +9,7 @@ boundary are not lost, and are not counted twice either).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _MAX_TAGS = 8
@@ -32,8 +32,20 @@ class Speech:
     language: str | None
 
 
-def image_parts(result: dict[str, Any]) -> tuple[str, list[str], str | None, list[dict[str, Any]]]:
-    """OCR text, de-duplicated tag labels (best first), caption and faces of one analyze/images result."""
+@dataclass(frozen=True, slots=True)
+class Visual:
+    """What a chunk's pictures show: OCR text, tags (best first), a caption and scene (when a VLM runs),
+    and faces (an image's) or face tracks (a video chunk's)."""
+
+    ocr_text: str = ""
+    tags: list[str] = field(default_factory=list)
+    caption: str | None = None
+    faces: list[dict[str, Any]] = field(default_factory=list)
+    scene: dict[str, Any] | None = None  # description, objects, on_screen_text, setting
+
+
+def image_parts(result: dict[str, Any]) -> Visual:
+    """One analyze/images result: OCR text, de-duplicated tag labels (best first), caption, faces, scene."""
     ocr = (result.get("ocr") or {}).get("text") or ""
     labels: list[str] = []
     for tag in sorted(result.get("tags") or [], key=lambda t: -float(t.get("score", 0.0))):
@@ -44,37 +56,46 @@ def image_parts(result: dict[str, Any]) -> tuple[str, list[str], str | None, lis
         {"box": f.get("box"), "score": f.get("score"), "embedding": f.get("embedding")}
         for f in (result.get("faces") or [])
     ]
-    return ocr.strip(), labels[:_MAX_TAGS], result.get("caption"), faces
+    return Visual(ocr.strip(), labels[:_MAX_TAGS], result.get("caption"), faces, result.get("scene"))
 
 
-def compose_text(caption: str | None, tags: list[str], ocr_text: str, transcript: str = "") -> str:
-    """The text a chunk's `text` vector is computed from: what was said, what it shows, what is written."""
+def compose_text(visual: Visual, transcript: str = "") -> str:
+    """The text a chunk's `text` vector is computed from: what was said, what it shows (caption, tags and
+    the scene's objects and setting), what is written (OCR; the VLM's reading when OCR found nothing)."""
+    scene = visual.scene or {}
+    shows = list(visual.tags)
+    for item in scene.get("objects") or []:
+        if str(item).strip() and str(item).strip().casefold() not in {t.casefold() for t in shows}:
+            shows.append(str(item).strip())
+    written = visual.ocr_text or str(scene.get("on_screen_text") or "").strip()
     parts = []
     if transcript:
         parts.append(transcript)
-    if caption:
-        parts.append(caption)
-    if tags:
-        parts.append("Shows: " + ", ".join(tags) + ".")
-    if ocr_text:
-        parts.append("Text: " + ocr_text)
+    if visual.caption:
+        parts.append(visual.caption)
+    if shows:
+        parts.append("Shows: " + ", ".join(shows) + ".")
+    if scene.get("setting"):
+        parts.append(f"Setting: {scene['setting']}.")
+    if written:
+        parts.append("Text: " + written)
     return " ".join(parts)
 
 
-def merge_frames(
-    frames: list[tuple[float | None, dict[str, Any]]],
-) -> tuple[str, list[str], str | None, list[dict[str, Any]]]:
+def merge_frames(frames: list[tuple[float | None, dict[str, Any]]]) -> Visual:
     """A chunk's keyframe results (time, analyze/images result) → OCR text (distinct lines in order),
-    tags (best score first), the first caption, and face tracks. One frame (an image): its faces as is."""
+    tags (best score first), the first caption and scene, and face tracks. One frame (an image): its
+    faces as they are."""
     if len(frames) == 1 and frames[0][0] is None:
         return image_parts(frames[0][1])
     lines: list[str] = []
     best: dict[str, float] = {}
     caption: str | None = None
+    scene: dict[str, Any] | None = None
     per_frame: list[tuple[float, list[dict[str, Any]]]] = []
     for t_s, result in frames:
-        ocr, _, frame_caption, faces = image_parts(result)
-        for line in ocr.splitlines():
+        visual = image_parts(result)
+        for line in visual.ocr_text.splitlines():
             line = line.strip()
             if line and line not in lines:
                 lines.append(line)
@@ -82,10 +103,11 @@ def merge_frames(
             label = str(tag.get("label", "")).strip()
             if label:
                 best[label] = max(best.get(label, 0.0), float(tag.get("score", 0.0)))
-        caption = caption or frame_caption
-        per_frame.append((t_s or 0.0, faces))
+        caption = caption or visual.caption
+        scene = scene or visual.scene
+        per_frame.append((t_s or 0.0, visual.faces))
     tags = sorted(best, key=lambda label: -best[label])[:_MAX_TAGS]
-    return "\n".join(lines), tags, caption, face_tracks(per_frame)
+    return Visual("\n".join(lines), tags, caption, face_tracks(per_frame), scene)
 
 
 def face_tracks(frames: list[tuple[float, list[dict[str, Any]]]]) -> list[dict[str, Any]]:

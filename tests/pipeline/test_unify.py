@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from orchestrator.pipeline.unify import compose_text, face_tracks, iou, merge_frames, speech
+from orchestrator.pipeline.unify import Visual, compose_text, face_tracks, iou, merge_frames, speech
 
 
 def _unit(*values: float) -> list[float]:
@@ -60,9 +60,9 @@ def test_merge_frames_of_an_image_keeps_its_faces() -> None:
         "tags": [{"label": "cat", "score": 0.8}],
         "faces": [_face([1, 2, 3, 4], A)],
     }
-    ocr, tags, caption, faces = merge_frames([(None, result)])
-    assert (ocr, tags, caption) == ("HELLO", ["cat"], None)
-    assert faces == [_face([1, 2, 3, 4], A)]
+    visual = merge_frames([(None, result)])
+    assert (visual.ocr_text, visual.tags, visual.caption) == ("HELLO", ["cat"], None)
+    assert visual.faces == [_face([1, 2, 3, 4], A)]
 
 
 def test_merge_frames_of_keyframes() -> None:
@@ -76,10 +76,10 @@ def test_merge_frames_of_keyframes() -> None:
             },
         ),
     ]
-    ocr, tags, _, faces = merge_frames(frames)
-    assert ocr == "LIVE\nVALENCIA"  # distinct lines, first-seen order
-    assert tags == ["suit", "tie"]
-    assert faces == []
+    visual = merge_frames(frames)
+    assert visual.ocr_text == "LIVE\nVALENCIA"  # distinct lines, first-seen order
+    assert visual.tags == ["suit", "tie"]
+    assert visual.faces == []
 
 
 def _asr(words: list[tuple[str, float, float]]) -> dict[str, Any]:
@@ -113,8 +113,23 @@ def test_the_last_chunk_keeps_its_end() -> None:
 
 
 def test_compose_text_puts_speech_first() -> None:
-    assert compose_text(None, ["suit"], "LIVE", "hello there") == "hello there Shows: suit. Text: LIVE"
-    assert compose_text(None, [], "", "") == ""
+    assert compose_text(Visual("LIVE", ["suit"]), "hello there") == "hello there Shows: suit. Text: LIVE"
+    assert compose_text(Visual()) == ""
+
+
+def test_compose_text_uses_the_scene_of_a_vlm() -> None:
+    scene = {
+        "description": "A kitchen.",
+        "objects": ["Cup", "kettle"],
+        "on_screen_text": "",
+        "setting": "indoor",
+    }
+    text = compose_text(Visual("", ["cup"], "A kitchen.", [], scene))
+    assert text == "A kitchen. Shows: cup, kettle. Setting: indoor."
+    # The VLM's reading of on-screen text stands in when OCR found none.
+    scene["on_screen_text"] = "OPEN 24H"
+    assert compose_text(Visual("", [], None, [], scene)).endswith("Text: OPEN 24H")
+    assert compose_text(Visual("OPEN", [], None, [], scene)).endswith("Text: OPEN")
 
 
 def test_a_sliver_of_a_turn_keeps_its_label_but_not_its_voice_vector() -> None:

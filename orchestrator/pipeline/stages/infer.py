@@ -17,11 +17,19 @@ from orchestrator.cache import media_key, result_key
 from orchestrator.clients.ml import AudioRequestItem, ImageRequestItem
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, ChunkAnalysis, PathLink, PreparedFile
-from orchestrator.pipeline.unify import Speech, compose_text, mean_vector, merge_frames, speech
+from orchestrator.pipeline.unify import Speech, Visual, compose_text, mean_vector, merge_frames, speech
 
 # How long a partly filled batch waits for more work. A few ms of queue latency against a model
 # call of hundreds of ms: the wait costs nothing measurable and fills batches when prepare is close behind.
 LINGER_S = 0.05
+
+
+CAPTION_TASK = "caption"  # the VLM's image task (docs/ml-api.md)
+
+
+def _only_caption_failed(error: str) -> bool:
+    """An analyze/images item error naming only the caption task ("caption: <reason>")."""
+    return all(part.strip().startswith(f"{CAPTION_TASK}:") for part in error.split("; "))
 
 
 @dataclass(slots=True)
@@ -30,6 +38,7 @@ class _Pending:
     results: dict[int, ChunkAnalysis] = field(default_factory=dict)
     frames: dict[int, list[tuple[float | None, dict[str, Any]]]] = field(default_factory=dict)
     audio: dict[int, dict[str, Any]] = field(default_factory=dict)
+    partial: set[int] = field(default_factory=set)  # chunks stored without a caption: not cached, retried
     error: str | None = None
 
     def fail(self, reason: str) -> None:
@@ -101,14 +110,17 @@ class InferStage:
         """Analyse every missing chunk of these files: keyframes/images, then audio, then the text vectors."""
         ctx = self._ctx
         pending = [_Pending(f, results=dict(f.cached)) for f in files]
-        images: list[tuple[_Pending, int, float | None, ImageRequestItem]] = []
+        images: list[_ImageJob] = []
         audio: list[tuple[_Pending, int, AudioRequestItem]] = []
         for p in pending:
             for chunk in p.prepared.chunks:
                 if chunk.index in p.results:
                     continue
-                for frame in chunk.frames:
-                    images.append((p, chunk.index, frame.t_s, ImageRequestItem(str(len(images)), frame.jpeg)))
+                middle = len(chunk.frames) // 2
+                for n, frame in enumerate(chunk.frames):
+                    item = ImageRequestItem(str(len(images)), frame.jpeg)
+                    # One scene description (VLM) per chunk, from its middle keyframe, not one per frame.
+                    images.append(_ImageJob(p, chunk.index, frame.t_s, item, caption=n == middle))
                 p.frames[chunk.index] = []
                 if chunk.audio is not None:
                     audio.append((p, chunk.index, AudioRequestItem(str(len(audio)), chunk.audio)))
@@ -129,23 +141,39 @@ class InferStage:
             if p.error is not None or len(p.results) < len(p.prepared.chunks):
                 ctx.progress.fail(p.prepared.entry.path, "infer", p.error or "no result for a chunk")
                 continue
-            out.append(AnalyzedFile(p.prepared, p.results))
+            out.append(AnalyzedFile(p.prepared, p.results, partial=bool(p.partial)))
+            if p.partial:
+                ctx.progress.add("partial")
         return out
 
-    async def _analyze_images(
-        self, requests: list[tuple[_Pending, int, float | None, ImageRequestItem]]
-    ) -> None:
+    async def _analyze_images(self, requests: list[_ImageJob]) -> None:
         ctx = self._ctx
-        for part in _slices(requests, ctx.config.infer_batch):
-            ctx.progress.add("ml_requests")
-            results = await ctx.ml.analyze_images(
-                [r[3] for r in part], request_id=ctx.job_id, on_wait=ctx.progress.set_waiting
-            )
-            for (p, index, t_s, _), result in zip(part, results, strict=True):
-                if result.get("ok"):
-                    p.frames[index].append((t_s, result))
-                else:
-                    p.fail(str(result.get("error") or "the ML service could not analyse this item"))
+        tasks = ctx.config.image_tasks
+        without_caption = [t for t in tasks if t != CAPTION_TASK] if CAPTION_TASK in tasks else None
+        groups = [
+            ([r for r in requests if r.caption or without_caption is None], None),
+            ([r for r in requests if not r.caption and without_caption is not None], without_caption),
+        ]
+        for group, group_tasks in groups:
+            for part in _slices(group, ctx.config.infer_batch):
+                ctx.progress.add("ml_requests")
+                results = await ctx.ml.analyze_images(
+                    [r.item for r in part],
+                    tasks=group_tasks,
+                    request_id=ctx.job_id,
+                    on_wait=ctx.progress.set_waiting,
+                )
+                for job, result in zip(part, results, strict=True):
+                    error = result.get("error")
+                    if result.get("ok"):
+                        job.pending.frames[job.index].append((job.t_s, result))
+                    elif error and _only_caption_failed(str(error)):
+                        # The VLM failed (slow, bad answer): keep what the local models found, store the
+                        # chunk without a caption, and do not cache it, so a later run asks again.
+                        job.pending.frames[job.index].append((job.t_s, result))
+                        job.pending.partial.add(job.index)
+                    else:
+                        job.pending.fail(str(error or "the ML service could not analyse this item"))
 
     async def _analyze_audio(self, requests: list[tuple[_Pending, int, AudioRequestItem]]) -> None:
         ctx = self._ctx
@@ -169,9 +197,7 @@ class InferStage:
     async def _unify(self, pending: list[_Pending]) -> dict[str, Any]:
         """One ChunkAnalysis per analysed chunk (text vectors embedded in batches); returns cache entries."""
         ctx = self._ctx
-        parts: list[
-            tuple[_Pending, int, tuple[str, list[str], str | None, list[dict[str, Any]]], Speech]
-        ] = []
+        parts: list[tuple[_Pending, int, Visual, Speech]] = []
         image_vectors: dict[tuple[int, int], list[float] | None] = {}  # when an image–text model runs
         for p in pending:
             if p.error is not None:
@@ -180,7 +206,7 @@ class InferStage:
             last = max(chunks)
             for index, frames in p.frames.items():
                 chunk = chunks[index]
-                visual = merge_frames(frames) if frames else ("", [], None, [])
+                visual = merge_frames(frames) if frames else Visual()
                 said = Speech("", [], [], None)
                 if index in p.audio:
                     said = speech(
@@ -192,7 +218,7 @@ class InferStage:
                     )
                 parts.append((p, index, visual, said))
                 image_vectors[(id(p), index)] = mean_vector([r.get("image_vector") for _, r in frames])
-        texts = [compose_text(v[2], v[1], v[0], s.transcript) for _, _, v, s in parts]
+        texts = [compose_text(v, s.transcript) for _, _, v, s in parts]
         vectors: list[list[float] | None] = []
         for part in _slices(texts, ctx.config.text_batch):
             ctx.progress.add("ml_requests")
@@ -200,17 +226,15 @@ class InferStage:
                 await ctx.ml.embed_text(part, request_id=ctx.job_id, on_wait=ctx.progress.set_waiting)
             )
         fresh: dict[str, Any] = {}
-        for (p, index, (ocr, tags, caption, faces), said), text, vector in zip(
-            parts, texts, vectors, strict=True
-        ):
+        for (p, index, visual, said), text, vector in zip(parts, texts, vectors, strict=True):
             if vector is None:
                 p.fail("the ML service could not embed this chunk's text")
                 continue
             analysis = ChunkAnalysis(
-                ocr,
-                tags,
-                caption,
-                faces,
+                visual.ocr_text,
+                visual.tags,
+                visual.caption,
+                visual.faces,
                 text,
                 vector,
                 image_vectors[(id(p), index)],
@@ -218,14 +242,26 @@ class InferStage:
                 said.words,
                 said.turns,
                 said.language,
+                visual.scene,
             )
             p.results[index] = analysis
+            if index in p.partial:
+                continue
             fresh[result_key(p.prepared.content_hash, index, ctx.config.models_signature)] = (
                 analysis.to_dict()
             )
             fresh[media_key(p.prepared.content_hash)] = media_dict(p.prepared)
         ctx.progress.add("inferred", len(parts))
         return fresh
+
+
+@dataclass(slots=True)
+class _ImageJob:
+    pending: _Pending
+    index: int  # chunk
+    t_s: float | None
+    item: ImageRequestItem
+    caption: bool  # this frame asks for the scene description when a VLM runs
 
 
 _T = TypeVar("_T")

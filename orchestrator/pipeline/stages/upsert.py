@@ -102,7 +102,10 @@ class UpsertStage:
             if self._ready and (len(self._ready) >= LINK_FLUSH or not batch):
                 linked, self._ready = self._ready, []
                 done.extend(await self._link(linked))
-            await ctx.index.mark_done(ctx.collection, [_indexed(e, h, n) for e, h, n in done])
+            retry = {f.prepared.entry.path for f in files if f.partial}
+            await ctx.index.mark_done(
+                ctx.collection, [_indexed(e, h, n) for e, h, n in done if e.path not in retry]
+            )
             ctx.progress.add("done", len(done))
             await self._release_previous(
                 [f.prepared.entry for f in files] + [link.entry for link in links],
