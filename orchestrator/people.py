@@ -24,6 +24,8 @@ from orchestrator.pipeline.messages import AnalyzedFile
 log = get_logger(__name__)
 
 _NAMESPACE = uuid.UUID("5b0e3f4c-7c1e-4f0a-9d55-0d6c9a3e2b71")
+# Keyframes sample a chunk every few seconds: a face seen this close to a turn counts as on screen during it.
+ON_SCREEN_SLACK_S = 1.0
 _NEIGHBOURS = 8
 _SCROLL_PAGE = 1024
 
@@ -54,10 +56,12 @@ def is_companion(name: str) -> bool:
 
 @dataclass(slots=True)
 class Assignment:
-    """Cluster ids of one chunk's faces and speaker turns (None: no embedding, not clustered)."""
+    """Cluster ids of one chunk's faces and speaker turns (None: no embedding, not clustered), and for each
+    turn the one person on screen while it is spoken (None: nobody, or several)."""
 
     faces: list[str | None] = field(default_factory=list)
     voices: list[str | None] = field(default_factory=list)
+    on_screen: list[str | None] = field(default_factory=list)
 
     @property
     def people(self) -> list[str]:
@@ -98,6 +102,8 @@ class PeopleIndex:
                     (self.face, analysis.faces, assignment.faces),
                     (self.voice, analysis.turns, assignment.voices),
                 ):
+                    if kind is self.voice:  # faces are clustered by now: who is on screen during each turn
+                        assignment.on_screen = on_screen(analysis.faces, analysis.turns, assignment.faces)
                     for n, entry in enumerate(entries):
                         vector = entry.get("embedding")
                         if not vector:
@@ -121,6 +127,7 @@ class PeopleIndex:
                                     "start_s": entry.get("start_s"),
                                     "end_s": entry.get("end_s"),
                                     "box": entry.get("box"),
+                                    "person": assignment.on_screen[n] if kind is self.voice else None,
                                 },
                             )
                         )
@@ -158,7 +165,9 @@ class PeopleIndex:
         name = kind.collection(self._collection)
         if name not in self._ensured:
             spec = CollectionSpec(
-                dense={kind.name: dim}, sparse=(), keyword_indexes=("cluster", "content_hash", "chunk_id")
+                dense={kind.name: dim},
+                sparse=(),
+                keyword_indexes=("cluster", "content_hash", "chunk_id", "person"),
             )
             await self._store.ensure_collection(name, spec)
             self._ensured.add(name)
@@ -209,6 +218,14 @@ class PeopleIndex:
         ):
             updates[point_id_] = {"cluster": renames[str(payload["cluster"])]}
         await self._store.set_payloads(companion, updates)
+        voices = self.voice.collection(self._collection)
+        if kind is self.face and await self._store.collection_exists(voices):  # voices name persons too
+            linked: dict[str, dict[str, Any]] = {}
+            async for point_id_, payload in _scan(
+                self._store, voices, SearchFilter(match={"person": list(renames)})
+            ):
+                linked[point_id_] = {"person": renames[str(payload["person"])]}
+            await self._store.set_payloads(voices, linked)
         chunk_updates: dict[str, dict[str, Any]] = {}
         flt = SearchFilter(match={"people": list(renames)})
         async for point_id_, payload in _scan(self._store, self._collection, flt):
@@ -237,7 +254,10 @@ def renamed_people(payload: dict[str, Any], renames: dict[str, str]) -> dict[str
         return renames.get(c, c) if isinstance(c, str) else c
 
     faces = [{**f, "person": rename(f.get("person"))} for f in payload.get("faces") or []]
-    speakers = [{**t, "voice": rename(t.get("voice"))} for t in payload.get("speakers") or []]
+    speakers = [
+        {**t, "voice": rename(t.get("voice")), "person": rename(t.get("person"))}
+        for t in payload.get("speakers") or []
+    ]
     people = sorted({str(rename(c)) for c in payload.get("people") or []})
     return {"people": people, "faces": faces, "speakers": speakers}
 
@@ -250,6 +270,26 @@ async def _scan(store: VectorStore, name: str, flt: SearchFilter) -> Any:
             yield p.id, p.payload
         if offset is None:
             return
+
+
+def on_screen(
+    faces: list[dict[str, Any]], turns: list[dict[str, Any]], persons: list[str | None]
+) -> list[str | None]:
+    """For each speaker turn, the one person whose face track is on screen while it is spoken (a track
+    seen within ON_SCREEN_SLACK_S of the turn); None when nobody or several people are."""
+    out: list[str | None] = []
+    for turn in turns:
+        a, b = float(turn.get("start_s") or 0.0), float(turn.get("end_s") or 0.0)
+        seen = {
+            person
+            for face, person in zip(faces, persons, strict=False)
+            if person
+            and face.get("start_s") is not None
+            and float(face["start_s"]) - ON_SCREEN_SLACK_S <= b
+            and float(face.get("end_s") or face["start_s"]) + ON_SCREEN_SLACK_S >= a
+        }
+        out.append(seen.pop() if len(seen) == 1 else None)
+    return out
 
 
 def _member_id(kind: str, content_hash: str, chunk: int, n: int) -> str:

@@ -13,7 +13,7 @@ import pytest
 from orchestrator.clients.vectors import CollectionSpec, PointRecord, SearchFilter
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.ids import point_id
-from orchestrator.people import PeopleIndex, companions, renamed_people
+from orchestrator.people import PeopleIndex, companions, on_screen, renamed_people
 from orchestrator.pipeline.messages import (
     AnalyzedFile,
     ChunkAnalysis,
@@ -150,9 +150,20 @@ def test_renamed_people() -> None:
     payload: dict[str, Any] = {
         "people": ["person-b", "voice-x"],
         "faces": [{"person": "person-b", "box": [1, 2, 3, 4]}, {"person": None}],
-        "speakers": [{"voice": "voice-x"}],
+        "speakers": [{"voice": "voice-x", "person": "person-b"}],
     }
     out = renamed_people(payload, {"person-b": "person-a"})
     assert out["people"] == ["person-a", "voice-x"]
     assert out["faces"] == [{"person": "person-a", "box": [1, 2, 3, 4]}, {"person": None}]
-    assert out["speakers"] == [{"voice": "voice-x"}]
+    assert out["speakers"] == [{"voice": "voice-x", "person": "person-a"}]
+
+
+def test_on_screen_names_the_one_person_seen_while_a_turn_is_spoken() -> None:
+    faces = [
+        {"start_s": 2.4, "end_s": 2.4},  # anna, keyframe during the first turn
+        {"start_s": 7.2, "end_s": 12.0},  # ben, during the second and third
+        {"start_s": 12.0, "end_s": 12.0},  # anna again, with ben, in the third
+    ]
+    turns = [{"start_s": 0.9, "end_s": 4.8}, {"start_s": 5.6, "end_s": 9.7}, {"start_s": 10.5, "end_s": 14.2}]
+    assert on_screen(faces, turns, ["anna", "ben", "anna"]) == ["anna", "ben", None]  # two people: unknown
+    assert on_screen(faces, turns, [None, None, None]) == [None, None, None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +21,9 @@ async def people(
     services: ServicesDep, collection: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 ) -> dict[str, Any]:
     """Every cluster with how often it appears (faces or speaker turns), in how many chunks, and where it
-    is first seen (a chunk id whose thumbnail shows it; search with `person=<id>` finds its chunks)."""
+    is first seen (a chunk id whose thumbnail shows it; search with `person=<id>` finds its chunks).
+    Speaker–face linking: a voice names the person most often alone on screen while it speaks
+    (`person`, seen `linked` times); a person lists the voices linked to it (`voices`)."""
     name = collection or services.settings.default_collection
     if not await services.store.collection_exists(name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
@@ -35,15 +38,29 @@ async def people(
             for p in points:
                 cid = str(p.payload.get("cluster"))
                 entry = clusters.setdefault(
-                    cid, {"id": cid, "kind": kind, "count": 0, "chunks": set(), "first": None}
+                    cid,
+                    {"id": cid, "kind": kind, "count": 0, "chunks": set(), "first": None, "seen": Counter()},
                 )
                 entry["count"] += 1
+                if p.payload.get("person"):
+                    entry["seen"][str(p.payload["person"])] += 1
                 entry["chunks"].add(p.payload.get("chunk_id"))
                 seen = (p.payload.get("content_hash"), p.payload.get("start_s") or 0.0)
                 if entry["first"] is None or seen < entry["first"][0]:
                     entry["first"] = (seen, p.payload.get("chunk_id"), p.payload.get("start_s"))
             if offset is None:
                 break
+    links: dict[str, str] = {}  # voice -> person
+    for entry in clusters.values():
+        together: Counter[str] = entry.pop("seen")
+        if entry["kind"] == "voice":
+            person, linked = together.most_common(1)[0] if together else (None, 0)
+            entry["person"], entry["linked"] = person, linked
+            if person:
+                links[entry["id"]] = person
+    for entry in clusters.values():
+        if entry["kind"] == "face":
+            entry["voices"] = sorted(v for v, person in links.items() if person == entry["id"])
     out = []
     for entry in sorted(clusters.values(), key=lambda e: (e["kind"], -e["count"], e["id"])):
         _, chunk_id, start_s = entry.pop("first")

@@ -73,6 +73,7 @@ def build_points(
                 "end_s": t.get("end_s"),
                 "speaker": t.get("speaker"),
                 "voice": assigned.voices[n] if n < len(assigned.voices) else None,
+                "person": assigned.on_screen[n] if n < len(assigned.on_screen) else None,
             }
             for n, t in enumerate(analysis.turns)
         ]

@@ -129,6 +129,13 @@ async def test_video_and_audio_end_to_end(
         programme_persons = {f["person"] for c in chunks for f in c["faces"] if f["person"]}
         assert len(programme_persons) == 2, [c["faces"] for c in chunks]
         assert len(persons) >= 2 and len(voices) >= 2
+        # Speaker–face linking: each presenter's voice names the face on screen while it speaks.
+        linked = {v["id"]: v["person"] for v in voices if v["id"] in programme_voices}
+        assert set(linked.values()) == programme_persons, voices
+        by_person = {p["id"]: p["voices"] for p in persons if p["id"] in programme_persons}
+        assert all(len(v) == 1 for v in by_person.values()), persons
+        spoken_by = {t["voice"]: t["person"] for c in chunks for t in c["speakers"] if t["person"]}
+        assert spoken_by == linked
         # The portrait video shows the astronaut: the same person cluster as in the programme.
         astronaut_chunk = next(c for c in chunks if "REPORTS" in c["ocr_text"])
         astronaut = next(f["person"] for f in astronaut_chunk["faces"] if f["person"])
