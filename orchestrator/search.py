@@ -195,10 +195,17 @@ def locate(words: list[list[Any]], query: str) -> SpokenMatch | None:
     if best is None:
         return None
     matched, first, last = best
-    lo, hi = max(0, first - _CONTEXT_WORDS[0]), min(len(words), last + 1 + _CONTEXT_WORDS[1])
+    # The phrase's first words may have been misheard: when the first match is the k-th word of the query,
+    # the phrase began about k words earlier (not before the previous sentence's end).
+    query_words = [_number(t) for t in tokenize(query)]
+    k = query_words.index(spoken[first]) if spoken[first] in query_words else 0
+    begin = first
+    while begin > 0 and first - begin < k and not str(words[begin - 1][0]).rstrip().endswith((".", "?", "!")):
+        begin -= 1
+    lo, hi = max(0, begin - _CONTEXT_WORDS[0]), min(len(words), last + 1 + _CONTEXT_WORDS[1])
     text = " ".join(str(w[0]) for w in words[lo:hi])
     text = ("…" if lo > 0 else "") + text + ("…" if hi < len(words) else "")
-    return SpokenMatch(matched, len(terms), float(words[first][1]), float(words[last][2]), text)
+    return SpokenMatch(matched, len(terms), float(words[begin][1]), float(words[last][2]), text)
 
 
 def rerank_spoken(points: list[ScoredPoint], query: str) -> list[ScoredPoint]:

@@ -61,6 +61,17 @@ def test_locate_matches_numbers_written_as_digits_or_words() -> None:
     assert found is not None and found.matched == 2
 
 
+def test_locate_steps_back_over_misheard_first_words() -> None:
+    words = _words("Last night it rained. Be keepin in the village recorded a song about volcanoes.", 0.0)
+    found = locate(words, "Beekeepers in the village recorded a song about volcanoes")
+    assert found is not None
+    # "village" is the 4th query word, so the phrase began 3 words earlier: "keepin" (the true start, "Be",
+    # is 0.4 s before: one misheard word became two).
+    assert found.start_s == 2.0
+    found = locate(_words("It rained. Village fete.", 0.0), "Beekeepers in the village")
+    assert found is not None and found.start_s == 0.8  # never back into the previous sentence
+
+
 def _point(pid: str, words: list[list[object]]) -> ScoredPoint:
     return ScoredPoint(pid, 0.5, {"words": words})
 
