@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,7 +262,9 @@ def renamed_people(payload: dict[str, Any], renames: dict[str, str]) -> dict[str
     return {"people": people, "faces": faces, "speakers": speakers}
 
 
-async def _scan(store: VectorStore, name: str, flt: SearchFilter) -> Any:
+async def _scan(
+    store: VectorStore, name: str, flt: SearchFilter
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     offset: str | None = None
     while True:
         points, offset = await store.scroll(name, flt, _SCROLL_PAGE, offset)
