@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from ml_service.batching import Batcher
-from ml_service.config import ImageTask
+from ml_service.config import IMAGE_TEXT, ImageTask
 from ml_service.images import ImageDecodeError, decode_image
 from ml_service.models.base import FloatArray, Image, ItemResult
+from ml_service.models.clip import ImageOrText
 from ml_service.models.faces import Face
 from ml_service.models.objects import DetectedObject
 from ml_service.models.ocr import OcrResult
@@ -113,6 +114,15 @@ def assemble(item_id: str, image: Image, outputs: dict[ImageTask, ItemResult[Any
     return result
 
 
+def add_image_vector(result: dict[str, Any], vector: ItemResult[FloatArray]) -> None:
+    """``image_vector`` from the image–text model, or its failure named in the item's error."""
+    if vector.ok and vector.value is not None:
+        result["image_vector"] = round_vector(vector.value)
+        return
+    error = f"{IMAGE_TEXT}: {vector.error}"
+    result["ok"], result["error"] = False, f"{result['error']}; {error}" if result["error"] else error
+
+
 class ImageAnalyzer:
     """Runs analysis requests over the image models' batchers (and the text model for the alias)."""
 
@@ -124,21 +134,33 @@ class ImageAnalyzer:
         *,
         max_pixels: int,
         max_side: int,
+        image_text_batcher: Batcher[ImageOrText, FloatArray] | None = None,
     ) -> None:
         self._image = image_batchers
         self._text = text_batcher
+        self._image_text = image_text_batcher
         self._decode_executor = decode_executor
         self._max_pixels = max_pixels
         self._max_side = max_side
 
     async def analyze(
-        self, items: Sequence[ImageItem], tasks: Sequence[ImageTask], with_text: bool = False
+        self,
+        items: Sequence[ImageItem],
+        tasks: Sequence[ImageTask],
+        with_text: bool = False,
+        image_vectors: bool = False,
     ) -> dict[str, Any]:
-        """Results for ``items`` in order; raises ``Overloaded`` when a model's queue is full."""
+        """Results for ``items`` in order; raises ``Overloaded`` when a model's queue is full.
+
+        ``image_vectors``: also each image's ``image_vector`` (the image–text model must exist).
+        """
         batchers = [self._image[task] for task in tasks]
+        vector_batcher = self._image_text if image_vectors else None
         # Fail fast, before decoding, if any model could not take the batch.
         for batcher in batchers:
             batcher.check_capacity(len(items))
+        if vector_batcher is not None:
+            vector_batcher.check_capacity(len(items))
         loop = asyncio.get_running_loop()
         decoded = await loop.run_in_executor(
             self._decode_executor,
@@ -146,11 +168,17 @@ class ImageAnalyzer:
         )
         images = [d for d in decoded if isinstance(d, Image)]
         per_task: dict[ImageTask, list[ItemResult[Any]]] = {}
+        vectors: list[ItemResult[FloatArray]] | None = None
         if images:
             for batcher in batchers:  # checked again: other requests ran while this one decoded
                 batcher.check_capacity(len(images))
+            if vector_batcher is not None:
+                vector_batcher.check_capacity(len(images))
+                vector_future = vector_batcher.enqueue(images)
             futures = [batcher.enqueue(images) for batcher in batchers]
             per_task = dict(zip(tasks, await asyncio.gather(*futures), strict=True))
+            if vector_batcher is not None:
+                vectors = await vector_future
         results: list[dict[str, Any]] = []
         position = 0
         for item, image in zip(items, decoded, strict=True):
@@ -158,13 +186,18 @@ class ImageAnalyzer:
                 results.append(_empty_result(item.id, image))
                 continue
             outputs = {task: per_task[task][position] for task in tasks}
+            vector = vectors[position] if vectors is not None else None
             position += 1
             results.append(assemble(item.id, image, outputs))
+            if vector is not None:
+                add_image_vector(results[-1], vector)
         if with_text:
             await self._add_text(results)
         models = {task.value: self._image[task].model.version for task in tasks}
         if with_text and self._text is not None:
             models["text"] = self._text.model.version
+        if vector_batcher is not None:
+            models[IMAGE_TEXT] = vector_batcher.model.version
         return {"results": results, "models": models}
 
     async def _add_text(self, results: list[dict[str, Any]]) -> None:

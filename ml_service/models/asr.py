@@ -7,6 +7,7 @@ any CTranslate2 whisper directory). Speech is found by the Silero VAD bundled wi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,12 +15,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
 import numpy as np
 
+from ml_service.device import use_half
 from ml_service.models.base import FloatArray, InferenceModel, ItemResult, describe_error
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
 SAMPLE_RATE = 16_000
+# CTranslate2's test for a multilingual whisper: a vocabulary of at least this many tokens.
+_MULTILINGUAL_VOCABULARY = 51865
 # Times and scores go out rounded: 10 ms is finer than whisper's word timing (~20 ms frames).
 TIME_DECIMALS = 2
 SCORE_DECIMALS = 3
@@ -65,6 +69,18 @@ def resolve_device(device: Literal["auto", "cpu", "cuda"]) -> Literal["cpu", "cu
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
 
 
+def _is_multilingual(model_path: Path) -> bool:
+    """Whether a CTranslate2 whisper model is multilingual, read without loading it: like
+    CTranslate2 itself, by the size of its vocabulary (English-only models have 51864 tokens)."""
+    for name in ("vocabulary.txt", "vocabulary.json"):
+        path = model_path / name
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            size = len(json.loads(text)) if name.endswith(".json") else len(text.splitlines())
+            return size >= _MULTILINGUAL_VOCABULARY
+    raise FileNotFoundError(f"no vocabulary.txt or vocabulary.json under {model_path}")
+
+
 def _seconds(value: float, duration: float) -> float:
     return round(min(max(float(value), 0.0), duration), TIME_DECIMALS)
 
@@ -97,8 +113,10 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
         model_path: Path,
         *,
         device: Literal["auto", "cpu", "cuda"] = "auto",
+        half_precision: bool | None = None,
         beam_size: int = 5,
         language: str | None = None,
+        temperature_fallback: bool = False,
         max_batch: int | None = None,
         preferred_batch: int | None = None,
         threads: int = 1,
@@ -109,10 +127,16 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
         super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
         self.model_path = model_path
         self.requested_device = device
-        self.device: Literal["cpu", "cuda"] = "cpu"
+        self.half_precision = half_precision
         self.compute_type = "int8"
         self.beam_size = beam_size
         self.language = language
+        # Greedy/beam decoding at temperature 0 only: the same audio always gives the same words. Whisper's
+        # fallback re-decodes hard passages by sampling at higher temperatures, which made transcripts (and
+        # speaker turns cut from them) differ between runs of the same file.
+        self.temperatures: tuple[float, ...] = (
+            (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if temperature_fallback else (0.0,)
+        )
         self.workers = max(1, min(workers or threads, self.max_batch))
         self.worker_threads = max(1, threads // self.workers)
         self._model: WhisperModel | None = None
@@ -128,7 +152,7 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
         import faster_whisper
 
         return (
-            f"beam={self.beam_size};language={self.language};compute={self.compute_type};"
+            f"beam={self.beam_size};language={self.language};temperatures={self.temperatures};compute={self.compute_type};"
             f"words=1;vad_pad={VAD_SPEECH_PAD_MS};faster_whisper={faster_whisper.__version__}"
         )
 
@@ -145,12 +169,31 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
             "worker_threads": self.worker_threads,
         }
 
+    def _resolve(self) -> None:
+        self.device = resolve_device(self.requested_device)
+        # int8 on the CPU; float16 on a GPU unless ML_HALF_PRECISION=false (then float32).
+        self.compute_type = (
+            "int8"
+            if self.device == "cpu"
+            else "float16"
+            if use_half("cuda", self.half_precision)
+            else "float32"
+        )
+        if not _is_multilingual(self.model_path):
+            if self.language not in (None, "en"):
+                raise ValueError(
+                    f"{self.model_path} is an English-only model; ML_ASR_LANGUAGE={self.language}"
+                )
+            self.language = "en"
+
+    def _unload(self) -> None:
+        self.close()
+        self._model = None
+
     def _load(self) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.vad import get_vad_model
 
-        self.device = resolve_device(self.requested_device)
-        self.compute_type = "float16" if self.device == "cuda" else "int8"
         self._model = WhisperModel(
             str(self.model_path),
             device=self.device,
@@ -159,12 +202,9 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
             num_workers=self.workers,
             local_files_only=True,
         )
-        if not self._model.model.is_multilingual:
-            if self.language not in (None, "en"):
-                raise ValueError(
-                    f"{self.model_path} is an English-only model; ML_ASR_LANGUAGE={self.language}"
-                )
-            self.language = "en"
+        if self._model.model.is_multilingual != _is_multilingual(self.model_path):
+            # The version (fixed before loading) assumed the other; it would name the wrong language.
+            raise RuntimeError(f"{self.model_path}: vocabulary size disagrees with CTranslate2's model")
         if self.workers > 1:
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ml-asr")
         get_vad_model()  # the Silero session is built on first use: build it now
@@ -201,6 +241,7 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
             samples,
             language=self.language,
             beam_size=self.beam_size,
+            temperature=list(self.temperatures),
             word_timestamps=True,
             vad_filter=True,
             vad_parameters={"speech_pad_ms": VAD_SPEECH_PAD_MS},

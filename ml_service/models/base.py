@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -11,6 +11,15 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import blake3
 import numpy as np
 import structlog
+
+from ml_service.device import (
+    DEFAULT_MEMORY_FRACTION,
+    cuda_free_bytes,
+    is_out_of_memory,
+    max_batch_from_memory,
+    measure_per_item_bytes,
+    release_memory,
+)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -76,6 +85,54 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def predict_splitting(
+    predict: Callable[[Sequence[In]], list[ItemResult[Out]]],
+    batch: Sequence[In],
+    *,
+    model: str,
+    on_out_of_memory: Callable[[], None] | None = None,
+) -> list[ItemResult[Out]]:
+    """``predict(batch)``; when it raises, the batch is split so that only failing items fail.
+
+    - Out of memory (``is_out_of_memory``): the batch is halved and each half tried again,
+      recursively, down to single items; ``on_out_of_memory`` runs before each retry (frees the
+      allocator's cache). An item that runs out of memory alone gets that error.
+    - Any other exception: every item is tried alone, so one poisoned item fails alone (a batch
+      either fails for one of its items or for all of them; halving would only add calls).
+    """
+    if not batch:
+        return []
+    try:
+        results = predict(batch)
+    except Exception as exc:
+        if len(batch) == 1:
+            return [ItemResult(error=describe_error(exc))]
+        if is_out_of_memory(exc):
+            if on_out_of_memory is not None:
+                on_out_of_memory()
+            half = len(batch) // 2
+            log.warning("batch_out_of_memory_split", model=model, size=len(batch), error=describe_error(exc))
+            return [
+                *predict_splitting(predict, batch[:half], model=model, on_out_of_memory=on_out_of_memory),
+                *predict_splitting(predict, batch[half:], model=model, on_out_of_memory=on_out_of_memory),
+            ]
+        log.warning("batch_failed_retrying_items", model=model, size=len(batch), error=describe_error(exc))
+        return [_predict_alone(predict, item) for item in batch]
+    if len(results) != len(batch):
+        raise RuntimeError(f"{model}: {len(results)} results for {len(batch)} inputs")
+    return results
+
+
+def _predict_alone(predict: Callable[[Sequence[In]], list[ItemResult[Out]]], item: In) -> ItemResult[Out]:
+    try:
+        results = predict([item])
+    except Exception as exc:
+        return ItemResult(error=describe_error(exc))
+    if len(results) != 1:
+        return ItemResult(error=f"RuntimeError: {len(results)} results for 1 input")
+    return results[0]
+
+
 class ServedModel(Protocol[In_contra, Out]):
     """What the service serves: one model (``InferenceModel``) or a group of its instances."""
 
@@ -90,10 +147,16 @@ class ServedModel(Protocol[In_contra, Out]):
     @property
     def preferred_batch(self) -> int: ...
     @property
+    def device(self) -> str: ...
+    @property
     def loaded(self) -> bool: ...
     @property
+    def identified(self) -> bool: ...
+    @property
     def version(self) -> str: ...
+    def identify(self) -> str: ...
     def load(self) -> None: ...
+    def unload(self) -> None: ...
     def predict(self, batch: Sequence[In_contra]) -> list[ItemResult[Out]]: ...
     def capabilities(self) -> dict[str, object]: ...
 
@@ -126,55 +189,86 @@ class InferenceModel(ABC, Generic[In, Out]):
     # items one at a time; otherwise each instance takes one contiguous, equal share.
     per_item_dispatch: ClassVar[bool] = False
 
+    # Attributes holding the loaded runtime (sessions, weights); ``unload`` sets them back to None so
+    # that their memory can be released. A model with more to release overrides ``_unload``.
+    runtime_attributes: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self, *, max_batch: int | None = None, preferred_batch: int | None = None, threads: int = 1
     ) -> None:
-        self.max_batch = max_batch or self.default_max_batch
-        self.preferred_batch = min(preferred_batch or self.default_preferred_batch, self.max_batch)
+        # What configuration allows; on a GPU ``load`` may lower max_batch to what fits in memory.
+        self.configured_max_batch = max_batch or self.default_max_batch
+        self.configured_preferred_batch = min(
+            preferred_batch or self.default_preferred_batch, self.configured_max_batch
+        )
+        self.max_batch = self.configured_max_batch
+        self.preferred_batch = self.configured_preferred_batch
         self.threads = threads
         self.max_concurrency = 1
+        # Where it runs ("cpu" or "cuda"); a model that can use a GPU decides in ``_resolve``.
+        self.device = "cpu"
+        # Share of the free GPU memory a batch may take (ML_GPU_MEMORY_FRACTION); CUDA only.
+        self.memory_fraction = DEFAULT_MEMORY_FRACTION
+        # Bytes one item costs on the GPU, measured at load (None: not measured, e.g. on the CPU).
+        self.per_item_bytes: int | None = None
         self._version: str | None = None
+        self._loaded = False
 
     @property
     def loaded(self) -> bool:
+        """The runtime is in memory (False before the first load and after an unload)."""
+        return self._loaded
+
+    @property
+    def identified(self) -> bool:
+        """The version is known (``identify`` ran); it may be, while the model is not loaded."""
         return self._version is not None
 
     @property
     def version(self) -> str:
         if self._version is None:
-            raise RuntimeError(f"model {self.key!r} is not loaded")
+            raise RuntimeError(f"model {self.key!r} is not identified (neither loaded nor identified)")
+        return self._version
+
+    def identify(self) -> str:
+        """Fix the version from the weight files and settings, without loading the runtime.
+
+        Runs once (files are read once per process); ``load`` calls it first. With ML_LAZY_LOAD the
+        service calls it at start-up so that /capabilities knows every version before any load.
+        """
+        if self._version is None:
+            self._resolve()
+            digest = weights_digest(self.weight_files(), extra=self.processing_options())
+            self._version = f"{digest}-p{self.processing_version}"
         return self._version
 
     def load(self) -> None:
-        """Load weights (blocking) and fix the version string from their content."""
-        files = self.weight_files()
+        """Load weights (blocking); on a GPU, size the batch limit from the free memory."""
+        self.identify()
         self._load()
-        digest = weights_digest(files, extra=self.processing_options())
-        self._version = f"{digest}-p{self.processing_version}"
+        if self.device == "cuda":
+            self._fit_batch_to_memory()
+        self._loaded = True
+
+    def unload(self) -> None:
+        """Drop the runtime and release its memory; the next ``load`` builds it again."""
+        if not self._loaded:
+            return
+        try:
+            self._unload()
+            release_memory(self.device)
+        finally:
+            self._loaded = False  # last: "loaded": false means the memory is given back
 
     def predict(self, batch: Sequence[In]) -> list[ItemResult[Out]]:
-        """Run the model over ``batch``; an item that fails gets an error, the rest still a value."""
-        if not batch:
-            return []
-        try:
-            results = self._predict_batch(batch)
-        except Exception as exc:
-            if len(batch) == 1:
-                return [ItemResult(error=describe_error(exc))]
-            # One bad input must not cost the others their results: retry them one by one.
-            log.warning(
-                "batch_failed_retrying_items", model=self.key, size=len(batch), error=describe_error(exc)
-            )
-            return [self._predict_one(item) for item in batch]
-        if len(results) != len(batch):
-            raise RuntimeError(f"{self.key}: {len(results)} results for {len(batch)} inputs")
-        return results
+        """Run the model over ``batch``; an item that fails gets an error, the rest still a value.
 
-    def _predict_one(self, item: In) -> ItemResult[Out]:
-        try:
-            return self._predict_batch([item])[0]
-        except Exception as exc:
-            return ItemResult(error=describe_error(exc))
+        A batch that raises is split (``predict_splitting``): halves on out-of-memory, else each
+        item alone.
+        """
+        return predict_splitting(
+            self._predict_batch, batch, model=self.key, on_out_of_memory=lambda: release_memory(self.device)
+        )
 
     def capabilities(self) -> dict[str, object]:
         return {
@@ -185,11 +279,48 @@ class InferenceModel(ABC, Generic[In, Out]):
             "max_batch": self.max_batch,
             "preferred_batch": self.preferred_batch,
             "max_concurrency": self.max_concurrency,
+            "device": self.device,
+            "loaded": self.loaded,
         }
 
     def processing_options(self) -> str:
         """Settings that change results (thresholds, sizes); folded into the version."""
         return ""
+
+    def memory_probe(self, size: int) -> Sequence[In] | None:
+        """``size`` worst-case inputs for measuring the GPU memory of a batch; None: not measured."""
+        return None
+
+    def _fit_batch_to_memory(self) -> None:
+        """CUDA only (unchecked here): max_batch = min(configured, what fits the free memory)."""
+        if self.memory_probe(1) is None:
+            return
+
+        def run(size: int) -> None:
+            probe = self.memory_probe(size)
+            if probe is not None:
+                self._predict_batch(probe)
+
+        self.per_item_bytes = measure_per_item_bytes(run)
+        free = cuda_free_bytes()
+        self.max_batch = max_batch_from_memory(
+            free, self.per_item_bytes, self.memory_fraction, self.configured_max_batch
+        )
+        self.preferred_batch = min(self.configured_preferred_batch, self.max_batch)
+        log.info(
+            "batch_sized_from_memory",
+            model=self.key,
+            free_mb=round(free / 2**20),
+            per_item_mb=round(self.per_item_bytes / 2**20, 2),
+            max_batch=self.max_batch,
+        )
+
+    def _resolve(self) -> None:
+        """Decide what the version depends on besides the files (device, precision); no loading."""
+
+    def _unload(self) -> None:
+        for attribute in self.runtime_attributes:
+            setattr(self, attribute, None)
 
     @abstractmethod
     def weight_files(self) -> list[Path]:
@@ -197,8 +328,8 @@ class InferenceModel(ABC, Generic[In, Out]):
 
     @abstractmethod
     def _load(self) -> None:
-        """Build the runtime objects; called once, off the event loop."""
+        """Build the runtime objects; called off the event loop (again after an unload)."""
 
     @abstractmethod
     def _predict_batch(self, batch: Sequence[In]) -> list[ItemResult[Out]]:
-        """Results for the whole batch; may raise, then items are retried one at a time."""
+        """Results for the whole batch; may raise, then the batch is split (``predict``)."""

@@ -37,6 +37,7 @@ class FaceModel(InferenceModel[Image, list[Face]]):
     default_max_batch: ClassVar[int] = 16
     default_preferred_batch: ClassVar[int] = 8
     processing_version: ClassVar[str] = "1"
+    runtime_attributes: ClassVar[tuple[str, ...]] = ("_detector", "_recognizer")
     # OpenCV DNN has no per-net thread setting: its pool is process-wide (sized per run).
     threads_fixed_at_load: ClassVar[bool] = False
     # One image, 2 threads / 1 thread (tests/ml_service/bench.py, medians of 7, alternating): 3.1 / 4.7

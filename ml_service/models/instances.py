@@ -108,12 +108,24 @@ class InstanceGroup(Generic[In, Out]):
         return len(self._instances)
 
     @property
+    def device(self) -> str:
+        return self._instances[0].device
+
+    @property
     def loaded(self) -> bool:
         return all(instance.loaded for instance in self._all())
 
     @property
+    def identified(self) -> bool:
+        return self._instances[0].identified
+
+    @property
     def version(self) -> str:
         return self._instances[0].version
+
+    def identify(self) -> str:
+        """The version, from instance 0's files and settings, without loading anything."""
+        return self._instances[0].identify()
 
     def capabilities(self) -> dict[str, object]:
         # One batch at a time (max_concurrency 1, as before); it is spread over the instances.
@@ -147,6 +159,11 @@ class InstanceGroup(Generic[In, Out]):
         versions = {instance.version for instance in self._all()}
         if len(versions) != 1:  # same files and settings must give one version; else a bug
             raise RuntimeError(f"{self.key}: instances disagree on the version: {sorted(versions)}")
+
+    def unload(self) -> None:
+        """Drop every instance's runtime (the service calls it only between batches)."""
+        for instance in self._all():
+            instance.unload()
 
     def close(self) -> None:
         """Release the helper threads; a batch still running on them is not waited for."""

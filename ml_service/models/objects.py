@@ -118,6 +118,7 @@ class ObjectModel(InferenceModel[Image, list[DetectedObject]]):
     default_max_batch: ClassVar[int] = 32
     default_preferred_batch: ClassVar[int] = 8
     processing_version: ClassVar[str] = "1"
+    runtime_attributes: ClassVar[tuple[str, ...]] = ("_net",)
     # OpenCV DNN has no per-net thread setting: its pool is process-wide (sized per run).
     threads_fixed_at_load: ClassVar[bool] = False
     # One image, 2 threads / 1 thread (tests/ml_service/bench.py, medians of 7, alternating): 70 / 115

@@ -47,6 +47,7 @@ class OcrModel(InferenceModel[Image, OcrResult]):
     default_max_batch: ClassVar[int] = 16
     default_preferred_batch: ClassVar[int] = 8
     processing_version: ClassVar[str] = "1"
+    runtime_attributes: ClassVar[tuple[str, ...]] = ("_engine",)
     # Reading time follows the amount of text (10x between images), so instances take images one
     # at a time rather than equal shares.
     per_item_dispatch: ClassVar[bool] = True

@@ -9,9 +9,18 @@ from typing import Any, Protocol
 
 import structlog
 
-from ml_service.config import AudioTask, ImageTask, MLSettings, packaged_asr_model, packaged_text_model
+from ml_service.config import (
+    IMAGE_TEXT,
+    AudioTask,
+    ImageTask,
+    MLSettings,
+    packaged_asr_model,
+    packaged_text_model,
+)
+from ml_service.device import DeviceSetting, resolve_device
 from ml_service.models.asr import AsrModel
 from ml_service.models.base import Image, InferenceModel, ServedModel
+from ml_service.models.clip import ClipModel
 from ml_service.models.faces import FaceModel
 from ml_service.models.instances import InstanceGroup
 from ml_service.models.objects import ObjectModel
@@ -126,7 +135,9 @@ def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
     """ASR and speaker models. Each may use ``ML_CPU_THREADS`` threads: models run one at a time (the
     ASR as that many one-thread workers, the speaker encoder as torch's intra-op threads)."""
     models: dict[AudioTask, AudioModel] = {}
-    limits = {
+    # ML_ASR_DEVICE=auto follows ML_DEVICE (and for "auto" asks CTranslate2 whether it sees a GPU).
+    device = settings.device if settings.asr_device == "auto" else settings.asr_device
+    limits: dict[AudioTask, dict[str, Any]] = {
         task: {
             "max_batch": settings.max_batch.get(task.value),
             "preferred_batch": settings.preferred_batch.get(task.value),
@@ -136,16 +147,18 @@ def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
     if settings.asr_enabled:
         models[AudioTask.ASR] = AsrModel(
             settings.asr_model_path or packaged_asr_model(),
-            device=settings.asr_device,
+            device=device,
+            half_precision=settings.half_precision,
             beam_size=settings.asr_beam_size,
             language=settings.asr_language,
+            temperature_fallback=settings.asr_temperature_fallback,
             threads=settings.cpu_threads,
             **limits[AudioTask.ASR],
         )
     if settings.voices_enabled:
         # ML_ASR_DEVICE is the audio models' device (the encoder also checks that torch sees a GPU).
         models[AudioTask.SPEAKERS] = SpeakerModel(
-            device=settings.asr_device,
+            device=device,
             same_threshold=settings.voices_same_threshold,
             threads=settings.cpu_threads,
             **limits[AudioTask.SPEAKERS],
@@ -162,11 +175,17 @@ class ModelRegistry:
         image: dict[ImageTask, ImageServed],
         cpu_threads: int,
         audio: dict[AudioTask, AudioModel] | None = None,
+        image_text: ClipModel | None = None,
+        device: DeviceSetting = "cpu",
     ) -> None:
         self.text = text
         self.image = image
         self.audio: dict[AudioTask, AudioModel] = audio or {}
+        self.image_text = image_text
         self.cpu_threads = cpu_threads
+        self.requested_device: DeviceSetting = device
+        # ML_DEVICE as resolved at start-up (``load_all``): where the torch models run.
+        self.device = "cpu"
         self.load_seconds: dict[str, float] = {}
 
     @classmethod
@@ -176,15 +195,32 @@ class ModelRegistry:
             path = settings.text_model_path or packaged_text_model()
             text = TextEmbedder(
                 path,
+                device=settings.device,
+                half_precision=settings.half_precision,
                 max_batch=settings.max_batch.get("text"),
                 preferred_batch=settings.preferred_batch.get("text"),
                 threads=settings.cpu_threads,
             )
+            text.memory_fraction = settings.gpu_memory_fraction
+        image_text = None
+        if settings.clip_model_path is not None:
+            image_text = ClipModel(
+                settings.clip_model_path,
+                device=settings.device,
+                half_precision=settings.half_precision,
+                max_batch=settings.max_batch.get(IMAGE_TEXT),
+                preferred_batch=settings.preferred_batch.get(IMAGE_TEXT),
+                threads=settings.cpu_threads,
+            )
+            image_text.memory_fraction = settings.gpu_memory_fraction
         image = {task: _build_image_model(task, settings) for task in settings.image_tasks}
-        return cls(text, image, settings.cpu_threads, _build_audio_models(settings))
+        audio = _build_audio_models(settings)
+        return cls(text, image, settings.cpu_threads, audio, image_text=image_text, device=settings.device)
 
     def all_models(self) -> list[ServedModel[Any, Any]]:
         models: list[ServedModel[Any, Any]] = [self.text] if self.text else []
+        if self.image_text is not None:
+            models.append(self.image_text)
         return [*models, *self.image.values(), *self.audio.values()]
 
     def close(self) -> None:
@@ -195,8 +231,12 @@ class ModelRegistry:
             if isinstance(model, AsrModel):
                 model.close()
 
-    def load_all(self) -> None:
-        """Load every model (blocking; run it off the event loop, on the inference thread)."""
+    def load_all(self, lazy: bool = False) -> None:
+        """Load every model (blocking; run it off the event loop, on the inference thread).
+
+        ``lazy`` (ML_LAZY_LOAD): only identify them (versions from their files and settings); each
+        loads on its first use (``Batcher``).
+        """
         # torch's OpenMP threads spin after each op by default; on shared cores that spinning
         # starved the other thread: one text embedded in 30-650 ms instead of ~15 ms. Must be set
         # before torch (libgomp) loads; an operator's own setting wins.
@@ -208,8 +248,15 @@ class ModelRegistry:
         set_opencv_threads(self.cpu_threads)
         # OpenCV 5 warns on stderr, outside our JSON logs, about a no-op target setting in YuNet.
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        # Only a replica with a torch model asks torch about GPUs (importing it takes seconds).
+        if self.text is not None or self.image_text is not None:
+            self.device = resolve_device(self.requested_device)
         for model in self.all_models():
             started = time.perf_counter()
+            if lazy:
+                model.identify()
+                log.info("model_identified", model=model.key, name=model.name, version=model.version)
+                continue
             model.load()
             self.load_seconds[model.key] = round(time.perf_counter() - started, 3)
             log.info(
@@ -224,9 +271,19 @@ class ModelRegistry:
     def loaded(self) -> bool:
         return all(model.loaded for model in self.all_models())
 
-    def image_limits(self, tasks: list[ImageTask] | None = None) -> dict[str, int]:
-        """Batch limits of /v1/analyze/images: every requested image model must take the batch."""
-        models = [self.image[t] for t in tasks] if tasks else list(self.image.values())
+    def image_limits(
+        self, tasks: list[ImageTask] | None = None, image_text: bool | None = None
+    ) -> dict[str, int]:
+        """Batch limits of /v1/analyze/images: every requested image model must take the batch.
+
+        ``image_text``: whether image vectors are wanted (default: when no tasks are named).
+        """
+        models: list[ServedModel[Any, Any]] = (
+            [self.image[t] for t in tasks] if tasks else list(self.image.values())
+        )
+        wants_vectors = tasks is None if image_text is None else image_text
+        if self.image_text is not None and (wants_vectors or not models):
+            models.append(self.image_text)
         # max_concurrency: batches computed at once. Inference is one thread, one model batch at a
         # time (a batch is spread over the model's instances), so requests beyond one only queue.
         if not models:
@@ -257,12 +314,13 @@ class ModelRegistry:
                 "preferred_batch": self.text.preferred_batch,
                 "max_concurrency": self.text.max_concurrency,
             }
-        if self.image:
+        if self.image or self.image_text is not None:
             endpoints["/v1/analyze/images"] = self.image_limits()
             endpoints["/api/v1/batch_embed_and_caption"] = self.image_limits()
         if self.audio:
             endpoints["/v1/analyze/audio"] = self.audio_limits()
         return {
+            "device": self.device,
             "models": models,
             "endpoints": endpoints,
             "image_tasks": [task.value for task in self.image],

@@ -42,6 +42,7 @@ class TagModel(InferenceModel[Image, list[Tag]]):
     default_max_batch: ClassVar[int] = 32
     default_preferred_batch: ClassVar[int] = 16
     processing_version: ClassVar[str] = "1"
+    runtime_attributes: ClassVar[tuple[str, ...]] = ("_interpreter",)
     # One image, 2 threads / 1 thread (tests/ml_service/bench.py, medians of 7, alternating): 9.1 / 14.8
     # ms at 320x240, 9.7 / 15.7 at 512 px: a lone image gets a 2-thread interpreter of its own
     # (10 MB). (8 images over two 1-thread interpreters: 7.5 and 7.7 ms/img, against 10.0 and 10.1.)

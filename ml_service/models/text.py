@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from ml_service.device import DeviceSetting, require_cuda, resolve_device, use_half
 from ml_service.models.base import FloatArray, InferenceModel, ItemResult
 
 if TYPE_CHECKING:
@@ -28,17 +29,23 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
     default_max_batch: ClassVar[int] = 128
     default_preferred_batch: ClassVar[int] = 64
     processing_version: ClassVar[str] = "1"  # mean pooling from the model config + L2 norm
+    runtime_attributes: ClassVar[tuple[str, ...]] = ("_model",)
 
     def __init__(
         self,
         model_path: Path,
         *,
+        device: DeviceSetting = "cpu",
+        half_precision: bool | None = None,
         max_batch: int | None = None,
         preferred_batch: int | None = None,
         threads: int = 1,
     ) -> None:
         super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
         self.model_path = model_path
+        self.requested_device: DeviceSetting = device
+        self.half_precision = half_precision
+        self.half = False
         self._model: SentenceTransformer | None = None
 
     def weight_files(self) -> list[Path]:
@@ -50,7 +57,21 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
         return files
 
     def processing_options(self) -> str:
-        return "normalize=1"
+        # Half precision (GPU) moves vectors by ~1e-3, so it is part of the version; on the CPU the
+        # string, and so the version, is what it always was.
+        return "normalize=1" + (";dtype=float16" if self.half else "")
+
+    def capabilities(self) -> dict[str, object]:
+        return {**super().capabilities(), "half_precision": self.half}
+
+    def _resolve(self) -> None:
+        self.device = resolve_device(self.requested_device)
+        self.half = use_half(self.device, self.half_precision)
+
+    def memory_probe(self, size: int) -> Sequence[str] | None:
+        # Worst case: texts as long as the model reads (max_seq_length tokens; longer are cut).
+        limit = (self._model.max_seq_length if self._model is not None else None) or 512
+        return [" ".join(["memory"] * limit)] * size
 
     def _load(self) -> None:
         # Nothing may be fetched at run time: make the Hugging Face libraries fail instead of
@@ -67,7 +88,10 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
         # torch's pool is process-wide; the service runs one model at a time, so it may use all of
         # the configured threads (OMP_WAIT_POLICY is set by the registry, before torch loads).
         torch.set_num_threads(self.threads)
-        self._model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        if self.device == "cuda":
+            require_cuda()
+        model = SentenceTransformer(str(self.model_path), device=self.device, local_files_only=True)
+        self._model = model.half() if self.half else model
         dim = self._model.get_embedding_dimension()
         if dim != self.vector_size:
             raise ValueError(f"text model at {self.model_path} gives {dim}-d vectors, expected 384")
@@ -82,5 +106,5 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        matrix = np.asarray(vectors, dtype=np.float32)
+        matrix = np.asarray(vectors, dtype=np.float32)  # float16 on a GPU with half precision
         return [ItemResult(value=row) for row in matrix]

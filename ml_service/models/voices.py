@@ -108,6 +108,7 @@ class SpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
     default_max_batch: ClassVar[int] = 8
     default_preferred_batch: ClassVar[int] = 4
     processing_version: ClassVar[str] = "1"
+    runtime_attributes: ClassVar[tuple[str, ...]] = ("_encoder",)
 
     def __init__(
         self,
@@ -120,7 +121,6 @@ class SpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
     ) -> None:
         super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
         self.requested_device = device
-        self.device: Literal["cpu", "cuda"] = "cpu"
         self.same_threshold = same_threshold
         self._encoder: Any = None
 
@@ -141,6 +141,14 @@ class SpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
     def capabilities(self) -> dict[str, object]:
         return {**super().capabilities(), "device": self.device, "same_threshold": self.same_threshold}
 
+    def _resolve(self) -> None:
+        # "auto": where the ASR runs (CTranslate2 sees a GPU), and only if torch sees it too.
+        self.device = "cpu"
+        if resolve_device(self.requested_device) == "cuda":
+            import torch
+
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
     def _load(self) -> None:
         import torch
         from faster_whisper.vad import get_vad_model
@@ -152,8 +160,6 @@ class SpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
             from resemblyzer import VoiceEncoder
 
         torch.set_num_threads(self.threads)  # process-wide, as for the text model: one model runs at a time
-        wanted = resolve_device(self.requested_device)  # "auto": where CTranslate2 (the ASR) sees a GPU
-        self.device = "cuda" if wanted == "cuda" and torch.cuda.is_available() else "cpu"
         self._encoder = VoiceEncoder(device=self.device, verbose=False)
         get_vad_model()
         # The first embedding compiles librosa's numba kernels (10-15 s): pay for it at load.
