@@ -190,9 +190,12 @@ class MLClient:
         request_id: str | None = None,
         deadline_s: float | None = None,
         on_wait: WaitHook | None = None,
+        space: str = "text",
     ) -> list[list[float] | None]:
         """Vectors in request order; None for a text the service could not embed. `deadline_s` shortens
-        the retry window (interactive search)."""
+        the retry window (interactive search). `space="image_text"`: the image–text model's space, to
+        compare with stored image vectors (docs/ml-api.md)."""
+        extra = {} if space == "text" else {"space": space}
 
         def results(body: dict[str, Any], part: list[str]) -> list[list[float] | None]:
             vectors: list[list[float] | None] = body["vectors"]
@@ -203,7 +206,7 @@ class MLClient:
         return await self._split_call(
             "/v1/embed/text",
             texts,
-            lambda part: {"texts": part},
+            lambda part: {"texts": part, **extra},
             results,
             lambda _text, _reason: None,
             request_id=request_id,

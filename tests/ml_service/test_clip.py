@@ -151,3 +151,15 @@ def test_without_a_clip_model_image_text_is_refused(ml: httpx.Client) -> None:
     assert ml.post("/v1/embed/text", json={"texts": ["x"], "space": "image_text"}).status_code == 404
     default = ml.post("/v1/analyze/images", json={"images": [item], "tasks": ["tags"]}).json()
     assert default["results"][0]["image_vector"] is None
+
+
+async def test_orchestrator_client_embeds_queries_in_the_image_space(clip_ml: httpx.Client) -> None:
+    from orchestrator.clients.ml import MLClient
+
+    client = MLClient([str(clip_ml.base_url).rstrip("/")], timeout_s=30, retry_deadline_s=5)
+    try:
+        (vector,) = await client.embed_text(["an astronaut"], space="image_text")
+    finally:
+        await client.close()
+    assert vector is not None and len(vector) == VECTOR_SIZE
+    assert np.allclose(vector, embed(clip_ml, ["an astronaut"])["vectors"][0], atol=1e-6)  # type: ignore[index]
