@@ -323,6 +323,7 @@ class ModelRegistry:
             "device": self.device,
             "models": models,
             "endpoints": endpoints,
-            "image_tasks": [task.value for task in self.image],
+            # "image_text" too (the image vector), so that a client naming tasks can ask for it.
+            "image_tasks": [task.value for task in self.image] + ([IMAGE_TEXT] if self.image_text else []),
             "audio_tasks": [task.value for task in self.audio],
         }

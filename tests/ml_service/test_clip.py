@@ -71,6 +71,7 @@ def test_capabilities_list_the_image_text_model(clip_ml: httpx.Client, clip_dir:
     files = [p for p in sorted(clip_dir.rglob("*")) if p.is_file() and p.suffix != ".md"]
     assert spec["version"] == f"{weights_digest(files, extra='normalize=1')}-p1"
     assert caps["device"] == "cpu" and "text" not in caps["models"]
+    assert caps["image_tasks"] == ["tags", "image_text"]  # a client naming tasks can ask for vectors
     # Image requests with the default tasks (tags + image vectors) fit both models.
     limits = caps["endpoints"]["/v1/analyze/images"]
     assert limits["max_batch"] == min(spec["max_batch"], caps["models"]["tags"]["max_batch"])
