@@ -301,7 +301,16 @@ class InferenceModel(ABC, Generic[In, Out]):
             if probe is not None:
                 self._predict_batch(probe)
 
-        self.per_item_bytes = measure_per_item_bytes(run)
+        try:
+            self.per_item_bytes = measure_per_item_bytes(run)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            # Not even the probe batch fits: serve one item at a time (its own error if it does not fit).
+            release_memory(self.device)
+            self.max_batch = self.preferred_batch = 1
+            log.warning("batch_probe_out_of_memory", model=self.key, error=describe_error(exc))
+            return
         free = cuda_free_bytes()
         self.max_batch = max_batch_from_memory(
             free, self.per_item_bytes, self.memory_fraction, self.configured_max_batch

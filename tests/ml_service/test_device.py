@@ -216,3 +216,18 @@ def test_audio_models_follow_ml_device_when_auto(monkeypatch: pytest.MonkeyPatch
         ("cuda", "float32", "en"),
     ]
     assert len({t[3] for t in types.values()}) == 3  # the compute type is part of the version
+
+
+def test_a_probe_that_runs_out_of_memory_leaves_batches_of_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"w")
+
+    def no_room(run: object) -> int:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(base, "measure_per_item_bytes", no_room)
+    model = _Probed(weights)
+    model.load()
+    assert model.loaded and (model.max_batch, model.preferred_batch) == (1, 1)

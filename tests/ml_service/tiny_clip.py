@@ -9,6 +9,7 @@ code as a real CLIP; only the sizes are small and the weights random.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 VECTOR_SIZE = 16
 IMAGE_SIZE = 32
@@ -25,8 +26,13 @@ _SENTENCES = [
 
 def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
     import torch
+    import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    # transformers 5: CLIPTokenizer is the tokenizers-backed class (CLIPTokenizerFast an alias of it,
+    # missing from the type stubs); transformers 4: CLIPTokenizerFast.
+    tokenizer_class: Any = getattr(transformers, "CLIPTokenizerFast", None) or transformers.CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     bpe = Tokenizer(models.BPE(unk_token="<|endoftext|>"))
@@ -40,7 +46,7 @@ def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
     bpe.train_from_iterator(_SENTENCES, trainer)
     raw = folder / "bpe.json"
     bpe.save(str(raw))
-    tokenizer = CLIPTokenizerFast(
+    tokenizer = tokenizer_class(
         tokenizer_file=str(raw),
         bos_token="<|startoftext|>",
         eos_token="<|endoftext|>",
@@ -71,7 +77,7 @@ def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
         "patch_size": 8,
     }
     torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=VECTOR_SIZE)).eval()
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=VECTOR_SIZE))
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     processor = CLIPImageProcessor(
