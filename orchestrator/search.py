@@ -1,4 +1,5 @@
-"""Semantic search: the query's text vector and keyword vector, fused by the engine (RRF), with filters."""
+"""Semantic search: the query's text vector, its image–text vector (when the collection has image vectors)
+and its keyword vector, fused by the engine (RRF), with filters; spoken phrases re-ranked, placed in time."""
 
 from __future__ import annotations
 
@@ -55,20 +56,27 @@ class Hit:
 
 async def search(store: VectorStore, ml: MLClient, index: FileIndex, query: SearchQuery) -> list[Hit]:
     """Hits with every path of their content (from the file index: a point lists only a sample)."""
+    if not await store.collection_exists(query.collection):
+        return []
     vector = (
         await ml.embed_text([query.text], request_id=query.request_id, deadline_s=SEARCH_ML_DEADLINE_S)
     )[0]
     if vector is None:
         raise MLRequestError("the ML service could not embed the query")
+    dense = {"text": vector}
+    if "image" in await store.dense_vectors(query.collection):  # an image–text model (CLIP) made the points
+        image_query = await ml.embed_text(
+            [query.text], space="image_text", request_id=query.request_id, deadline_s=SEARCH_ML_DEADLINE_S
+        )
+        if image_query[0] is not None:
+            dense["image"] = image_query[0]
     request = SearchRequest(
-        dense={"text": vector},
+        dense=dense,
         sparse={"sparse": sparse_vector(query.text)} if tokenize(query.text) else {},
         limit=max(query.limit, RERANK_DEPTH),
         filter=_filter(query),
         prefetch_limit=max(50, query.limit * 5),
     )
-    if not await store.collection_exists(query.collection):
-        return []
     points = rerank_spoken(await store.search(query.collection, request), query.text)[: query.limit]
     hashes = [str(p.payload["content_hash"]) for p in points if p.payload.get("content_hash")]
     all_paths = await index.paths_of(query.collection, hashes)

@@ -1,5 +1,10 @@
-from orchestrator.clients.vectors import ScoredPoint
-from orchestrator.search import locate, rerank_spoken, snippet
+from pathlib import Path
+
+from orchestrator.clients.vectors import CollectionSpec, PointRecord, ScoredPoint
+from orchestrator.clients.vectors_edge import EdgeVectorStore
+from orchestrator.file_index import FileIndex
+from orchestrator.ids import point_id
+from orchestrator.search import SearchQuery, locate, rerank_spoken, search, snippet
 
 
 def test_short_text_is_returned_whole() -> None:
@@ -86,3 +91,48 @@ def test_a_spoken_phrase_outranks_chunks_about_the_same_thing() -> None:
     assert ranked == ["said", "similar", "photo"]  # coverage 4/4, then 3/4 ("launched" missing)
     # Short queries keep the fused order (one spoken word says little).
     assert [p.id for p in rerank_spoken(points, "electric ferry")] == ["photo", "similar", "said"]
+
+
+class _FakeML:
+    """Embeds a query as fixed vectors per space (the ML client's embed_text signature)."""
+
+    def __init__(self) -> None:
+        self.spaces: list[str] = []
+
+    async def embed_text(
+        self, texts: list[str], space: str = "text", **_: object
+    ) -> list[list[float] | None]:
+        self.spaces.append(space)
+        return [[1.0, 0.0, 0.0, 0.0] if space == "image_text" else [0.0, 1.0, 0.0, 0.0] for _ in texts]
+
+
+async def test_search_uses_image_vectors_when_the_collection_has_them(tmp_path: Path) -> None:
+    """A collection made with an image–text model: the query is embedded in both spaces and both branches
+    are fused, so a point whose image vector matches is found though its text vector does not."""
+    store = EdgeVectorStore(tmp_path / "edge")
+    index = FileIndex(tmp_path / "index.sqlite3")
+    await index.open()
+    try:
+        await store.ensure_collection("clip", CollectionSpec(dense={"text": 4, "image": 4}))
+        await store.upsert(
+            "clip",
+            [
+                PointRecord(
+                    point_id("a" * 8, 0), {"text": [0, 0, 1, 0], "image": [1, 0, 0, 0]}, {}, {"path": "/a"}
+                ),
+                PointRecord(
+                    point_id("b" * 8, 0), {"text": [0, 0, 0, 1], "image": [0, 0, 0, 1]}, {}, {"path": "/b"}
+                ),
+            ],
+        )
+        ml = _FakeML()
+        hits = await search(store, ml, index, SearchQuery("a red car", "clip", limit=1))  # type: ignore[arg-type]
+        assert ml.spaces == ["text", "image_text"]
+        assert [h.path for h in hits] == ["/a"]
+        await store.ensure_collection("plain", CollectionSpec(dense={"text": 4}))
+        ml.spaces.clear()
+        assert await search(store, ml, index, SearchQuery("a red car", "plain")) == []  # type: ignore[arg-type]
+        assert ml.spaces == ["text"]
+    finally:
+        await index.close()
+        await store.close()

@@ -265,6 +265,9 @@ class EdgeVectorStore:
         shard.update(qe.UpdateOperation.delete_points([canonical_id(i) for i in ids]))
         shard.flush()
 
+    async def dense_vectors(self, name: str) -> dict[str, int]:
+        return await self._run(lambda: dict(self._get(name).spec.dense))
+
     async def count(self, name: str) -> int:
         return await self._run(lambda: self._get(name).shard.count(qe.CountRequest(exact=True)))
 

@@ -148,6 +148,11 @@ class QdrantServerVectorStore:
         selector = models.PointIdsList(points=[canonical_id(i) for i in ids])
         await self._guard(name, lambda: self._client.delete(name, selector, wait=True))
 
+    async def dense_vectors(self, name: str) -> dict[str, int]:
+        info = await self._guard(name, lambda: self._client.get_collection(name))
+        vectors = info.config.params.vectors
+        return {vname: vp.size for vname, vp in vectors.items()} if isinstance(vectors, dict) else {}
+
     async def count(self, name: str) -> int:
         result = await self._guard(name, lambda: self._client.count(name, exact=True))
         return result.count

@@ -104,6 +104,10 @@ async def test_ensure_collection_is_idempotent(store: VectorStore) -> None:
     assert await store.count(COLL) == 1  # the second call kept the data
 
 
+async def test_dense_vectors_are_reported(coll: VectorStore) -> None:
+    assert await coll.dense_vectors(COLL) == SPEC.dense
+
+
 async def test_ensure_collection_refuses_other_vectors(coll: VectorStore) -> None:
     with pytest.raises(CollectionSpecMismatchError):
         await coll.ensure_collection(COLL, CollectionSpec(dense={"text": 8}))

@@ -60,6 +60,9 @@ class CountingStore:
     async def count(self, name: str) -> int:
         return await self.inner.count(name)
 
+    async def dense_vectors(self, name: str) -> dict[str, int]:
+        return await self.inner.dense_vectors(name)
+
     async def scroll(
         self, name: str, filter: SearchFilter | None, limit: int, offset: str | None
     ) -> tuple[list[ScoredPoint], str | None]:
