@@ -40,6 +40,17 @@ PHRASE_TOLERANCE_S = 2.0
 _SUM = re.compile(r'^archivist_ml_model_batch_seconds_sum\{model="([^"]+)"\} ([0-9.e+-]+)$', re.MULTILINE)
 
 
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference's length (case and punctuation ignored)."""
+    ref, hyp = (re.findall(r"[a-z0-9']+", t.lower()) for t in (reference, hypothesis))
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[len(hyp)] / max(1, len(ref))
+
+
 def model_seconds(ml_url: str) -> dict[str, float]:
     """Seconds each model spent computing, from the ML service's Prometheus metrics."""
     text = httpx.get(f"{ml_url}/metrics", timeout=10).text
@@ -76,7 +87,10 @@ async def ingest_and_search(settings: Settings, root: Path, manifest: TalkManife
                 misses.append(
                     {"phrase": phrase.text, "at": phrase.start_s, "top": top.start_s if top else None}
                 )
-        return {"wall_s": wall, "status": status, "hits": hits, "misses": misses}
+        points, _ = await services.store.scroll("bench", None, 10_000, None)
+        said = " ".join(p.payload["transcript"] for p in sorted(points, key=lambda p: p.payload["start_s"]))
+        wer = word_error_rate(" ".join(p.text for p in manifest.phrases), said)
+        return {"wall_s": wall, "status": status, "hits": hits, "misses": misses, "wer": wer}
     finally:
         await job_store.close()
         await services.close()
@@ -118,6 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "phrase_hits": result["hits"],
         "phrase_total": len(manifest.phrases),
         "phrase_misses": result["misses"],
+        "transcript_wer": round(result["wer"], 3),
         "build_video_s": round(build_s, 2),
     }
 
