@@ -37,11 +37,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.make_samples import font
+from scripts.make_samples import scene_image
 from scripts.ml_process import ml_service
 
 CONCURRENCY = 16
@@ -61,20 +60,9 @@ def sentences(count: int, seed: int) -> list[str]:
 def scenes(count: int, seed: int = 7, size: tuple[int, int] = (320, 240)) -> list[str]:
     """Base64 JPEGs of small photo-like scenes: shapes on a colour field and a printed caption."""
     rng = random.Random(seed)
-    width, height = size
-    caption = font(max(10, height // 9))
     encoded = []
     for i in range(count):
-        image = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
-        draw = ImageDraw.Draw(image)
-        for _ in range(6):
-            x, y = rng.randrange(width - 20), rng.randrange(height - 20)
-            fill = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-            draw.ellipse(
-                (x, y, x + rng.randrange(20, width // 3), y + rng.randrange(20, height // 3)), fill=fill
-            )
-        draw.rectangle((0, height * 4 // 5, width, height), fill="white")
-        draw.text((8, height * 4 // 5 + 4), f"{rng.choice(WORDS).upper()} {i}", font=caption, fill="black")
+        image = scene_image(rng, WORDS, i, size)
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=88)
         encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,7 +40,7 @@ from orchestrator.media.images import decode_image
 from orchestrator.pipeline.negotiate import collection_spec
 from orchestrator.pipeline.unify import compose_text, image_parts
 from orchestrator.services import Services
-from scripts.make_samples import font
+from scripts.make_samples import scene_image
 from scripts.ml_process import ml_service
 
 WORDS = (
@@ -53,21 +52,10 @@ WORDS = (
 def make_images(dest: Path, n: int, seed: int = 7, size: tuple[int, int] = (320, 240)) -> list[Path]:
     """N distinct small photo-like images: shapes on a colour field plus a short printed caption."""
     rng = random.Random(seed)
-    width, height = size
-    caption = font(max(10, height // 9))
     dest.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
-        img = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
-        draw = ImageDraw.Draw(img)
-        for _ in range(6):
-            x, y = rng.randrange(width - 20), rng.randrange(height - 20)
-            fill = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-            draw.ellipse(
-                (x, y, x + rng.randrange(20, width // 3), y + rng.randrange(20, height // 3)), fill=fill
-            )
-        draw.rectangle((0, height * 4 // 5, width, height), fill="white")
-        draw.text((8, height * 4 // 5 + 4), f"{rng.choice(WORDS).upper()} {i}", font=caption, fill="black")
+        img = scene_image(rng, WORDS, i, size)
         sub = dest / f"d{i // 100:03d}"
         sub.mkdir(exist_ok=True)
         path = sub / f"img_{i:05d}.jpg"

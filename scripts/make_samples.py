@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import random
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,23 @@ def font(size: int) -> ImageFont.FreeTypeFont:
 def text_image(text: str, width: int = 1000, height: int = 140, size: int = 44) -> Image.Image:
     img = Image.new("RGB", (width, height), "white")
     ImageDraw.Draw(img).text((30, (height - size) // 2), text, font=font(size), fill="black")
+    return img
+
+
+def scene_image(
+    rng: random.Random, words: Sequence[str], index: int, size: tuple[int, int] = (320, 240)
+) -> Image.Image:
+    """A small photo-like scene: six shapes on a colour field and a printed caption (a word and `index`)."""
+    width, height = size
+    img = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(6):
+        x, y = rng.randrange(width - 20), rng.randrange(height - 20)
+        fill = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        draw.ellipse((x, y, x + rng.randrange(20, width // 3), y + rng.randrange(20, height // 3)), fill=fill)
+    draw.rectangle((0, height * 4 // 5, width, height), fill="white")
+    label = f"{rng.choice(words).upper()} {index}"
+    draw.text((8, height * 4 // 5 + 4), label, font=font(max(10, height // 9)), fill="black")
     return img
 
 
