@@ -174,3 +174,27 @@ async def test_video_and_audio_end_to_end(
         assert again["state"] == "completed"
         assert orch.services.ml.requests == ml_before
         assert (store.upserts, store.payload_updates, store.deletes) == (0, 0, 0)
+
+
+async def test_videos_decoded_only_for_thumbnails_free_their_memory_slot(
+    tmp_path: Path, ml_service_url: str
+) -> None:
+    """Results cached but thumbnails gone: each video is decoded again (for its thumbnails) and then needs
+    no ML call; its memory slot must be given back, or the third video would wait for ever."""
+    media = tmp_path / "media"
+    media.mkdir()
+    for i in range(3):
+        write_video(media / f"clip{i}.mp4", [(textured(180, 320, 10 + i), 2.0)], fps=5)
+    settings = make_settings(tmp_path / "data", ml_service_url, [tmp_path], media_in_flight=1)
+    async with running_orchestrator(settings, counting_store(settings)) as orch:
+        first = await _ingest(orch, media, "one")
+        assert first["state"] == "completed" and first["counters"]["upserted"] == 3, first
+        import shutil
+
+        shutil.rmtree(settings.thumbnails_dir)
+        ml_before = orch.services.ml.requests
+        second = await _ingest(orch, media, "two")
+        assert second["state"] == "completed", second
+        assert second["counters"]["upserted"] == 3 and second["counters"]["cache_hits"] == 3
+        assert orch.services.ml.requests == ml_before
+        assert len(list(settings.thumbnails_dir.rglob("*_0.jpg"))) == 3

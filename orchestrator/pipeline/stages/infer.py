@@ -101,6 +101,8 @@ class InferStage:
         assert isinstance(item, PreparedFile)
         missing = len(item.chunks) - len(item.cached)
         if missing == 0:
+            if item.decoded:  # decoded only for its thumbnails: its results were all cached
+                self._ctx.media_slots.release()
             await out_q.put(AnalyzedFile(item, dict(item.cached)))
             return 0
         batch.append(item)
