@@ -13,8 +13,6 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import random
 import shutil
 import sys
@@ -40,6 +38,7 @@ from orchestrator.media.images import decode_image
 from orchestrator.pipeline.negotiate import collection_spec
 from orchestrator.pipeline.unify import compose_text, image_parts
 from orchestrator.services import Services
+from scripts.bench_cli import bench_main
 from scripts.make_samples import scene_image
 from scripts.ml_process import ml_service
 
@@ -178,19 +177,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--files", type=int, default=500)
-    parser.add_argument("--ml-url", default=None, help="use a running ML service instead of starting one")
-    parser.add_argument("--json", action="store_true", help="print only the JSON line")
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:>24}: {value}")
-    print(json.dumps(result))
+
+
+def main() -> None:
+    bench_main(__doc__, options, run)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -30,6 +29,7 @@ from orchestrator.job_store import JobStore
 from orchestrator.jobs import Job, JobState
 from orchestrator.logs import configure_logging
 from orchestrator.services import Services
+from scripts.bench_cli import bench_main
 from scripts.bench_pipeline import make_images
 from scripts.ml_process import ml_service
 
@@ -146,21 +146,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--distinct", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ml-url", default=None, help="use a running ML service instead of starting one")
-    parser.add_argument("--json", action="store_true", help="print only the JSON line")
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:>28}: {value}")
-    print(json.dumps(result))
+
+
+def main() -> None:
+    bench_main(__doc__, options, run)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ The last line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import re
 import shutil
 import sys
@@ -33,6 +31,7 @@ from orchestrator.job_store import JobStore
 from orchestrator.jobs import JobState
 from orchestrator.search import SearchQuery, search
 from orchestrator.services import Services
+from scripts.bench_cli import bench_main
 from scripts.ml_process import ml_service
 from scripts.talk_video import TalkManifest, make_talk_video
 
@@ -137,19 +136,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
-    parser.add_argument("--ml-url", default=None, help="use a running ML service instead of starting one")
-    parser.add_argument("--json", action="store_true", help="print only the JSON line")
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:>16}: {value}")
-    print(json.dumps(result))
+
+
+def main() -> None:
+    bench_main(__doc__, options, run)
 
 
 if __name__ == "__main__":
