@@ -26,28 +26,15 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.config import Settings
-from orchestrator.job_manager import JobManager
-from orchestrator.job_store import JobStore
-from orchestrator.jobs import JobState
 from orchestrator.search import SearchQuery, search
-from orchestrator.services import Services
 from scripts.bench_cli import bench_main
+from scripts.bench_jobs import completed_job, job_manager
 from scripts.ml_process import ml_service
+from scripts.speech import word_error_rate
 from scripts.talk_video import TalkManifest, make_talk_video
 
 PHRASE_TOLERANCE_S = 2.0
 _SUM = re.compile(r'^archivist_ml_model_batch_seconds_sum\{model="([^"]+)"\} ([0-9.e+-]+)$', re.MULTILINE)
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level edit distance over the reference's length (case and punctuation ignored)."""
-    ref, hyp = (re.findall(r"[a-z0-9']+", t.lower()) for t in (reference, hypothesis))
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[len(hyp)] / max(1, len(ref))
 
 
 def model_seconds(ml_url: str) -> dict[str, float]:
@@ -57,17 +44,8 @@ def model_seconds(ml_url: str) -> dict[str, float]:
 
 
 async def ingest_and_search(settings: Settings, root: Path, manifest: TalkManifest) -> dict[str, Any]:
-    services = await Services.open(settings)
-    job_store = JobStore(settings.jobs_db_path)
-    await job_store.open()
-    manager = JobManager(services, job_store)
-    try:
-        start = time.perf_counter()
-        job = await manager.submit(root, "bench", {})
-        await manager.wait(job.id)
-        wall = time.perf_counter() - start
-        if job.state is not JobState.COMPLETED:
-            raise RuntimeError(f"job ended {job.state}: {job.error}")
+    async with job_manager(settings) as (services, manager):
+        wall, job = await completed_job(manager, root)
         status = job.status()
         hits = 0
         misses = []
@@ -90,9 +68,6 @@ async def ingest_and_search(settings: Settings, root: Path, manifest: TalkManife
         said = " ".join(p.payload["transcript"] for p in sorted(points, key=lambda p: p.payload["start_s"]))
         wer = word_error_rate(" ".join(p.text for p in manifest.phrases), said)
         return {"wall_s": wall, "status": status, "hits": hits, "misses": misses, "wer": wer}
-    finally:
-        await job_store.close()
-        await services.close()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

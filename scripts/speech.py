@@ -11,6 +11,7 @@ PATH) or numpy resamples it from espeak-ng's 22,050 Hz to 16 kHz.
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import wave
@@ -143,3 +144,34 @@ def write_wav(path: Path, samples: Int16Array, rate: int = SAMPLE_RATE) -> None:
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of a transcript or a reference sentence (punctuation and hyphens split words)."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int, int, int]:
+    """(substitutions, deletions, insertions, reference words) of a word-level alignment."""
+    ref, hyp = words(reference), words(hypothesis)
+    # cost, substitutions, deletions, insertions of aligning ref[:i] with hyp[:j]
+    row = [(j, 0, 0, j) for j in range(len(hyp) + 1)]
+    for i in range(1, len(ref) + 1):
+        previous, row = row, [(i, 0, i, 0)]
+        for j in range(1, len(hyp) + 1):
+            same = ref[i - 1] == hyp[j - 1]
+            diagonal, up, left = previous[j - 1], previous[j], row[j - 1]
+            row.append(
+                min(
+                    (diagonal[0] + (not same), diagonal[1] + (not same), diagonal[2], diagonal[3]),
+                    (up[0] + 1, up[1], up[2] + 1, up[3]),
+                    (left[0] + 1, left[1], left[2], left[3] + 1),
+                )
+            )
+    _, subs, dels, ins = row[-1]
+    return subs, dels, ins, len(ref)
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    subs, dels, ins, count = word_errors(reference, hypothesis)
+    return (subs + dels + ins) / max(count, 1)

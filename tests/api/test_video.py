@@ -8,7 +8,6 @@ truncated mp4. Each is searchable or recorded as failed with a reason; a re-inge
 from __future__ import annotations
 
 import itertools
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from PIL import Image
 
 from scripts.av_write import textured, truncate, write_audio, write_video
-from scripts.speech import SAMPLE_RATE, VOICES, silence, synthesize
+from scripts.speech import SAMPLE_RATE, VOICES, silence, synthesize, word_error_rate, words
 from scripts.talk_video import TalkManifest, make_talk_video, presenter_faces
 from tests.support.app_factory import counting_store, make_settings
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
@@ -26,20 +25,6 @@ pytestmark = pytest.mark.slow
 
 AUDIO_SENTENCE = "The lighthouse keeper counted seventeen seagulls on the rocks."
 NO_AUDIO_CAPTION = "WEATHER WARNING FOR THE COAST"
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref, hyp = _words(reference), _words(hypothesis)
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / max(1, len(ref))
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +91,8 @@ async def test_video_and_audio_end_to_end(
             assert abs(top["start_s"] - phrase.start_s) <= 2.0, (phrase, top["start_s"], top["snippet"])
             # A word straddling the chunk's start belongs to the chunk holding its middle.
             assert top["chunk_start_s"] - 1.0 <= top["start_s"] <= top["chunk_end_s"], top
-            said = set(_words(phrase.text))
-            assert len(said & set(_words(top["snippet"]))) >= len(said) / 2, (phrase.text, top["snippet"])
+            said = set(words(phrase.text))
+            assert len(said & set(words(top["snippet"]))) >= len(said) / 2, (phrase.text, top["snippet"])
 
         # Transcript quality over the whole programme.
         points, _ = await store.scroll("tv", None, 100, None)

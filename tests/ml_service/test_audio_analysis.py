@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ml_service.config import MLSettings
-from scripts.speech import SAMPLE_RATE, VOICES, Int16Array, silence, synthesize
+from scripts.speech import SAMPLE_RATE, VOICES, Int16Array, silence, synthesize, word_error_rate, word_errors
 
 FIRST = "Breaking news. Heavy rain caused a flood in Valencia on Tuesday morning."
 SECOND = "The river rose quickly and hundreds of families left their homes before noon."
@@ -20,38 +20,8 @@ LEAD_S, PAUSE_S, TAIL_S = 1.0, 1.0, 0.5
 _ONSET_SHARE = 0.02
 
 
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int, int, int]:
-    """(substitutions, deletions, insertions, reference words) of a word-level alignment."""
-    ref, hyp = _words(reference), _words(hypothesis)
-    # cost, substitutions, deletions, insertions of aligning ref[:i] with hyp[:j]
-    row = [(j, 0, 0, j) for j in range(len(hyp) + 1)]
-    for i in range(1, len(ref) + 1):
-        previous, row = row, [(i, 0, i, 0)]
-        for j in range(1, len(hyp) + 1):
-            same = ref[i - 1] == hyp[j - 1]
-            diagonal, up, left = previous[j - 1], previous[j], row[j - 1]
-            row.append(
-                min(
-                    (diagonal[0] + (not same), diagonal[1] + (not same), diagonal[2], diagonal[3]),
-                    (up[0] + 1, up[1], up[2] + 1, up[3]),
-                    (left[0] + 1, left[1], left[2], left[3] + 1),
-                )
-            )
-    _, subs, dels, ins = row[-1]
-    return subs, dels, ins, len(ref)
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    subs, dels, ins, count = word_errors(reference, hypothesis)
-    return (subs + dels + ins) / max(count, 1)
-
-
 def test_wer_helper() -> None:
-    assert wer("the cat sat", "the cat sat") == 0.0
+    assert word_error_rate("the cat sat", "the cat sat") == 0.0
     assert word_errors("the cat sat", "the bat sat down") == (1, 0, 1, 3)
     assert word_errors("Breaking news, heavy rain", "breaking heavy rain") == (0, 1, 0, 4)
 
@@ -123,7 +93,7 @@ def test_transcript_matches_the_sentences(analysis: dict[str, Any], dialog: Dial
     assert result["duration_s"] == round(dialog.duration, 2)
     assert result["language"] == "en" and result["language_probability"] == 1.0  # tiny.en: fixed
     transcript = " ".join(segment["text"] for segment in result["segments"])
-    assert wer(f"{FIRST} {SECOND}", transcript) <= 0.20, transcript
+    assert word_error_rate(f"{FIRST} {SECOND}", transcript) <= 0.20, transcript
     # The speech itself is ~9.4 s of the 12 s (two ~4.7 s sentences).
     assert 8.0 <= result["speech_s"] <= 11.0
 
