@@ -30,15 +30,12 @@ from orchestrator.clients.vectors import PointRecord
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.config import Settings
 from orchestrator.ids import point_id
-from orchestrator.job_manager import JobManager
-from orchestrator.job_store import JobStore
-from orchestrator.jobs import JobState
 from orchestrator.keywords import sparse_vector
 from orchestrator.media.images import decode_image
 from orchestrator.pipeline.negotiate import collection_spec
 from orchestrator.pipeline.unify import compose_text, image_parts
-from orchestrator.services import Services
 from scripts.bench_cli import bench_main
+from scripts.bench_jobs import completed_job, job_manager
 from scripts.make_samples import scene_image
 from scripts.ml_process import ml_service
 
@@ -112,21 +109,9 @@ async def ml_direct(files: list[Path], ml: MLClient, batch: int, settings: Setti
 
 
 async def pipeline_job(settings: Settings, root: Path) -> tuple[float, dict[str, Any], int]:
-    services = await Services.open(settings)
-    job_store = JobStore(settings.jobs_db_path)
-    await job_store.open()
-    manager = JobManager(services, job_store)
-    try:
-        start = time.perf_counter()
-        job = await manager.submit(root, "bench", {})
-        await manager.wait(job.id)
-        wall = time.perf_counter() - start
-        if job.state is not JobState.COMPLETED:
-            raise RuntimeError(f"pipeline job ended {job.state}: {job.error}")
+    async with job_manager(settings) as (services, manager):
+        wall, job = await completed_job(manager, root)
         return wall, job.status(), services.ml.requests
-    finally:
-        await job_store.close()
-        await services.close()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.config import Settings
 from orchestrator.job_manager import JobManager
-from orchestrator.job_store import JobStore
 from orchestrator.jobs import Job, JobState
 from orchestrator.logs import configure_logging
-from orchestrator.services import Services
 from scripts.bench_cli import bench_main
+from scripts.bench_jobs import job_manager
 from scripts.bench_pipeline import make_images
 from scripts.ml_process import ml_service
 
@@ -102,11 +101,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         build_s = time.perf_counter() - t0
         with ml_service(args.ml_url, log_path=work / "ml.log") as ml_url:
             settings = Settings(data_dir=work / "data", ml_service_url=ml_url, allowed_roots=str(work))
-            services = await Services.open(settings)
-            store = JobStore(settings.jobs_db_path)
-            await store.open()
-            manager = JobManager(services, store)
-            try:
+            async with job_manager(settings) as (_services, manager):
                 first_s, first, rss_10 = await ingest(manager, tree, args.files, 0.10)
                 rss_end = rss_mb()
                 walks, reingests = [], []
@@ -116,9 +111,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     walks.append(time.perf_counter() - t)
                     wall, again, _ = await ingest(manager, tree, args.files, None)
                     reingests.append(wall)
-            finally:
-                await store.close()
-                await services.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     walk_s, reingest_s = statistics.median(walks), statistics.median(reingests)
