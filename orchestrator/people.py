@@ -10,7 +10,6 @@ created), those clusters become one. Ids are deterministic, so re-writing a file
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from orchestrator.clients.vectors import CollectionSpec, PointRecord, SearchFilt
 from orchestrator.ids import point_id
 from orchestrator.logs import get_logger
 from orchestrator.pipeline.messages import AnalyzedFile
+from orchestrator.pipeline.unify import cosine
 
 log = get_logger(__name__)
 
@@ -145,7 +145,7 @@ class PeopleIndex:
         """The cluster of the most similar stored or same-batch member at or above the threshold."""
         best, best_score = None, kind.threshold
         for member in batch:
-            score = _cosine(vector, member.vector)
+            score = cosine(vector, member.vector)
             if score >= best_score:
                 best, best_score = member.cluster, score
         name = kind.collection(self._collection)
@@ -296,10 +296,3 @@ def on_screen(
 
 def _member_id(kind: str, content_hash: str, chunk: int, n: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{kind}:{content_hash}:{chunk}:{n}"))
-
-
-def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
-    return dot / (na * nb) if na and nb else 0.0

@@ -199,8 +199,8 @@ class InferStage:
     async def _unify(self, pending: list[_Pending]) -> dict[str, Any]:
         """One ChunkAnalysis per analysed chunk (text vectors embedded in batches); returns cache entries."""
         ctx = self._ctx
-        parts: list[tuple[_Pending, int, Visual, Speech]] = []
-        image_vectors: dict[tuple[int, int], list[float] | None] = {}  # when an image–text model runs
+        # (file, chunk, what it shows, what is said, its image vector when an image–text model runs)
+        parts: list[tuple[_Pending, int, Visual, Speech, list[float] | None]] = []
         for p in pending:
             if p.error is not None:
                 continue
@@ -218,9 +218,9 @@ class InferStage:
                         chunk.end_s or 0.0,
                         index == last,
                     )
-                parts.append((p, index, visual, said))
-                image_vectors[(id(p), index)] = mean_vector([r.get("image_vector") for _, r in frames])
-        texts = [compose_text(v, s.transcript) for _, _, v, s in parts]
+                image_vector = mean_vector([r.get("image_vector") for _, r in frames])
+                parts.append((p, index, visual, said, image_vector))
+        texts = [compose_text(v, s.transcript) for _, _, v, s, _ in parts]
         vectors: list[list[float] | None] = []
         for part in _slices(texts, ctx.config.text_batch):
             ctx.progress.add("ml_requests")
@@ -228,7 +228,7 @@ class InferStage:
                 await ctx.ml.embed_text(part, request_id=ctx.job_id, on_wait=ctx.progress.set_waiting)
             )
         fresh: dict[str, Any] = {}
-        for (p, index, visual, said), text, vector in zip(parts, texts, vectors, strict=True):
+        for (p, index, visual, said, image_vector), text, vector in zip(parts, texts, vectors, strict=True):
             if vector is None:
                 p.fail("the ML service could not embed this chunk's text")
                 continue
@@ -239,7 +239,7 @@ class InferStage:
                 visual.faces,
                 text,
                 vector,
-                image_vectors[(id(p), index)],
+                image_vector,
                 said.transcript,
                 said.words,
                 said.turns,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import blake3
 
@@ -33,6 +34,7 @@ from orchestrator.pipeline.messages import (
     PreparedFile,
 )
 
+_T = TypeVar("_T")
 _HEAD_BYTES = 256  # enough for an MPEG transport stream (two 188-byte packets)
 _HASH_BLOCK = 8 << 20
 # Images are read whole (hash and decode share the bytes); larger ones are refused, not risked.
@@ -372,30 +374,37 @@ def _read_stable(entry: FileEntry) -> tuple[bytes, FileEntry]:
     """Read the whole file and make sure it did not change meanwhile (else the hash would be stale).
 
     Returns the stat as it was during the read: that, not the scanner's, goes into the file index."""
-    for _ in range(2):
-        with open(entry.path, "rb") as fh:
-            before = os.fstat(fh.fileno())
-            data = fh.read()
-            after = os.fstat(fh.fileno())
-        stable = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
-        if stable and len(data) == after.st_size:
-            return data, replace(entry, size=after.st_size, mtime_ns=after.st_mtime_ns, inode=after.st_ino)
-    raise _ChangedError("file changed while it was being read")
+    return _stable(entry, _read_whole)
 
 
 def _hash_stable(entry: FileEntry) -> tuple[str, FileEntry]:
     """blake3 of a (large) file read as a stream, checked unchanged across the read like `_read_stable`."""
+    return _stable(entry, _hash_stream)
+
+
+def _stable(entry: FileEntry, consume: Callable[[BinaryIO], tuple[_T, int]]) -> tuple[_T, FileEntry]:
+    """`consume` the open file (it returns its result and the bytes it read); retried once if the file
+    changed during the read (size or mtime moved, or fewer bytes than its size)."""
     for _ in range(2):
-        hasher = blake3.blake3()
         with open(entry.path, "rb") as fh:
             before = os.fstat(fh.fileno())
-            read = 0
-            while block := fh.read(_HASH_BLOCK):
-                hasher.update(block)
-                read += len(block)
+            result, read = consume(fh)
             after = os.fstat(fh.fileno())
         stable = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
         if stable and read == after.st_size:
-            changed = replace(entry, size=after.st_size, mtime_ns=after.st_mtime_ns, inode=after.st_ino)
-            return hasher.hexdigest(), changed
+            return result, replace(entry, size=after.st_size, mtime_ns=after.st_mtime_ns, inode=after.st_ino)
     raise _ChangedError("file changed while it was being read")
+
+
+def _read_whole(fh: BinaryIO) -> tuple[bytes, int]:
+    data = fh.read()
+    return data, len(data)
+
+
+def _hash_stream(fh: BinaryIO) -> tuple[str, int]:
+    hasher = blake3.blake3()
+    read = 0
+    while block := fh.read(_HASH_BLOCK):
+        hasher.update(block)
+        read += len(block)
+    return hasher.hexdigest(), read
