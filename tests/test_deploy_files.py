@@ -466,6 +466,20 @@ def test_ml_image_pins_torch_before_the_ml_extra(ml_dockerfile: list[Instruction
     assert "${TORCH_INDEX_URL:+--index-url" in installs[torch_at[0]]
 
 
+def test_ml_image_installs_insightface_like_the_dev_install(ml_dockerfile: list[Instruction]) -> None:
+    # insightface goes in with --no-deps (its opencv-python would overwrite the headless cv2), after the
+    # extra, at the same pin as scripts/install.sh, and pip check tolerates only that one requirement.
+    [command] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and '".[ml]"' in ins.args]
+    pins = re.findall(r'pip install --no-deps "(insightface==[^"]+)"', command)
+    script = (ROOT / "scripts" / "install.sh").read_text()
+    assert pins and pins == re.findall(r'--no-deps "(insightface==[^"]+)"', script)
+    assert command.index('".[ml]"') < command.index("--no-deps") < command.index("pip check")
+    allowed = r"'^insightface [^ ]* requires opencv-python, which is not installed\.$'"
+    assert allowed in command and allowed in script
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
+    assert "opencv-python-headless" in extra and not any(d.startswith("insightface") for d in extra)
+
+
 # --- .dockerignore --------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from ml_service.models.asr import AsrModel
 from ml_service.models.base import Image, InferenceModel, ServedModel
 from ml_service.models.clip import ClipModel
 from ml_service.models.faces import FaceModel
+from ml_service.models.insightface import InsightFaceModel
 from ml_service.models.instances import InstanceGroup
 from ml_service.models.objects import ObjectModel
 from ml_service.models.ocr import OcrModel
@@ -72,6 +73,15 @@ def _image_model_builder(task: ImageTask, settings: MLSettings) -> Callable[[int
                     threads=threads,
                     **limits,
                 )
+            case ImageTask.FACES if settings.insightface_model_path is not None:
+                return InsightFaceModel(
+                    settings.insightface_model_path,
+                    min_score=settings.faces_min_score,
+                    det_size=settings.insightface_det_size,
+                    device=settings.device,
+                    threads=threads,
+                    **limits,
+                )
             case ImageTask.FACES:
                 return FaceModel(min_score=settings.faces_min_score, threads=threads, **limits)
             case ImageTask.TAGS:
@@ -86,6 +96,12 @@ def _image_model_builder(task: ImageTask, settings: MLSettings) -> Callable[[int
     return build
 
 
+def _image_model_class(task: ImageTask, settings: MLSettings) -> type[ImageModel]:
+    if task is ImageTask.FACES and settings.insightface_model_path is not None:
+        return InsightFaceModel
+    return MODEL_CLASSES[task]
+
+
 def set_opencv_threads(threads: int) -> None:
     """Size OpenCV's process-wide pool (object detection, faces, and resizing in every model)."""
     import cv2
@@ -96,7 +112,8 @@ def set_opencv_threads(threads: int) -> None:
 
 def _build_image_group(task: ImageTask, settings: MLSettings) -> ImageGroup:
     threads = settings.threads_per_instance(task)
-    single = settings.cpu_threads if MODEL_CLASSES[task].single_item_on_all_threads else threads
+    on_all_threads = _image_model_class(task, settings).single_item_on_all_threads
+    single = settings.cpu_threads if on_all_threads else threads
     return InstanceGroup(
         _image_model_builder(task, settings),
         instances=settings.instances_for(task),
