@@ -34,7 +34,15 @@ COPY ml_service ./ml_service
 # insightface (the optional face backend, ML_INSIGHTFACE_MODEL_PATH) goes in without its opencv-python
 # requirement: that GUI build would overwrite opencv-python-headless's cv2 and needs libGL. pip check then
 # allows exactly that one missing requirement (scripts/install.sh does the same).
-RUN pip install ".[ml]" && pip install --no-deps "insightface==2.1" \
+# WITH_PYANNOTE=1 adds the pyannote backend (ML_PYANNOTE_PIPELINE_PATH; ~300 MB more): torchaudio's compiled
+# libraries are deleted after installing, as in scripts/install.sh (PyPI ships CUDA builds that do not load
+# beside this torch; pyannote needs only its pure-Python part).
+ARG WITH_PYANNOTE=""
+RUN pip install ".[ml${WITH_PYANNOTE:+,pyannote}]" && pip install --no-deps "insightface==2.1" \
+    && if [ -n "$WITH_PYANNOTE" ]; then \
+         ta=$(python -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('torchaudio').origin))") \
+         && rm -f "$ta"/lib/*.so; \
+       fi \
     && { pip check > /tmp/pip-check.txt \
          || ! grep -v '^insightface [^ ]* requires opencv-python, which is not installed\.$' /tmp/pip-check.txt; } \
     && rm -rf /src /tmp/pip-check.txt

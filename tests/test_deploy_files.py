@@ -450,10 +450,14 @@ def test_orchestrator_image_installs_without_the_ml_extra(orchestrator_dockerfil
     assert "[ml]" not in text and "torch" not in text
 
 
+# The ML image's install of the project: the [ml] extra, plus [pyannote] with --build-arg WITH_PYANNOTE=1.
+ML_EXTRA = '".[ml${WITH_PYANNOTE:+,pyannote}]"'
+
+
 def test_ml_image_pins_torch_before_the_ml_extra(ml_dockerfile: list[Instruction]) -> None:
     installs = pip_installs(ml_dockerfile)
     torch_at = [i for i, cmd in enumerate(installs) if re.search(r"\btorch==", cmd)]
-    extra_at = [i for i, cmd in enumerate(installs) if '".[ml]"' in cmd]
+    extra_at = [i for i, cmd in enumerate(installs) if ML_EXTRA in cmd]
     assert len(torch_at) == 1 and len(extra_at) == 1 and torch_at[0] < extra_at[0], installs
     pin = re.search(r'"(torch==[^"]+)"', installs[torch_at[0]])
     assert pin and pin.group(1) == "torch==2.13.0"
@@ -469,15 +473,32 @@ def test_ml_image_pins_torch_before_the_ml_extra(ml_dockerfile: list[Instruction
 def test_ml_image_installs_insightface_like_the_dev_install(ml_dockerfile: list[Instruction]) -> None:
     # insightface goes in with --no-deps (its opencv-python would overwrite the headless cv2), after the
     # extra, at the same pin as scripts/install.sh, and pip check tolerates only that one requirement.
-    [command] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and '".[ml]"' in ins.args]
+    [command] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and ML_EXTRA in ins.args]
     pins = re.findall(r'pip install --no-deps "(insightface==[^"]+)"', command)
     script = (ROOT / "scripts" / "install.sh").read_text()
     assert pins and pins == re.findall(r'--no-deps "(insightface==[^"]+)"', script)
-    assert command.index('".[ml]"') < command.index("--no-deps") < command.index("pip check")
+    assert command.index(ML_EXTRA) < command.index("--no-deps") < command.index("pip check")
     allowed = r"'^insightface [^ ]* requires opencv-python, which is not installed\.$'"
     assert allowed in command and allowed in script
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
     assert "opencv-python-headless" in extra and not any(d.startswith("insightface") for d in extra)
+
+
+def test_pyannote_install_drops_torchaudios_cuda_libraries_in_both_installs(
+    ml_dockerfile: list[Instruction],
+) -> None:
+    # torchaudio's PyPI wheels link CUDA libraries that the CPU torch lacks; both installs delete them, after
+    # installing the extra, the dev install always, the image with WITH_PYANNOTE.
+    [command] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and ML_EXTRA in ins.args]
+    script = (ROOT / "scripts" / "install.sh").read_text()
+    drop = 'rm -f "$ta"/lib/*.so'
+    assert drop in command and drop in script
+    assert command.index(ML_EXTRA) < command.index(drop) and 'if [ -n "$WITH_PYANNOTE" ]' in command
+    assert script.index('".[ml,pyannote,dev]"') < script.index(drop)
+    assert 'WITH_PYANNOTE=""' in [ins.args for ins in ml_dockerfile if ins.keyword == "ARG"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(d.startswith("pyannote.audio==4.") for d in extras["pyannote"])
+    assert any(d.startswith("torchaudio==") for d in extras["pyannote"])
 
 
 # --- .dockerignore --------------------------------------------------------------------------------------

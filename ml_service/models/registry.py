@@ -26,6 +26,7 @@ from ml_service.models.insightface import InsightFaceModel
 from ml_service.models.instances import InstanceGroup
 from ml_service.models.objects import ObjectModel
 from ml_service.models.ocr import OcrModel
+from ml_service.models.pyannote import PyannoteSpeakerModel
 from ml_service.models.tags import TagModel
 from ml_service.models.text import TextEmbedder
 from ml_service.models.vlm import CaptionModel
@@ -172,7 +173,14 @@ def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
             threads=settings.cpu_threads,
             **limits[AudioTask.ASR],
         )
-    if settings.voices_enabled:
+    if settings.voices_enabled and settings.pyannote_pipeline_path is not None:
+        models[AudioTask.SPEAKERS] = PyannoteSpeakerModel(
+            settings.pyannote_pipeline_path,
+            device=device,
+            threads=settings.cpu_threads,
+            **limits[AudioTask.SPEAKERS],
+        )
+    elif settings.voices_enabled:
         # ML_ASR_DEVICE is the audio models' device (the encoder also checks that torch sees a GPU).
         models[AudioTask.SPEAKERS] = SpeakerModel(
             device=device,
