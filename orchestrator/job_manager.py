@@ -13,6 +13,7 @@ import structlog
 from orchestrator.job_store import ErrorRow, JobStore
 from orchestrator.jobs import Job, JobNotFoundError, JobState
 from orchestrator.logs import get_logger
+from orchestrator.people import check_vector_sizes
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.negotiate import collection_spec, pipeline_config
 from orchestrator.pipeline.runner import run_pipeline
@@ -181,6 +182,7 @@ class JobManager:
         config = pipeline_config(services.settings, caps, job.options)
         progress.batch_sizes.update({"infer": config.infer_batch, "upsert": config.upsert_batch})
         await services.store.ensure_collection(job.collection, collection_spec(caps))
+        await check_vector_sizes(services.store, job.collection, caps.models)
         ctx = PipelineContext(
             job_id=job.id,
             root=job.root,

@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.clients.vectors import CollectionSpec, PointRecord, SearchFilter, SearchRequest, VectorStore
+from orchestrator.clients.vectors import (
+    CollectionSpec,
+    CollectionSpecMismatchError,
+    PointRecord,
+    SearchFilter,
+    SearchRequest,
+    VectorStore,
+)
 from orchestrator.ids import point_id
 from orchestrator.logs import get_logger
 from orchestrator.pipeline.messages import AnalyzedFile
@@ -52,6 +59,32 @@ def companions(collection: str) -> list[str]:
 
 def is_companion(name: str) -> bool:
     return name.endswith(COMPANION_SUFFIXES)
+
+
+# The ML model whose vectors each companion collection holds: (vector name, suffix, model key).
+_COMPANION_MODELS = (("face", FACE_SUFFIX, "faces"), ("voice", VOICE_SUFFIX, "speakers"))
+
+
+async def check_vector_sizes(store: VectorStore, collection: str, models: dict[str, dict[str, Any]]) -> None:
+    """Refuse a job whose face or voice model gives vectors of another size than its companion holds.
+
+    A collection keeps the face and voice backends it was built with (YuNet/SFace 128-d against an
+    insightface pack's 512-d, resemblyzer 256-d against a pyannote pipeline's size): mixing them cannot be
+    compared. Raised at the job's start instead of at its first face. Unknown sizes (a lazily loaded
+    model) are not checked.
+    """
+    for vector, suffix, key in _COMPANION_MODELS:
+        size = (models.get(key) or {}).get("vector_size")
+        name = f"{collection}{suffix}"
+        if not size or not await store.collection_exists(name):
+            continue
+        stored = (await store.dense_vectors(name)).get(vector)
+        if stored is not None and stored != int(size):
+            model = models[key].get("name", key)
+            raise CollectionSpecMismatchError(
+                f"collection {name!r} holds {stored}-d {vector} vectors, but the ML service's {key} model "
+                f"({model}) gives {size}-d ones: ingest into a new collection to change the {key} backend"
+            )
 
 
 @dataclass(slots=True)

@@ -10,10 +10,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.clients.vectors import CollectionSpec, PointRecord, SearchFilter
+from orchestrator.clients.vectors import (
+    CollectionSpec,
+    CollectionSpecMismatchError,
+    PointRecord,
+    SearchFilter,
+)
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.ids import point_id
-from orchestrator.people import PeopleIndex, companions, on_screen, renamed_people
+from orchestrator.people import PeopleIndex, check_vector_sizes, companions, on_screen, renamed_people
 from orchestrator.pipeline.messages import (
     AnalyzedFile,
     ChunkAnalysis,
@@ -107,6 +112,30 @@ async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore) -> N
 
     await people.forget(["a" * 8])
     assert await store.count(faces) == 1 and await store.count(voices) == 1
+
+
+async def test_a_job_with_another_face_or_voice_backend_is_refused_at_its_start(
+    store: EdgeVectorStore,
+) -> None:
+    models: dict[str, dict[str, Any]] = {
+        "faces": {"name": "yunet+sface", "vector_size": 128},
+        "speakers": {"name": "resemblyzer", "vector_size": 256},
+    }
+    await check_vector_sizes(store, "media", models)  # no companions yet: nothing to compare
+    people = PeopleIndex(store, "media", face_threshold=0.45, voice_threshold=0.8)
+    await people.assign([_file("a" * 8, [([_identity(1, 128)], [_identity(3, 256)])])])
+    await check_vector_sizes(store, "media", models)  # the same backends
+    await check_vector_sizes(store, "media", {"faces": {"name": "insightface", "vector_size": None}})
+    insightface = {**models, "faces": {"name": "insightface", "vector_size": 512}}
+    with pytest.raises(
+        CollectionSpecMismatchError,
+        match=r"'media_faces' holds 128-d face vectors.*\(insightface\) gives 512-d",
+    ):
+        await check_vector_sizes(store, "media", insightface)
+    pyannote = {**models, "speakers": {"name": "pyannote", "vector_size": 32}}
+    with pytest.raises(CollectionSpecMismatchError, match=r"'media_voices' holds 256-d voice vectors"):
+        await check_vector_sizes(store, "media", pyannote)
+    await check_vector_sizes(store, "other", insightface)  # another collection starts afresh
 
 
 async def test_merge_joins_clusters_a_later_face_bridges(store: EdgeVectorStore) -> None:
