@@ -8,7 +8,8 @@
 #     image pass --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu.)
 #   GPU image: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 (or another CUDA variant).
 #     The version stays 2.13.0: "2.13.0+cu128" satisfies the extra's torch==2.13.0, so pip keeps it. The CUDA
-#     wheels bring their CUDA libraries; the host needs the NVIDIA driver and Container Toolkit. Note that
+#     wheels bring their CUDA libraries; the host needs the NVIDIA driver and Container Toolkit. insightface faces
+#     run on the GPU only with onnxruntime-gpu in place of onnxruntime (not done here: unchecked without a GPU). Note that
 #     today's default models run on CPU (see docker-compose.yml), so a GPU image only pays off with a GPU backend.
 # Debian 12 like the development and CI machines (every wheel here was verified on it).
 FROM python:3.11-slim-bookworm
