@@ -79,6 +79,25 @@ def weights_digest(paths: Iterable[Path], extra: str = "") -> str:
     return digest[:_DIGEST_CHARS]
 
 
+def unit_rows(matrix: Any) -> FloatArray:
+    """Each row of a 2-d array L2-normalised, as float32 (a zero row stays zero)."""
+    rows = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    unit: FloatArray = (rows / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
+
+
+def predict_each(predict_one: Callable[[In], Out], batch: Sequence[In]) -> list[ItemResult[Out]]:
+    """Items one after another (models without batching); one that raises gets its error, the rest values."""
+    results: list[ItemResult[Out]] = []
+    for item in batch:
+        try:
+            results.append(ItemResult(value=predict_one(item)))
+        except Exception as exc:
+            results.append(ItemResult(error=describe_error(exc)))
+    return results
+
+
 def describe_error(exc: BaseException) -> str:
     """A short, single-line error text for an item's ``error`` field."""
     text = " ".join(str(exc).split())

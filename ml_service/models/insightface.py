@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ml_service.device import DeviceSetting
-from ml_service.models.base import FloatArray, Image, InferenceModel, ItemResult
-from ml_service.models.faces import Face
+from ml_service.models.base import FloatArray, Image, InferenceModel, ItemResult, unit_rows
+from ml_service.models.faces import Face, attach_embeddings
 
 # ArcFace is trained on 112 px aligned crops; a face much smaller than a third of that is upscaled
 # into invented detail, and its vector would join clusters at random. Such faces are still reported,
@@ -126,10 +126,7 @@ class InsightFaceModel(InferenceModel[Image, list[Face]]):
         self._detector.detect(np.zeros((side, side, 3), np.uint8))  # warm: the first run sizes buffers
 
     def _embed(self, crops: list[np.ndarray[Any, Any]]) -> FloatArray:
-        out = np.asarray(self._recognizer.get_feat(crops), dtype=np.float32).reshape(len(crops), -1)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        unit: FloatArray = (out / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit
+        return unit_rows(np.asarray(self._recognizer.get_feat(crops)).reshape(len(crops), -1))
 
     def _predict_batch(self, batch: Sequence[Image]) -> list[ItemResult[list[Face]]]:
         from insightface.utils.face_align import norm_crop
@@ -154,7 +151,5 @@ class InsightFaceModel(InferenceModel[Image, list[Face]]):
                     crops.append(norm_crop(image.bgr, landmark=points[i], image_size=crop_side))
                     owners.append(face)
             per_image.append(faces)
-        if crops:
-            for face, vector in zip(owners, self._embed(crops), strict=True):
-                face["embedding"] = vector
+        attach_embeddings(owners, crops, self._embed)
         return [ItemResult(value=faces) for faces in per_image]

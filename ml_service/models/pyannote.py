@@ -24,18 +24,14 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ml_service.models.asr import SAMPLE_RATE, TIME_DECIMALS, resolve_device
-from ml_service.models.base import FloatArray, InferenceModel, ItemResult, describe_error
-from ml_service.models.voices import SpeakerInput, Turn
+from ml_service.models.asr import SAMPLE_RATE, TIME_DECIMALS
+from ml_service.models.base import FloatArray, InferenceModel, ItemResult, predict_each, unit_rows
+from ml_service.models.voices import SpeakerInput, Turn, speaker_device
 
 
-def unit_rows(matrix: np.ndarray[Any, Any]) -> list[FloatArray | None]:
-    """Each row L2-normalised as float32; None for a row that is not finite or is zero."""
-    rows: list[FloatArray | None] = []
-    for row in np.asarray(matrix, dtype=np.float64):
-        norm = float(np.linalg.norm(row))
-        rows.append((row / norm).astype(np.float32) if np.isfinite(norm) and norm > 0 else None)
-    return rows
+def speaker_vectors(centroids: Any) -> list[FloatArray | None]:
+    """pyannote's per-speaker centroids as unit vectors; None for one it could not compute (NaN or zero)."""
+    return [row if np.isfinite(row).all() and row.any() else None for row in unit_rows(centroids)]
 
 
 class PyannoteSpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
@@ -80,12 +76,7 @@ class PyannoteSpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
         return {**super().capabilities(), "vector_size": self.dim or None, "weights": self.pipeline_path.name}
 
     def _resolve(self) -> None:
-        # "auto": where the ASR runs (CTranslate2 sees a GPU), and only if torch sees it too.
-        self.device = "cpu"
-        if resolve_device(self.requested_device) == "cuda":
-            import torch
-
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = speaker_device(self.requested_device)
 
     def _load(self) -> None:
         # Offline, and no usage telemetry (pyannote.audio 4 sends it to its authors unless told not to).
@@ -128,13 +119,7 @@ class PyannoteSpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
     def _predict_batch(self, batch: Sequence[SpeakerInput]) -> list[ItemResult[list[Turn]]]:
         if self._pipeline is None:
             raise RuntimeError("pyannote pipeline is not loaded")
-        results: list[ItemResult[list[Turn]]] = []
-        for item in batch:
-            try:
-                results.append(ItemResult(value=self.turns(item)))
-            except Exception as exc:
-                results.append(ItemResult(error=describe_error(exc)))
-        return results
+        return predict_each(self.turns, batch)
 
     def turns(self, item: SpeakerInput) -> list[Turn]:
         duration = len(item.samples) / SAMPLE_RATE
@@ -142,7 +127,7 @@ class PyannoteSpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
         annotation = getattr(output, "exclusive_speaker_diarization", None) or output.speaker_diarization
         labels = list(output.speaker_diarization.labels())
         centroids = getattr(output, "speaker_embeddings", None)
-        vectors = unit_rows(centroids) if centroids is not None else [None] * len(labels)
+        vectors = speaker_vectors(centroids) if centroids is not None else [None] * len(labels)
         by_label = dict(zip(labels, vectors, strict=False))
         order: dict[str, int] = {}
         turns: list[Turn] = []

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal, TypedDict
 import numpy as np
 
 from ml_service.models.asr import SAMPLE_RATE, TIME_DECIMALS, resolve_device, vad_model_file
-from ml_service.models.base import FloatArray, InferenceModel, ItemResult, describe_error
+from ml_service.models.base import FloatArray, InferenceModel, ItemResult, predict_each
 
 # Below this a region is not embedded: resemblyzer's partial utterances are 1.6 s, and shorter
 # speech gives vectors dominated by padding.
@@ -99,6 +99,15 @@ def cluster(embeddings: FloatArray, threshold: float) -> list[int]:
     return [order[owner[row]] for row in range(count)]
 
 
+def speaker_device(setting: Literal["auto", "cpu", "cuda"]) -> str:
+    """Where a speaker model runs: where the ASR runs (CTranslate2 sees a GPU), if torch sees it too."""
+    if resolve_device(setting) == "cuda":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
 class SpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
     key: ClassVar[str] = "speakers"
     task: ClassVar[str] = "speaker-embedding"
@@ -142,12 +151,7 @@ class SpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
         return {**super().capabilities(), "device": self.device, "same_threshold": self.same_threshold}
 
     def _resolve(self) -> None:
-        # "auto": where the ASR runs (CTranslate2 sees a GPU), and only if torch sees it too.
-        self.device = "cpu"
-        if resolve_device(self.requested_device) == "cuda":
-            import torch
-
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = speaker_device(self.requested_device)
 
     def _load(self) -> None:
         import torch
@@ -199,13 +203,7 @@ class SpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
     def _predict_batch(self, batch: Sequence[SpeakerInput]) -> list[ItemResult[list[Turn]]]:
         if self._encoder is None:
             raise RuntimeError("speaker model is not loaded")
-        results: list[ItemResult[list[Turn]]] = []
-        for item in batch:
-            try:
-                results.append(ItemResult(value=self.turns(item)))
-            except Exception as exc:
-                results.append(ItemResult(error=describe_error(exc)))
-        return results
+        return predict_each(self.turns, batch)
 
     def turns(self, item: SpeakerInput) -> list[Turn]:
         """The item's speaker turns, in time order (see the module docstring)."""

@@ -20,7 +20,7 @@ from ml_service.models.clip import ClipModel
 from orchestrator.clients.ml import Capabilities
 from tests.ml_service.media import astronaut, b64, captioned_scene, chelsea, cosine, rendered_text
 from tests.ml_service.tiny_clip import CONTEXT_LENGTH, IMAGE_SIZE, VECTOR_SIZE, save_tiny_clip
-from tests.support.ml_server import running_ml_service
+from tests.support.ml_server import ml_client
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +31,8 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def clip_ml(clip_dir: Path) -> Iterator[httpx.Client]:
     """A service with the tiny CLIP and one cheap image model (tags); no text or audio models."""
-    env = {
-        "ML_CLIP_MODEL_PATH": str(clip_dir),
-        "ML_IMAGE_TASKS": "tags",
-        "ML_TEXT_ENABLED": "false",
-        "ML_ASR_ENABLED": "false",
-        "ML_VOICES_ENABLED": "false",
-    }
-    with running_ml_service(env=env) as service:
-        with httpx.Client(base_url=service.url, timeout=60) as client:
-            yield client
+    with ml_client({"ML_CLIP_MODEL_PATH": str(clip_dir), "ML_IMAGE_TASKS": "tags"}) as client:
+        yield client
 
 
 def images() -> list[dict[str, str]]:

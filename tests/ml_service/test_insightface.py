@@ -20,7 +20,7 @@ from ml_service.models.base import Image, weights_digest
 from ml_service.models.insightface import MIN_EMBED_FACE_PX, InsightFaceModel
 from tests.ml_service.media import b64
 from tests.ml_service.tiny_insightface import BOX, CELL, VECTOR_SIZE, face_box, save_tiny_insightface
-from tests.support.ml_server import running_ml_service
+from tests.support.ml_server import ml_client
 
 
 @pytest.fixture(scope="module")
@@ -130,16 +130,8 @@ def test_a_pack_without_a_recogniser_is_refused(pack: Path, tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def faces_ml(pack: Path) -> Iterator[httpx.Client]:
-    env = {
-        "ML_INSIGHTFACE_MODEL_PATH": str(pack),
-        "ML_IMAGE_TASKS": "faces",
-        "ML_TEXT_ENABLED": "false",
-        "ML_ASR_ENABLED": "false",
-        "ML_VOICES_ENABLED": "false",
-    }
-    with running_ml_service(env=env) as service:
-        with httpx.Client(base_url=service.url, timeout=60) as client:
-            yield client
+    with ml_client({"ML_INSIGHTFACE_MODEL_PATH": str(pack), "ML_IMAGE_TASKS": "faces"}) as client:
+        yield client
 
 
 def test_served_over_http(faces_ml: httpx.Client) -> None:

@@ -21,7 +21,7 @@ from ml_service.models.pyannote import PyannoteSpeakerModel
 from ml_service.models.voices import SpeakerInput
 from scripts.speech import SAMPLE_RATE, VOICES, silence, synthesize
 from tests.ml_service.tiny_pyannote import VECTOR_SIZE, save_tiny_pyannote
-from tests.support.ml_server import running_ml_service
+from tests.support.ml_server import ml_client
 
 SENTENCE = "Heavy rain caused a flood in Valencia on Tuesday morning."
 
@@ -92,15 +92,9 @@ def test_a_missing_pipeline_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def pyannote_ml(pipeline_dir: Path) -> Iterator[httpx.Client]:
-    env = {
-        "ML_PYANNOTE_PIPELINE_PATH": str(pipeline_dir),
-        "ML_IMAGE_TASKS": "",
-        "ML_TEXT_ENABLED": "false",
-        "ML_ASR_ENABLED": "false",
-    }
-    with running_ml_service(env=env) as service:
-        with httpx.Client(base_url=service.url, timeout=120) as client:
-            yield client
+    env = {"ML_PYANNOTE_PIPELINE_PATH": str(pipeline_dir), "ML_VOICES_ENABLED": "true"}
+    with ml_client(env, timeout_s=120) as client:
+        yield client
 
 
 def test_served_over_http(pyannote_ml: httpx.Client, speech: np.ndarray) -> None:

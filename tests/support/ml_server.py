@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NamedTuple
 
+import httpx
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Loading every default model takes ~7 s on 2 idle cores; a busy shared machine can take several
@@ -160,3 +162,20 @@ def running_ml_service(
         _stop(process)
         log_file.close()
         log_path.unlink(missing_ok=True)
+
+
+# Every model off: a service for one backend's test turns on only what that test needs.
+NO_MODELS = {
+    "ML_IMAGE_TASKS": "",
+    "ML_TEXT_ENABLED": "false",
+    "ML_ASR_ENABLED": "false",
+    "ML_VOICES_ENABLED": "false",
+}
+
+
+@contextmanager
+def ml_client(env: Mapping[str, str], timeout_s: float = 60.0) -> Iterator[httpx.Client]:
+    """A running service with ``NO_MODELS`` overridden by ``env``, and an HTTP client bound to it."""
+    with running_ml_service(env={**NO_MODELS, **env}) as service:
+        with httpx.Client(base_url=service.url, timeout=timeout_s) as client:
+            yield client
