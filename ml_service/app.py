@@ -129,7 +129,7 @@ def create_app(settings: MLSettings) -> FastAPI:
             {
                 "service": "archivist-ml",
                 "version": __version__,
-                **service.registry.capabilities(),  # with "device": ML_DEVICE as resolved
+                **service.capabilities(),  # with "device": ML_DEVICE as resolved
             }
         )
 

@@ -139,6 +139,16 @@ class MLService:
             batchers.append(self.image_text_batcher)
         return batchers
 
+    def capabilities(self) -> dict[str, Any]:
+        """The registry's capabilities; each model also says how many items its queue takes before 429
+        (``queue_capacity``, ML_MAX_QUEUE_ITEMS) and how many wait or run there now (``queued_items``)."""
+        caps = self.registry.capabilities()
+        depths = self.queue_depths()
+        for key, model in caps["models"].items():
+            model["queue_capacity"] = self.settings.max_queue_items
+            model["queued_items"] = depths.get(key, 0)
+        return caps
+
     def queue_depths(self) -> dict[str, int]:
         """Items waiting or running per model (for the metrics' queue gauge)."""
         return {b.model.key: b.queued_items for b in self._batchers()}

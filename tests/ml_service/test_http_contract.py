@@ -41,6 +41,7 @@ def test_capabilities_describe_the_loaded_models(ml: httpx.Client) -> None:
         assert re.fullmatch(r"[0-9a-f]{12}-p\d+", spec["version"])
         assert 1 <= spec["preferred_batch"] <= spec["max_batch"]
         assert spec["max_concurrency"] == 1
+        assert spec["queue_capacity"] == MLSettings().max_queue_items and spec["queued_items"] >= 0
     assert len({m["version"] for m in models.values()}) == len(models)
     text = caps["endpoints"]["/v1/embed/text"]
     assert text["max_batch"] == models["text"]["max_batch"]
