@@ -1,10 +1,12 @@
-"""Overload over real HTTP: a flood of text requests against a small queue is answered 429 with Retry-After,
-never 5xx; the queue, as /capabilities reports it, stays within its capacity; memory stays bounded; and the
-service answers normally afterwards."""
+"""The text model served over real HTTP under load: concurrent one-text requests are merged into shared
+batches (seen in /metrics); a flood against a small queue is answered 429 with Retry-After, never 5xx; the
+queue, as /capabilities reports it, stays within its capacity; memory stays bounded; and the service answers
+normally afterwards."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +62,37 @@ async def flood(url: str, rounds: int) -> tuple[list[httpx.Response], list[int]]
             done.set()
             await watcher
     return responses, depths
+
+
+def metric(text: str, series: str) -> float:
+    match = re.search(rf"^{re.escape(series)} ([0-9.e+]+)$", text, flags=re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_concurrent_single_text_requests_share_batches(service: MLService) -> None:
+    """16 clients with one text each, 8 rounds: the model sees far fewer, larger batches than requests."""
+    items = 'archivist_ml_model_batch_items_sum{model="text"}'
+    batches = 'archivist_ml_model_batch_items_count{model="text"}'
+
+    async def clients() -> list[int]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
+
+            async def one_client(c: int) -> list[int]:
+                statuses = []
+                for r in range(8):
+                    response = await client.post("/v1/embed/text", json={"texts": [f"client {c} round {r}"]})
+                    statuses.append(response.status_code)
+                return statuses
+
+            return [s for per in await asyncio.gather(*(one_client(c) for c in range(16))) for s in per]
+
+    before = httpx.get(f"{service.url}/metrics").text
+    assert asyncio.run(clients()) == [200] * 128
+    after = httpx.get(f"{service.url}/metrics").text
+    merged_items = metric(after, items) - metric(before, items)
+    calls = metric(after, batches) - metric(before, batches)
+    assert merged_items == 128
+    assert calls <= 128 / 4, f"{calls:.0f} model calls for 128 requests: requests were not merged"
 
 
 def test_overload_is_429_with_retry_after_and_bounded(service: MLService) -> None:
