@@ -120,9 +120,10 @@ async def test_search_uses_image_vectors_when_the_collection_has_them(tmp_path: 
                 PointRecord(
                     point_id("a" * 8, 0), {"text": [0, 0, 1, 0], "image": [1, 0, 0, 0]}, {}, {"path": "/a"}
                 ),
-                PointRecord(
-                    point_id("b" * 8, 0), {"text": [0, 0, 0, 1], "image": [0, 0, 0, 1]}, {}, {"path": "/b"}
-                ),
+                # Its text matches the query best, but it has no image vector (its image branch did not run):
+                # first in the text branch alone, second once the image branch is fused. (With an image
+                # vector of its own, the branches' opposite ranks fused to an exact RRF tie: a coin toss.)
+                PointRecord(point_id("b" * 8, 0), {"text": [0, 1, 0, 0]}, {}, {"path": "/b"}),
             ],
         )
         ml = _FakeML()
