@@ -101,9 +101,11 @@ class PyannoteSpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
         self._pipeline = pipeline
         # One pass over a second of noise: loads what is lazy, and tells the embedding size.
         rng = np.random.default_rng(0)
-        self._diarize((0.05 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32))
-        embedding = getattr(pipeline, "_embedding", None)
-        self.dim = int(getattr(embedding, "dimension", 0) or 0)
+        warm = self._diarize((0.05 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32))
+        # The embedding model's size (pyannote keeps it as ``_embedding``), else what the warm-up answered.
+        dimension = getattr(getattr(pipeline, "_embedding", None), "dimension", None)
+        answered = getattr(warm, "speaker_embeddings", None)
+        self.dim = int(dimension or (np.shape(answered)[-1] if answered is not None else 0))
 
     def _diarize(self, samples: FloatArray) -> Any:
         import torch
@@ -124,7 +126,8 @@ class PyannoteSpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
     def turns(self, item: SpeakerInput) -> list[Turn]:
         duration = len(item.samples) / SAMPLE_RATE
         output = self._diarize(item.samples)
-        annotation = getattr(output, "exclusive_speaker_diarization", None) or output.speaker_diarization
+        exclusive = getattr(output, "exclusive_speaker_diarization", None)
+        annotation = exclusive if exclusive is not None else output.speaker_diarization
         labels = list(output.speaker_diarization.labels())
         centroids = getattr(output, "speaker_embeddings", None)
         vectors = speaker_vectors(centroids) if centroids is not None else [None] * len(labels)
