@@ -161,7 +161,10 @@ class MLClient:
         first = Capabilities.parse(
             await self._call("GET", "/capabilities", None, count=False, on_wait=on_wait)
         )
-        others = [r for r in self._replicas.replicas if r.healthy][1:]
+        # Which replica answered is the balancer's choice: ask every healthy one (one GET more than needed),
+        # so that none is left out of the narrowing. A single replica has nothing to compare.
+        replicas = self._replicas.replicas
+        others = [r for r in replicas if r.healthy] if len(replicas) > 1 else []
         bodies = await asyncio.gather(*(self._peek(r, "/capabilities") for r in others))
         caps = [Capabilities.parse(b) for b in bodies if b is not None]
         for other in caps:

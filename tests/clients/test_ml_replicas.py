@@ -61,6 +61,14 @@ class Replica:
         results = [{"id": i, "ok": True, "error": None, "tags": []} for i in ids]
         return refused or Response(orjson.dumps({"results": results}))
 
+    async def capabilities_route(self, request: Request) -> Response:
+        limits = {"max_batch": self.max_batch, "preferred_batch": self.max_batch, "max_concurrency": 1}
+        caps = {
+            "models": {"text": {"version": "v1", "vector_size": 2}},
+            "endpoints": {"/v1/embed/text": limits},
+        }
+        return Response(orjson.dumps(caps))
+
     async def ready_route(self, request: Request) -> Response:
         return Response(b"{}", 200 if self.ready else 503)
 
@@ -72,6 +80,7 @@ async def serving(replica: Replica) -> AsyncIterator[tuple[str, uvicorn.Server]]
             Route("/v1/embed/text", replica.embed, methods=["POST"]),
             Route("/v1/analyze/images", replica.analyze, methods=["POST"]),
             Route("/ready", replica.ready_route),
+            Route("/capabilities", replica.capabilities_route),
         ]
     )
     port = free_port()
@@ -102,6 +111,18 @@ async def test_requests_go_to_the_replica_with_fewest_outstanding_items() -> Non
     assert all(v is not None for r in results for v in r)
     assert len(slow.batches) + len(fast.batches) == 24
     assert len(slow.batches) * 3 <= len(fast.batches), (len(slow.batches), len(fast.batches))
+
+
+async def test_batch_limits_are_the_smallest_any_replica_reports_whichever_answers_first() -> None:
+    small, large = Replica(max_batch=16), Replica(max_batch=64)
+    async with serving(small) as (small_url, _), serving(large) as (large_url, _):
+        client = MLClient([small_url, large_url], timeout_s=5, retry_deadline_s=5)
+        try:
+            # Ties rotate: the first asks the small replica first, the second the large one.
+            limits = [(await client.capabilities()).limits("/v1/embed/text").max_batch for _ in range(3)]
+        finally:
+            await client.close()
+    assert limits == [16, 16, 16]
 
 
 async def test_a_dead_replica_is_taken_out_and_its_request_goes_elsewhere() -> None:
