@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ml_service.device import DeviceSetting, require_cuda, resolve_device, use_half
-from ml_service.models.base import FloatArray, Image, InferenceModel, ItemResult, unit_rows
+from ml_service.device import DeviceSetting, require_cuda
+from ml_service.models.base import FloatArray, Image, ItemResult, unit_rows
+from ml_service.models.local_torch import LocalTorchModel, directory_files
 
 if TYPE_CHECKING:
     import torch
@@ -36,7 +37,7 @@ def _config_value(config: dict[str, Any], key: str, section: str) -> Any:
     return config.get(section, {}).get(key)
 
 
-class ClipModel(InferenceModel[ImageOrText, FloatArray]):
+class ClipModel(LocalTorchModel[ImageOrText, FloatArray]):
     """L2-normalised image and text vectors of one CLIP model, in one space."""
 
     key: ClassVar[str] = "image_text"
@@ -62,11 +63,14 @@ class ClipModel(InferenceModel[ImageOrText, FloatArray]):
         preferred_batch: int | None = None,
         threads: int = 1,
     ) -> None:
-        super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
-        self.model_path = model_path
-        self.requested_device: DeviceSetting = device
-        self.half_precision = half_precision
-        self.half = False
+        super().__init__(
+            model_path,
+            device=device,
+            half_precision=half_precision,
+            max_batch=max_batch,
+            preferred_batch=preferred_batch,
+            threads=threads,
+        )
         self.dim = 0  # projection_dim, read from config.json by ``identify``
         self.image_size = 0
         self.context_length = 0
@@ -75,14 +79,10 @@ class ClipModel(InferenceModel[ImageOrText, FloatArray]):
         self._image_processor: Any = None
 
     def weight_files(self) -> list[Path]:
-        files = [p for p in sorted(self.model_path.rglob("*")) if p.is_file() and p.suffix != ".md"]
+        files = directory_files(self.model_path)
         if not any(p.name == "config.json" for p in files):
             raise FileNotFoundError(f"no CLIP model (config.json) under {self.model_path}")
         return files
-
-    def processing_options(self) -> str:
-        # Half precision moves vectors by ~1e-3: it is part of the version (CPU stays float32).
-        return "normalize=1" + (";dtype=float16" if self.half else "")
 
     def capabilities(self) -> dict[str, object]:
         return {
@@ -91,12 +91,10 @@ class ClipModel(InferenceModel[ImageOrText, FloatArray]):
             "weights": self.model_path.name,
             "image_size": self.image_size,
             "context_length": self.context_length,
-            "half_precision": self.half,
         }
 
     def _resolve(self) -> None:
-        self.device = resolve_device(self.requested_device)
-        self.half = use_half(self.device, self.half_precision)
+        super()._resolve()
         config_file = self.model_path / "config.json"
         if not config_file.is_file():
             raise FileNotFoundError(f"no CLIP model (config.json) under {self.model_path}")

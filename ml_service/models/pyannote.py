@@ -26,6 +26,7 @@ import numpy as np
 
 from ml_service.models.asr import SAMPLE_RATE, TIME_DECIMALS
 from ml_service.models.base import FloatArray, InferenceModel, ItemResult, predict_each, unit_rows
+from ml_service.models.local_torch import directory_files
 from ml_service.models.voices import SpeakerInput, Turn, speaker_device
 
 
@@ -69,8 +70,7 @@ class PyannoteSpeakerModel(InferenceModel[SpeakerInput, list[Turn]]):
     def weight_files(self) -> list[Path]:
         if not self.config_file.is_file():
             raise FileNotFoundError(f"no pyannote pipeline (config.yaml) at {self.pipeline_path}")
-        folder = self.config_file.parent
-        return [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".md"]
+        return directory_files(self.config_file.parent)
 
     def capabilities(self) -> dict[str, object]:
         return {**super().capabilities(), "vector_size": self.dim or None, "weights": self.pipeline_path.name}

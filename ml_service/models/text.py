@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ml_service.device import DeviceSetting, require_cuda, resolve_device, use_half
-from ml_service.models.base import FloatArray, InferenceModel, ItemResult
+from ml_service.device import DeviceSetting, require_cuda
+from ml_service.models.base import FloatArray, ItemResult
+from ml_service.models.local_torch import LocalTorchModel
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
-class TextEmbedder(InferenceModel[str, FloatArray]):
+class TextEmbedder(LocalTorchModel[str, FloatArray]):
     """L2-normalised text vectors; one forward pass per batch."""
 
     key: ClassVar[str] = "text"
@@ -41,32 +42,15 @@ class TextEmbedder(InferenceModel[str, FloatArray]):
         preferred_batch: int | None = None,
         threads: int = 1,
     ) -> None:
-        super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
-        self.model_path = model_path
-        self.requested_device: DeviceSetting = device
-        self.half_precision = half_precision
-        self.half = False
+        super().__init__(
+            model_path,
+            device=device,
+            half_precision=half_precision,
+            max_batch=max_batch,
+            preferred_batch=preferred_batch,
+            threads=threads,
+        )
         self._model: SentenceTransformer | None = None
-
-    def weight_files(self) -> list[Path]:
-        # Every file of the model directory except prose: weights, tokenizer and pooling config
-        # all change the vectors.
-        files = [p for p in sorted(self.model_path.rglob("*")) if p.is_file() and p.suffix != ".md"]
-        if not files:
-            raise FileNotFoundError(f"no model files under {self.model_path}")
-        return files
-
-    def processing_options(self) -> str:
-        # Half precision (GPU) moves vectors by ~1e-3, so it is part of the version; on the CPU the
-        # string, and so the version, is what it always was.
-        return "normalize=1" + (";dtype=float16" if self.half else "")
-
-    def capabilities(self) -> dict[str, object]:
-        return {**super().capabilities(), "half_precision": self.half}
-
-    def _resolve(self) -> None:
-        self.device = resolve_device(self.requested_device)
-        self.half = use_half(self.device, self.half_precision)
 
     def memory_probe(self, size: int) -> Sequence[str] | None:
         # Worst case: texts as long as the model reads (max_seq_length tokens; longer are cut).
