@@ -15,6 +15,7 @@ so the turns it finds mean nothing, but their structure, times and vectors go th
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ import numpy as np
 
 VECTOR_SIZE = 32
 _PLDA_SIZE = 16
+# ``full_size=True``: community-1's own architectures (PyanNet at its default sizes, WeSpeaker ResNet34 with
+# 256-d vectors), still random, for timing the backend (scripts/bench_pyannote.py).
+FULL_VECTOR_SIZE = 256
+_FULL_PLDA_SIZE = 128
 
 
 def _save_checkpoint(model: Any, path: Path) -> None:
@@ -40,31 +45,31 @@ def _save_checkpoint(model: Any, path: Path) -> None:
     torch.save(checkpoint, path)
 
 
-def save_tiny_pyannote(folder: Path, seed: int = 0) -> Path:
+def save_tiny_pyannote(folder: Path, seed: int = 0, full_size: bool = False) -> Path:
     import warnings
 
     with warnings.catch_warnings():
         # torchcodec has no CPU build here (audio is passed in memory); the small MFCC front end warns
         # about empty mel filters. Neither matters to the test.
         warnings.simplefilter("ignore")
-        return _save(folder, seed)
+        return _save(folder, seed, full_size)
 
 
-def _save(folder: Path, seed: int) -> Path:
+def _save(folder: Path, seed: int, full_size: bool) -> Path:
     os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
     import torch
-    import yaml
     from pyannote.audio.core.task import Problem, Resolution, Specifications
-    from pyannote.audio.models.embedding import XVectorMFCC
+    from pyannote.audio.models.embedding import WeSpeakerResNet34, XVectorMFCC
     from pyannote.audio.models.segmentation import PyanNet
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    segmentation = PyanNet(
-        sincnet={"stride": 10},
-        lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True, "monolithic": True, "dropout": 0.0},
-        linear={"hidden_size": 16, "num_layers": 1},
-    )
+    small: dict[str, Any] = {
+        "sincnet": {"stride": 10},
+        "lstm": {"hidden_size": 16, "num_layers": 1, "bidirectional": True, "monolithic": True, "dropout": 0},
+        "linear": {"hidden_size": 16, "num_layers": 1},
+    }
+    segmentation: Any = PyanNet() if full_size else PyanNet(**small)
     segmentation.specifications = Specifications(
         problem=Problem.MONO_LABEL_CLASSIFICATION,
         resolution=Resolution.FRAME,
@@ -85,7 +90,7 @@ def _save(folder: Path, seed: int) -> Path:
         segmentation.classifier.bias[1] = 10.0
     _save_checkpoint(segmentation, folder / "segmentation" / "pytorch_model.bin")
 
-    embedding = XVectorMFCC(dimension=VECTOR_SIZE)
+    embedding: Any = WeSpeakerResNet34() if full_size else XVectorMFCC(dimension=VECTOR_SIZE)
     embedding.specifications = Specifications(
         problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0, min_duration=0.5
     )
@@ -94,15 +99,16 @@ def _save(folder: Path, seed: int) -> Path:
 
     plda = folder / "plda"
     plda.mkdir(parents=True, exist_ok=True)
+    size, reduced = int(embedding.dimension), _FULL_PLDA_SIZE if full_size else _PLDA_SIZE
     np.savez(
         plda / "xvec_transform.npz",
-        mean1=rng.normal(size=VECTOR_SIZE),
-        mean2=rng.normal(size=_PLDA_SIZE) * 0.01,
-        lda=rng.normal(size=(VECTOR_SIZE, _PLDA_SIZE)),
+        mean1=rng.normal(size=size),
+        mean2=rng.normal(size=reduced) * 0.01,
+        lda=rng.normal(size=(size, reduced)),
     )
-    rotation, _ = np.linalg.qr(rng.normal(size=(_PLDA_SIZE, _PLDA_SIZE)))
-    psi = np.sort(rng.uniform(0.5, 5.0, size=_PLDA_SIZE))[::-1].copy()
-    np.savez(plda / "plda.npz", mu=np.zeros(_PLDA_SIZE), tr=rotation, psi=psi)
+    rotation, _ = np.linalg.qr(rng.normal(size=(reduced, reduced)))
+    psi = np.sort(rng.uniform(0.5, 5.0, size=reduced))[::-1].copy()
+    np.savez(plda / "plda.npz", mu=np.zeros(reduced), tr=rotation, psi=psi)
 
     config = {
         "dependencies": {"pyannote.audio": "4.0.0"},
@@ -115,8 +121,8 @@ def _save(folder: Path, seed: int) -> Path:
                 "clustering": "VBxClustering",
                 "segmentation_step": 0.1,
                 "embedding_exclude_overlap": True,
-                "segmentation_batch_size": 8,
-                "embedding_batch_size": 8,
+                "segmentation_batch_size": 32 if full_size else 8,
+                "embedding_batch_size": 32 if full_size else 8,
             },
         },
         "params": {
@@ -124,5 +130,6 @@ def _save(folder: Path, seed: int) -> Path:
             "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8},
         },
     }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    # JSON is YAML (1.2): pyannote reads it with yaml.safe_load.
+    (folder / "config.yaml").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return folder
