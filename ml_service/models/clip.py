@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ml_service.device import DeviceSetting, require_cuda
+from ml_service.device import require_cuda
 from ml_service.models.base import FloatArray, Image, ItemResult, unit_rows
 from ml_service.models.local_torch import LocalTorchModel, directory_files
 
@@ -53,30 +53,14 @@ class ClipModel(LocalTorchModel[ImageOrText, FloatArray]):
     processing_version: ClassVar[str] = "1"  # the model's own processor, projection, L2 norm
     runtime_attributes: ClassVar[tuple[str, ...]] = ("_model", "_tokenizer", "_image_processor")
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        device: DeviceSetting = "auto",
-        half_precision: bool | None = None,
-        max_batch: int | None = None,
-        preferred_batch: int | None = None,
-        threads: int = 1,
-    ) -> None:
-        super().__init__(
-            model_path,
-            device=device,
-            half_precision=half_precision,
-            max_batch=max_batch,
-            preferred_batch=preferred_batch,
-            threads=threads,
-        )
-        self.dim = 0  # projection_dim, read from config.json by ``identify``
-        self.image_size = 0
-        self.context_length = 0
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._image_processor: Any = None
+    # Read from config.json by ``identify`` (``_resolve``); construction is LocalTorchModel's.
+    dim = 0  # projection_dim
+    image_size = 0
+    context_length = 0
+    # The loaded runtime (``runtime_attributes``: None again after an unload).
+    _model: Any = None
+    _tokenizer: Any = None
+    _image_processor: Any = None
 
     def weight_files(self) -> list[Path]:
         files = directory_files(self.model_path)

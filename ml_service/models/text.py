@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ml_service.device import DeviceSetting, require_cuda
+from ml_service.device import require_cuda
 from ml_service.models.base import FloatArray, ItemResult
 from ml_service.models.local_torch import LocalTorchModel
 
@@ -32,25 +31,8 @@ class TextEmbedder(LocalTorchModel[str, FloatArray]):
     processing_version: ClassVar[str] = "1"  # mean pooling from the model config + L2 norm
     runtime_attributes: ClassVar[tuple[str, ...]] = ("_model",)
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        device: DeviceSetting = "cpu",
-        half_precision: bool | None = None,
-        max_batch: int | None = None,
-        preferred_batch: int | None = None,
-        threads: int = 1,
-    ) -> None:
-        super().__init__(
-            model_path,
-            device=device,
-            half_precision=half_precision,
-            max_batch=max_batch,
-            preferred_batch=preferred_batch,
-            threads=threads,
-        )
-        self._model: SentenceTransformer | None = None
+    # The loaded model (``runtime_attributes``: None again after an unload). Construction: LocalTorchModel.
+    _model: SentenceTransformer | None = None
 
     def memory_probe(self, size: int) -> Sequence[str] | None:
         # Worst case: texts as long as the model reads (max_seq_length tokens; longer are cut).
