@@ -71,42 +71,23 @@ def _read_wav(data: bytes) -> tuple[Int16Array, int]:
     return samples, rate
 
 
+def _sox_raw_pipe(rate: int) -> list[str]:
+    """sox's file arguments for headerless 16-bit signed mono at ``rate`` Hz on stdin/stdout."""
+    return ["-t", "raw", "-r", str(rate), "-e", "signed", "-b", "16", "-c", "1", "-"]
+
+
 def _resample(samples: Int16Array, rate: int, target: int) -> Int16Array:
     if rate == target or samples.size == 0:
         return samples
     sox = shutil.which("sox")
     if sox is not None:
-        raw = subprocess.run(
-            [
-                sox,
-                "-t",
-                "raw",
-                "-r",
-                str(rate),
-                "-e",
-                "signed",
-                "-b",
-                "16",
-                "-c",
-                "1",
-                "-",
-                "-t",
-                "raw",
-                "-r",
-                str(target),
-                "-e",
-                "signed",
-                "-b",
-                "16",
-                "-c",
-                "1",
-                "-",
-            ],
+        converted = subprocess.run(
+            [sox, *_sox_raw_pipe(rate), *_sox_raw_pipe(target)],
             input=samples.astype("<i2").tobytes(),
             capture_output=True,
             check=True,
         ).stdout
-        return np.frombuffer(raw, dtype="<i2").astype(np.int16)
+        return np.frombuffer(converted, dtype="<i2").astype(np.int16)
     # No sox: linear interpolation. espeak-ng's output has little energy above 8 kHz, so the
     # missing low-pass filter costs little for tests.
     count = round(samples.size * target / rate)

@@ -191,6 +191,21 @@ def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
     return models
 
 
+def _shared_limits(models: list[ServedModel[Any, Any]]) -> dict[str, int]:
+    """An endpoint's batch limits when every one of ``models`` must take the batch (none: 0).
+
+    max_concurrency: batches computed at once. Inference is one thread, one model batch at a time (a batch is
+    spread over the model's instances), so requests beyond one only queue.
+    """
+    if not models:
+        return {"max_batch": 0, "preferred_batch": 0, "max_concurrency": 1}
+    return {
+        "max_batch": min(m.max_batch for m in models),
+        "preferred_batch": min(m.preferred_batch for m in models),
+        "max_concurrency": 1,
+    }
+
+
 class ModelRegistry:
     """The models this process serves, keyed by the names used in requests."""
 
@@ -309,26 +324,14 @@ class ModelRegistry:
         wants_vectors = tasks is None if image_text is None else image_text
         if self.image_text is not None and (wants_vectors or not models):
             models.append(self.image_text)
-        # max_concurrency: batches computed at once. Inference is one thread, one model batch at a
-        # time (a batch is spread over the model's instances), so requests beyond one only queue.
-        if not models:
-            return {"max_batch": 0, "preferred_batch": 0, "max_concurrency": 1}
-        return {
-            "max_batch": min(m.max_batch for m in models),
-            "preferred_batch": min(m.preferred_batch for m in models),
-            "max_concurrency": 1,
-        }
+        return _shared_limits(models)
 
     def audio_limits(self, tasks: list[AudioTask] | None = None) -> dict[str, int]:
         """Batch limits of /v1/analyze/audio: every requested audio model must take the batch."""
-        models = [self.audio[t] for t in tasks] if tasks else list(self.audio.values())
-        if not models:
-            return {"max_batch": 0, "preferred_batch": 0, "max_concurrency": 1}
-        return {
-            "max_batch": min(m.max_batch for m in models),
-            "preferred_batch": min(m.preferred_batch for m in models),
-            "max_concurrency": 1,
-        }
+        models: list[ServedModel[Any, Any]] = (
+            [self.audio[t] for t in tasks] if tasks else list(self.audio.values())
+        )
+        return _shared_limits(models)
 
     def capabilities(self) -> dict[str, Any]:
         models = {model.key: model.capabilities() for model in self.all_models()}
