@@ -2,8 +2,9 @@
 # Dockerfile.ml). Build: docker build -t archivist-orchestrator .
 # Run:   docker run -e API_KEY=... -e ML_SERVICE_URL=http://ml-host:8001 -p 8002:8002 \
 #          -v /path/to/media:/media:ro -e ALLOWED_ROOTS=/media -v archivist-data:/data archivist-orchestrator
-# Debian 12 like the development and CI machines (every wheel here was verified on it).
-FROM python:3.11-slim-bookworm
+# Debian 12 like the development and CI machines (every wheel here was verified on it). A fixed Python
+# release, not a moving tag: a rebuild gets the same interpreter the lock was resolved and tested for.
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,11 +15,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # their wheels; the slim image's libc/libstdc++/zlib cover the rest, so no apt packages.
 
 WORKDIR /src
+# Exactly the locked versions of the base dependencies (requirements/orchestrator.txt: the lock's subset
+# without the [ml] extra, since the orchestrator never imports torch or the models), every file checked
+# against its hash; then the project itself, built with the locked setuptools, nothing else fetched.
+COPY requirements/orchestrator.txt ./requirements/
+RUN pip install --no-deps --require-hashes -r requirements/orchestrator.txt
 COPY pyproject.toml ./
 COPY orchestrator ./orchestrator
 COPY ml_service ./ml_service
-# Without the [ml] extra: the orchestrator never imports torch or the models.
-RUN pip install . && rm -rf /src
+RUN pip install --no-deps --no-build-isolation . && pip check && rm -rf /src
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app \

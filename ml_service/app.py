@@ -84,6 +84,8 @@ def create_app(settings: MLSettings) -> FastAPI:
             503,
             f"models are {service.status.value}" + (f": {service.error}" if service.error else ""),
             headers={"Retry-After": "1"} if service.status is Status.LOADING else None,
+            # models_failed is final (a client stops retrying this replica); models_loading passes.
+            code="models_failed" if service.status is Status.FAILED else "models_loading",
         )
 
     async def parse(request: Request, model: type[M]) -> M | Response:

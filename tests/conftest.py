@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from tests.support.vlm_standin import (
     ml_env,
     running_vlm_standin,
 )
+
+# The suite checks the CPU path on every host, GPU or not: models in this process and every ML service it
+# starts (they inherit the environment) run on the CPU whatever torch sees. scripts/check_gpu.py checks the
+# GPU path on a GPU host; tests of device choice fake what torch reports.
+os.environ["ML_DEVICE"] = "cpu"
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The deployment files, checked against the code they deploy.
 
-No Docker engine runs on the development and CI machines (ENVIRONMENT.md), so docker-compose.yml, the two
-Dockerfiles, .dockerignore and .env.example are parsed here and cross-checked with the settings classes, the
-HTTP routes, the ``__main__`` modules and pyproject.toml.
+No Docker engine runs on the development and CI machines (docs/dependencies.md), so docker-compose.yml, the
+two Dockerfiles, .dockerignore and .env.example are parsed here and cross-checked with the settings classes,
+the HTTP routes, the ``__main__`` modules and pyproject.toml.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings
 
 from ml_service.config import MLSettings
 from orchestrator.config import Settings
+from scripts.lock_tool import read_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,6 +227,22 @@ def test_compose_builds_the_right_dockerfiles(services: dict[str, dict[str, Any]
     assert "vllm/vllm-openai" in services["vllm"]["image"]
 
 
+def test_compose_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
+    """No moving tags: every image (or default of ${VAR:-image}) names a version, never latest."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    images = {name: interpolate(str(service["image"]), {}) for name, service in services.items()}
+    for name, image in images.items():
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest" and re.fullmatch(r"v?\d+(\.\d+)+", tag), (name, image)
+    # The images this project builds carry its version.
+    assert images["ml"] == f"archivist-ml:{version}"
+    assert images["orchestrator"] == f"archivist-orchestrator:{version}"
+    # The Qdrant server is the release of the locked client (its compatibility check wants the same minor).
+    client = read_lock(ROOT / "requirements" / "lock.txt")["qdrant-client"].version
+    server = images["qdrant"].rpartition(":v")[2]
+    assert server.split(".")[:2] == client.split(".")[:2], (server, client)
+
+
 def test_compose_environment_names_are_real_settings(services: dict[str, dict[str, Any]]) -> None:
     for service, known in (("orchestrator", ORCHESTRATOR_ENV), ("ml", ML_ENV)):
         env = compose_env(services[service])
@@ -419,7 +436,8 @@ def test_dockerfile_runs_the_service(
     dockerfile: str, module: str, port: int, health_path: str, known_env: dict[str, str]
 ) -> None:
     stage = final_stage(parse_dockerfile(ROOT / dockerfile))
-    assert stage[0].args.startswith("python:3.11-slim"), stage[0].args
+    # A fixed Python release on Debian 12, not a moving tag.
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", stage[0].args), stage[0].args
 
     cmds = [exec_form(ins.args) for ins in stage if ins.keyword == "CMD"]
     assert cmds == [["python", "-m", module]]
@@ -443,62 +461,77 @@ def test_dockerfile_runs_the_service(
     assert f"'{port_var}', '{port}'" in snippet and f"%s{health_path}'" in snippet, snippet
 
 
-def test_orchestrator_image_installs_without_the_ml_extra(orchestrator_dockerfile: list[Instruction]) -> None:
+def test_orchestrator_image_installs_the_locked_base_set(orchestrator_dockerfile: list[Instruction]) -> None:
     installs = pip_installs(orchestrator_dockerfile)
-    assert installs == ["pip install ."]
+    assert installs == [
+        "pip install --no-deps --require-hashes -r requirements/orchestrator.txt",
+        "pip install --no-deps --no-build-isolation .",
+    ]
+    copies = [ins.args for ins in orchestrator_dockerfile if ins.keyword == "COPY"]
+    assert "requirements/orchestrator.txt ./requirements/" in copies
     text = " ".join(ins.args for ins in orchestrator_dockerfile)
     assert "[ml]" not in text and "torch" not in text
 
 
-# The ML image's install of the project: the [ml] extra, plus [pyannote] with --build-arg WITH_PYANNOTE=1.
-ML_EXTRA = '".[ml${WITH_PYANNOTE:+,pyannote}]"'
-
-
-def test_ml_image_pins_torch_before_the_ml_extra(ml_dockerfile: list[Instruction]) -> None:
+def test_ml_image_installs_the_locked_ml_set(ml_dockerfile: list[Instruction]) -> None:
     installs = pip_installs(ml_dockerfile)
-    torch_at = [i for i, cmd in enumerate(installs) if re.search(r"\btorch==", cmd)]
-    extra_at = [i for i, cmd in enumerate(installs) if ML_EXTRA in cmd]
-    assert len(torch_at) == 1 and len(extra_at) == 1 and torch_at[0] < extra_at[0], installs
-    pin = re.search(r'"(torch==[^"]+)"', installs[torch_at[0]])
-    assert pin and pin.group(1) == "torch==2.13.0"
-    # The same pin as the ML extra, so `pip install .[ml]` keeps the torch installed first.
-    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
-    assert pin.group(1) in extra
-    # The GPU variant is a build argument whose default keeps pip's own index.
+    # Every dependency install is hash-checked from a lock file; the project itself goes in without deps.
+    for command in installs:
+        assert "--no-deps" in command, command
+        assert "--require-hashes" in command or command == "pip install --no-deps --no-build-isolation .", (
+            command
+        )
+    [run] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and 'case "$TORCH"' in ins.args]
+    # TORCH=cpu: torch alone from PyTorch's CPU index, the rest of ml.txt from PyPI; TORCH=gpu: ml-gpu.txt.
+    assert (
+        "only-package torch requirements/ml.txt" in run and "strip-package torch requirements/ml.txt" in run
+    )
+    assert '--index-url "$TORCH_CPU_INDEX" -r /tmp/torch.txt' in run
+    assert "cp requirements/ml-gpu.txt /tmp/lock.txt" in run
     args = [ins.args for ins in ml_dockerfile if ins.keyword == "ARG"]
-    assert 'TORCH_INDEX_URL=""' in args
-    assert "${TORCH_INDEX_URL:+--index-url" in installs[torch_at[0]]
+    assert "TORCH=cpu" in args and "TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu" in args
+    copies = [ins.args for ins in ml_dockerfile if ins.keyword == "COPY"]
+    assert "requirements/ml.txt requirements/ml-gpu.txt ./requirements/" in copies
+    assert "scripts/lock_tool.py ./scripts/" in copies
+    ml = read_lock(ROOT / "requirements" / "ml.txt")
+    assert ml["torch"].version.endswith("+cpu") and "pytest" not in ml
 
 
-def test_ml_image_installs_insightface_like_the_dev_install(ml_dockerfile: list[Instruction]) -> None:
-    # insightface goes in with --no-deps (its opencv-python would overwrite the headless cv2), after the
-    # extra, at the same pin as scripts/install.sh, and pip check tolerates only that one requirement.
-    [command] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and ML_EXTRA in ins.args]
-    pins = re.findall(r'pip install --no-deps "(insightface==[^"]+)"', command)
-    script = (ROOT / "scripts" / "install.sh").read_text()
-    assert pins and pins == re.findall(r'--no-deps "(insightface==[^"]+)"', script)
-    assert command.index(ML_EXTRA) < command.index("--no-deps") < command.index("pip check")
+def test_insightface_comes_from_the_lock_without_opencv_python(ml_dockerfile: list[Instruction]) -> None:
+    # insightface asks for opencv-python, whose GUI build would overwrite the headless cv2: the lock
+    # overrides it away; pip check (image and scripts/install.sh) allows only that missing requirement.
+    for name in ("lock.txt", "ml.txt", "ml-gpu.txt"):
+        pins = read_lock(ROOT / "requirements" / name)
+        assert "insightface" in pins and "opencv-python" not in pins and "opencv-python-headless" in pins
     allowed = r"'^insightface [^ ]* requires opencv-python, which is not installed\.$'"
-    assert allowed in command and allowed in script
+    [check] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and "pip check" in ins.args]
+    assert allowed in check and allowed in (ROOT / "scripts" / "install.sh").read_text()
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
-    assert "opencv-python-headless" in extra and not any(d.startswith("insightface") for d in extra)
+    assert not any(d.startswith("insightface") for d in extra)
 
 
 def test_pyannote_install_drops_torchaudios_cuda_libraries_in_both_installs(
     ml_dockerfile: list[Instruction],
 ) -> None:
-    # torchaudio's PyPI wheels link CUDA libraries that the CPU torch lacks; both installs delete them, after
-    # installing the extra, the dev install always, the image with WITH_PYANNOTE.
-    [command] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and ML_EXTRA in ins.args]
+    # torchaudio's PyPI wheels link CUDA libraries that the CPU torch lacks; both installs delete them after
+    # installing the lock.
+    [command] = [ins.args for ins in ml_dockerfile if ins.keyword == "RUN" and 'case "$TORCH"' in ins.args]
     script = (ROOT / "scripts" / "install.sh").read_text()
     drop = 'rm -f "$ta"/lib/*.so'
     assert drop in command and drop in script
-    assert command.index(ML_EXTRA) < command.index(drop) and 'if [ -n "$WITH_PYANNOTE" ]' in command
-    assert script.index('".[ml,pyannote,dev]"') < script.index(drop)
-    assert 'WITH_PYANNOTE=""' in [ins.args for ins in ml_dockerfile if ins.keyword == "ARG"]
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert any(d.startswith("pyannote.audio==4.") for d in extras["pyannote"])
-    assert any(d.startswith("torchaudio==") for d in extras["pyannote"])
+    assert command.index("-r /tmp/lock.txt") < command.index(drop)
+    assert script.index("requirements/lock.txt") < script.index(drop)
+    for name in ("lock.txt", "ml.txt", "ml-gpu.txt"):
+        pins = read_lock(ROOT / "requirements" / name)
+        assert pins["pyannote-audio"].version.startswith("4.") and "torchaudio" in pins
+
+
+def test_install_script_installs_the_lock_and_fails_loudly() -> None:
+    script = (ROOT / "scripts" / "install.sh").read_text()
+    assert "set -euo pipefail" in script
+    assert "|| true" not in script, "a failed install step must stop the install"
+    assert "uv pip sync" in script and "--require-hashes" in script and "requirements/lock.txt" in script
+    assert "pip install -e" not in script and "pip install -q -e" not in script
 
 
 # --- .dockerignore --------------------------------------------------------------------------------------
@@ -513,7 +546,7 @@ def test_dockerignore_excludes_local_state_but_not_the_sources() -> None:
     excluded = [p for p in patterns if not p.startswith("!")]
     for required in (".venv", ".git", "data", ".demo", "samples", ".env", "**/__pycache__", ".mypy_cache"):
         assert required in excluded, f".dockerignore misses {required}"
-    for needed in ("pyproject.toml", "orchestrator", "ml_service"):
+    for needed in ("pyproject.toml", "requirements", "orchestrator", "ml_service"):
         hits = [p for p in excluded if fnmatch.fnmatch(needed, p)]
         assert not hits, f"{needed} is needed by the Dockerfiles but ignored by {hits}"
 

@@ -1,4 +1,4 @@
-"""The orchestrator must never pull in an ML framework (DESIGN.md: it never imports model code)."""
+"""The orchestrator must never pull in an ML framework (it never imports model code: AGENTS.md)."""
 
 import subprocess
 import sys

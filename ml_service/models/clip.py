@@ -4,7 +4,7 @@ One model embeds both images (``/v1/analyze/images`` → ``image_vector``) and t
 (``/v1/embed/text`` with ``"space": "image_text"``) into the same space, so a text query finds
 images by cosine. ``ML_CLIP_MODEL_PATH`` names a directory written by ``save_pretrained`` (the model's
 ``config.json`` and weights, its tokenizer, and its image processor config); nothing is downloaded.
-No CLIP weights are installable here (MODELS.md): the tests build a tiny random CLIP and save it.
+No CLIP weights are installable here (docs/models.md): the tests build a tiny random CLIP and save it.
 
 A batch may mix images and texts (both go through one batcher): the images run as one vision
 batch and the texts as one text batch; results keep the batch order.
@@ -115,9 +115,7 @@ class ClipModel(LocalTorchModel[ImageOrText, FloatArray]):
             model = model.half()
         self._model = model.eval()
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self._image_processor = AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-            path, local_files_only=True
-        )
+        self._image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         # One small pass of each kind, so the first request does not pay for the runtime's warm-up.
         self._predict_batch([self._blank_image(), "warm up"])
 

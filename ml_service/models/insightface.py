@@ -3,7 +3,7 @@
 ``ML_INSIGHTFACE_MODEL_PATH`` names a directory of ONNX files as insightface ships them (``buffalo_l``:
 ``det_10g.onnx``, ``w600k_r50.onnx`` and others); insightface routes each file by its inputs and
 outputs, and this backend keeps the detector and the recogniser. Nothing is downloaded: insightface's
-model packs are not installable here (MODELS.md), so the tests write a tiny pack of the same interface
+model packs are not installable here (docs/models.md), so the tests write a tiny pack of the same interface
 (tests/ml_service/tiny_insightface.py). When the path is unset, faces use YuNet + SFace (faces.py).
 
 It answers like the default backend (``Face``: box, score, five landmarks in the same order, unit

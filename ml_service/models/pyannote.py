@@ -4,7 +4,7 @@ The directory is a pyannote pipeline as ``Pipeline.from_pretrained`` reads it of
 naming ``pyannote.audio.pipelines.SpeakerDiarization`` and its parameters, with the segmentation and
 embedding checkpoints (and the PLDA, for VBx clustering) in subfolders it refers to as ``$model/...``
 (the layout of ``pyannote/speaker-diarization-community-1``). Nothing is downloaded: pyannote's weights are
-gated on the hub and not installable here (MODELS.md), so the tests build a tiny, randomly initialised
+gated on the hub and not installable here (docs/models.md), so the tests build a tiny, randomly initialised
 pipeline of the same layout (tests/ml_service/tiny_pyannote.py).
 
 It answers like the built-in backend (voices.py): time-ordered ``Turn`` s with local labels "S0", "S1", ...

@@ -1,12 +1,12 @@
 """Client of the ML service (docs/ml-api.md): capabilities, text embeddings, image and audio analysis.
 
-Bodies are orjson, not pydantic (PERF.md: ~3 ms vs ~6.5 ms a request). Requests go to the replica of
-ML_SERVICE_URLS with the fewest items outstanding (`replicas.py`); a replica that fails is taken out and the
-request goes to another one. Transient failures (connection refused, 502/503/504, 429 with Retry-After) are
-retried with capped exponential backoff until a deadline; after that MLUnavailableError says why, and the
-job that needed the service fails with that reason. A batch the service refuses (413: too large; 400/422/500:
-an item it cannot take) is split in halves until the failing item stands alone: that item gets the error,
-the others their results.
+Bodies are orjson, not pydantic (docs/performance-limits.md: ~3 ms vs ~6.5 ms a request). Requests go to the
+replica of ML_SERVICE_URLS with the fewest items outstanding (`replicas.py`); a replica that fails is taken
+out and the request goes to another one. Transient failures (connection refused, 502/503/504, 429 with
+Retry-After) are retried with capped exponential backoff until a deadline; after that MLUnavailableError
+says why, and the job that needed the service fails with that reason. A batch the service refuses (413: too
+large; 400/422/500: an item it cannot take) is split in halves until the failing item stands alone: that
+item gets the error, the others their results.
 """
 
 from __future__ import annotations
@@ -329,6 +329,7 @@ class MLClient:
         waited = False
         server_errors = 0
         tried: set[str] = set()  # replicas that failed this request since the last wait
+        broken: dict[str, str] = {}  # replicas whose models failed to load: retrying cannot help
         replicas = self._replicas
         while True:
             replica = replicas.pick(tried)
@@ -377,6 +378,10 @@ class MLClient:
                 replicas.mark_busy(replica, _retry_after(resp) or delay)
             elif status in (502, 503, 504):
                 replicas.mark_down(replica, last_reason)
+                if status == 503 and _error_code(resp) == "models_failed":
+                    broken[replica.url] = last_reason
+                    if len(broken) == len(replicas.replicas):
+                        raise MLUnavailableError(f"ML service cannot serve, its models failed: {last_reason}")
             elif status == 500 and server_errors < _SERVER_ERROR_RETRIES:
                 server_errors += 1
             else:
@@ -402,6 +407,16 @@ def _items(payload: dict[str, Any] | None) -> int:
     if not payload:
         return 0
     return len(payload.get("texts") or payload.get("images") or payload.get("items") or [])
+
+
+def _error_code(resp: httpx.Response) -> str | None:
+    """The ``code`` of an error body (docs/ml-api.md), None when there is none."""
+    try:
+        body = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

@@ -1,6 +1,6 @@
 """The VectorStore seam: one small protocol over the Qdrant engine, embedded or served.
 
-Two adapters implement it, both the real Qdrant engine (DESIGN.md):
+Two adapters implement it, both the real Qdrant engine:
 - `EdgeVectorStore` (vectors_edge.py): Qdrant Edge in-process, one shard per collection; the default.
 - `QdrantServerVectorStore` (vectors_qdrant.py): qdrant-client against a server or cluster.
 
@@ -104,7 +104,7 @@ class ScoredPoint:
 
 
 class VectorStore(Protocol):
-    """Collections of points with named dense and sparse vectors; see DESIGN.md."""
+    """Collections of points with named dense and sparse vectors (AGENTS.md, "Vector store")."""
 
     async def ensure_collection(self, name: str, spec: CollectionSpec) -> None: ...  # idempotent
     async def collection_exists(self, name: str) -> bool: ...

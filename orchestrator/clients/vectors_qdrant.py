@@ -2,7 +2,7 @@
 
 Writes pass wait=True, so they return once the server has applied them to its WAL-backed storage.
 Local mode (`AsyncQdrantClient(location=":memory:")`) speaks the same API and runs the contract tests;
-it ignores payload indexes and is far too slow to be a store (PERF.md).
+it ignores payload indexes and is far too slow to be a store (docs/performance-limits.md).
 """
 
 from __future__ import annotations

@@ -4,13 +4,15 @@ is left hanging, what was stored stays consistent, and a later job completes wit
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from scripts.bench_pipeline import make_images
+from scripts.ml_process import ServiceFailed, wait_ready
 from tests.support.app_factory import counting_store, make_settings
-from tests.support.ml_server import running_ml_service
+from tests.support.ml_server import NO_MODELS, running_ml_service
 from tests.support.orchestrator_server import running_orchestrator
 
 pytestmark = pytest.mark.slow
@@ -97,3 +99,24 @@ async def test_ml_service_restarting_mid_job_is_waited_for(tmp_path: Path) -> No
             assert final["state"] == "completed", final
             assert final["waiting_for"] is None
             assert await store.count("media") == 24
+
+
+async def test_failed_models_fail_the_job_at_once_with_the_reason(tmp_path: Path) -> None:
+    """A service whose models failed to load answers 503 "models_failed": the job fails in seconds with that
+    reason instead of retrying until its (here 120 s) deadline; waiting for /ready stops at once too."""
+    media = tmp_path / "media"
+    await asyncio.to_thread(make_images, media, 2)
+    env = {**NO_MODELS, "ML_TEXT_ENABLED": "true", "ML_TEXT_MODEL_PATH": "/nonexistent/model"}
+    with running_ml_service(env=env, wait_ready=False) as broken:
+        started = time.monotonic()
+        with pytest.raises(ServiceFailed, match=r"failed to start: .*no model files under /nonexistent"):
+            await asyncio.to_thread(wait_ready, broken.url, broken.process, 120.0, log_path=broken.log_path)
+        assert time.monotonic() - started < 60
+        settings = make_settings(tmp_path / "data", broken.url, [tmp_path], ml_retry_deadline_s=120.0)
+        async with running_orchestrator(settings, counting_store(settings)) as orch:
+            job_id = (await orch.client.post("/jobs", json={"path": str(media)})).json()["job_id"]
+            started = time.monotonic()
+            final = await orch.wait_job(job_id, timeout_s=60)
+            assert final["state"] == "failed"
+            assert "models failed" in final["error"] and "/nonexistent/model" in final["error"]
+            assert time.monotonic() - started < 30, "the job retried a service that cannot recover"

@@ -128,7 +128,7 @@ def test_two_turns_by_two_speakers(analysis: dict[str, Any], dialog: Dialog) -> 
     vectors = [np.asarray(turn["embedding"]) for turn in turns]
     for vector in vectors:
         assert vector.shape == (256,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
-    # Two distinct voices: well below the same-voice threshold (MODELS.md: cross-voice <= 0.72).
+    # Two distinct voices: well below the same-voice threshold (docs/models.md: cross-voice <= 0.72).
     assert float(vectors[0] @ vectors[1]) < MLSettings().voices_same_threshold
 
 

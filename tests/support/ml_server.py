@@ -10,14 +10,10 @@ whose tail is put into the error when the service fails to start.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,19 +21,18 @@ from typing import IO, NamedTuple
 
 import httpx
 
+from scripts.ml_process import ServiceFailed, free_port, wait_ready
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Loading every default model takes ~7 s on 2 idle cores; a busy shared machine can take several
 # times that. The bound only matters when something is wrong.
 DEFAULT_READY_TIMEOUT_S = 180.0
-_POLL_START_S = 0.02  # polls back off from here ...
-_POLL_MAX_S = 0.5  # ... to here, so a fast start is seen at once and a slow one costs little
 _STOP_TIMEOUT_S = 15.0
-_LOG_TAIL_BYTES = 4000
 
 
-class MLServiceFailed(RuntimeError):
-    """The service exited, reported failed models, or was not ready in time."""
+# The service exited, reported failed models, or was not ready in time.
+MLServiceFailed = ServiceFailed
 
 
 class MLService(NamedTuple):
@@ -49,64 +44,9 @@ class MLService(NamedTuple):
         return self.url
 
 
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _get(port: int, path: str) -> tuple[int, dict[str, object]] | None:
-    """Status and JSON body, or None while nothing accepts connections."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-    except (ConnectionError, TimeoutError, http.client.HTTPException, OSError):
-        return None
-    finally:
-        conn.close()
-    try:
-        parsed = json.loads(body) if body else {}
-    except ValueError:
-        parsed = {"raw": body[:200].decode("latin-1")}
-    return response.status, parsed if isinstance(parsed, dict) else {"raw": parsed}
-
-
-def _tail(log_path: Path) -> str:
-    with log_path.open("rb") as handle:
-        handle.seek(max(0, log_path.stat().st_size - _LOG_TAIL_BYTES))
-        return handle.read().decode("utf-8", errors="replace")
-
-
 def wait_until_ready(port: int, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float) -> None:
-    """Poll /ready until 200; fail fast if the process exits or /health reports failed models."""
-    deadline = time.monotonic() + timeout_s
-    delay = _POLL_START_S
-    while True:
-        if process.poll() is not None:
-            raise MLServiceFailed(
-                f"ML service exited with code {process.returncode} before it was "
-                f"ready; log tail:\n{_tail(log_path)}"
-            )
-        answer = _get(port, "/ready")
-        if answer is not None:
-            status, body = answer
-            if status == 200:
-                return
-            if body.get("status") == "failed":
-                raise MLServiceFailed(
-                    f"ML service failed to load models: {body.get('error')}; log tail:\n{_tail(log_path)}"
-                )
-        if time.monotonic() >= deadline:
-            raise MLServiceFailed(
-                f"ML service on port {port} not ready after {timeout_s:.0f} s; log tail:\n{_tail(log_path)}"
-            )
-        # Waiting between polls of a condition, not a fixed sleep standing in for one.
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, _POLL_MAX_S)
+    """Poll /ready until 200; fail fast when the process exits or reports failed models."""
+    wait_ready(f"http://127.0.0.1:{port}", process, timeout_s, log_path=log_path)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -170,7 +170,8 @@ class PrepareStage:
 def _prepare_file(
     entry: FileEntry, row: IndexedFile | None, ctx: PipelineContext, claims: dict[str, str]
 ) -> PreparedFile | _NeedsDecode | _Duplicate | _Failed | _Skipped:
-    """Runs in a worker thread: everything blocking about one file, in one hop (PERF.md)."""
+    """Runs in a worker thread: everything blocking about one file, in one thread hop (see
+    docs/performance-limits.md)."""
     config = ctx.config
     if entry.size == 0:
         return _Failed("empty file")

@@ -1,6 +1,7 @@
 """Stage 1: walk the tree with recursive scandir in ONE worker thread, with the stat fast path.
 
-PERF.md: a bare walk with stat does ~140k+ files/s; a thread hop or a cache round trip per file costs 7x.
+docs/performance-limits.md: a bare walk with stat does ~140k+ files/s; a thread hop or a cache round trip
+per file costs 7x.
 So the thread itself looks each directory up in the stat index (one query per directory, on its own
 read-only connection) and passes on only what changed; an unchanged file costs a dict look-up and three
 integer compares. Directory batches go to the bounded queue from the thread, which blocks while the
@@ -26,7 +27,8 @@ from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import SENTINEL, DirBatch, FileEntry, ScanFailure
 from orchestrator.security import is_within
 
-# Changed entries per message: lists amortise queue overhead (PERF.md: 64-item puts ~25x faster).
+# Changed entries per message: lists amortise queue overhead (64-item puts ~25x faster:
+# docs/performance-limits.md).
 SCAN_BATCH = 256
 # Unchanged files travel only as names (for pruning); a message carries up to this many.
 UNCHANGED_BATCH = 8192
