@@ -59,15 +59,17 @@ RUN groupadd --system --gid 10001 app \
 WORKDIR /home/app
 USER app
 
-# Settings: ML_* (ml_service/config.py; every one is in .env.example). The service has no authentication:
-# it listens on all interfaces of the container so the orchestrator can reach it on the compose network, and
-# docker-compose.yml publishes no host port for it. Give ML_CPU_THREADS when the container has a CPU limit.
+# Settings: ML_* (ml_service/config.py; every one is in .env.example). It listens on all interfaces of the
+# container so the orchestrator can reach it on the compose network, so it needs ML_API_KEY (it refuses to
+# start without one, unless ML_ALLOW_UNAUTHENTICATED=true); docker-compose.yml passes it and publishes no host
+# port. Give ML_CPU_THREADS when the container has a CPU limit.
 ENV ML_HOST=0.0.0.0 \
     ML_PORT=8001
 
 EXPOSE 8001
 
-# Ready = models loaded (503 while loading or after a failed load); loading takes a while on a cold start.
+# Ready = models loaded (503 while loading or after a failure); open without the key. Loading takes a while
+# on a cold start.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('ML_PORT', '8001'), timeout=3)"]
 

@@ -12,8 +12,12 @@ from ml_service.logs import configure_logging
 def main() -> None:
     settings = MLSettings()
     configure_logging(settings.log_level)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # e.g. beyond loopback without ML_API_KEY: say why, without a traceback
+        raise SystemExit(f"ml_service: {exc}") from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -11,6 +11,7 @@ import numpy as np
 
 from ml_service.batching import Batcher
 from ml_service.config import IMAGE_TEXT, ImageTask
+from ml_service.errors import ErrorCode, fail_item, fail_task, new_item
 from ml_service.images import ImageDecodeError, decode_image
 from ml_service.models.base import FloatArray, Image, ItemResult
 from ml_service.models.clip import ImageOrText
@@ -29,14 +30,16 @@ def round_vector(vector: FloatArray) -> FloatArray:
     return np.round(vector, VECTOR_DECIMALS)
 
 
-def decode_all(items: Sequence[ImageItem], *, max_pixels: int, max_side: int) -> list[Image | str]:
-    """Decode every item; a failure becomes that item's error text. Runs in a worker thread."""
-    decoded: list[Image | str] = []
+def decode_all(
+    items: Sequence[ImageItem], *, max_pixels: int, max_side: int
+) -> list[Image | ImageDecodeError]:
+    """Decode every item; a failure becomes that item's error. Runs in a worker thread."""
+    decoded: list[Image | ImageDecodeError] = []
     for item in items:
         try:
             decoded.append(decode_image(item.data, max_pixels=max_pixels, max_side=max_side))
         except ImageDecodeError as exc:
-            decoded.append(str(exc))
+            decoded.append(exc)
     return decoded
 
 
@@ -64,30 +67,27 @@ def describe(tags: list[Tag] | None, ocr: OcrResult | None) -> str:
     return ". ".join(parts)
 
 
-def _empty_result(item_id: str, error: str | None) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "ok": error is None,
-        "error": error,
-        "width": None,
-        "height": None,
-        "ocr": None,
-        "faces": None,
-        "tags": None,
-        "objects": None,
-        "caption": None,
-        "scene": None,
-        "image_vector": None,
-    }
+_FIELDS = ("width", "height", "ocr", "faces", "tags", "objects", "caption", "scene", "image_vector")
+
+
+def failed_result(item_id: str, error: ImageDecodeError) -> dict[str, Any]:
+    """The response entry of an image that could not be decoded."""
+    result = new_item(item_id, _FIELDS)
+    fail_item(result, error.code, str(error))
+    return result
+
+
+def _record_failures(result: dict[str, Any], outputs: dict[str, ItemResult[Any]]) -> None:
+    for task, out in outputs.items():
+        if out.error is not None:
+            fail_task(result, task, out.error_code or ErrorCode.MODEL_ERROR, out.error)
 
 
 def assemble(item_id: str, image: Image, outputs: dict[ImageTask, ItemResult[Any]]) -> dict[str, Any]:
-    """The response entry of one decoded image; a failed task is named in ``error``."""
-    result = _empty_result(item_id, None)
+    """The response entry of one decoded image; a failed task is in ``task_errors`` (and ``error``)."""
+    result = new_item(item_id, _FIELDS)
     result["width"], result["height"] = image.width, image.height
-    errors = [f"{task.value}: {out.error}" for task, out in outputs.items() if not out.ok]
-    if errors:
-        result["ok"], result["error"] = False, "; ".join(errors)
+    _record_failures(result, {task.value: out for task, out in outputs.items()})
     ocr = outputs.get(ImageTask.OCR)
     if ocr is not None and ocr.ok:
         result["ocr"] = ocr.value
@@ -95,7 +95,12 @@ def assemble(item_id: str, image: Image, outputs: dict[ImageTask, ItemResult[Any
     if faces is not None and faces.ok:
         face_list: list[Face] = faces.value or []
         result["faces"] = [
-            {**face, "embedding": None if face["embedding"] is None else round_vector(face["embedding"])}
+            {
+                **face,
+                "embedding": None if face["embedding"] is None else round_vector(face["embedding"]),
+                # Set by the output check (ml_service/outputs.py) when it withdrew a bad vector.
+                "embedding_error": face.get("embedding_error"),
+            }
             for face in face_list
         ]
     tags: list[Tag] | None = None
@@ -115,12 +120,16 @@ def assemble(item_id: str, image: Image, outputs: dict[ImageTask, ItemResult[Any
 
 
 def add_image_vector(result: dict[str, Any], vector: ItemResult[FloatArray]) -> None:
-    """``image_vector`` from the image–text model, or its failure named in the item's error."""
+    """``image_vector`` from the image–text model, or its failure in the item's ``task_errors``."""
     if vector.ok and vector.value is not None:
         result["image_vector"] = round_vector(vector.value)
         return
-    error = f"{IMAGE_TEXT}: {vector.error}"
-    result["ok"], result["error"] = False, f"{result['error']}; {error}" if result["error"] else error
+    _record_failures(result, {IMAGE_TEXT: _failure(vector)})
+
+
+def _failure(vector: ItemResult[FloatArray]) -> ItemResult[FloatArray]:
+    """A vector's result that is not ok, or, should it be ok without a vector, an error saying so."""
+    return vector if not vector.ok else ItemResult(error="no vector", code=ErrorCode.INVALID_OUTPUT)
 
 
 class ImageAnalyzer:
@@ -182,8 +191,8 @@ class ImageAnalyzer:
         results: list[dict[str, Any]] = []
         position = 0
         for item, image in zip(items, decoded, strict=True):
-            if isinstance(image, str):
-                results.append(_empty_result(item.id, image))
+            if isinstance(image, ImageDecodeError):
+                results.append(failed_result(item.id, image))
                 continue
             outputs = {task: per_task[task][position] for task in tasks}
             vector = vectors[position] if vectors is not None else None
@@ -201,7 +210,8 @@ class ImageAnalyzer:
         return {"results": results, "models": models}
 
     async def _add_text(self, results: list[dict[str, Any]]) -> None:
-        """Alias endpoint: ``text`` is the caption (else tags and OCR), and its vector from the text model."""
+        """Alias endpoint: ``text`` is the caption (else tags and OCR), and its vector from the text model
+        (a failed one is the item's task error ``text``)."""
         wanted: list[tuple[dict[str, Any], str]] = []
         for result in results:
             text = None
@@ -219,3 +229,5 @@ class ImageAnalyzer:
             for (result, _), vector in zip(chunk, answer, strict=True):
                 if vector.ok and vector.value is not None:
                     result["text_vector"] = round_vector(vector.value)
+                else:
+                    _record_failures(result, {"text": _failure(vector)})

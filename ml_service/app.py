@@ -13,10 +13,12 @@ from pydantic import BaseModel, ValidationError
 
 from ml_service import __version__
 from ml_service.analyze import VECTOR_DECIMALS
-from ml_service.batching import Batcher, Overloaded
+from ml_service.auth import ApiKeyMiddleware
+from ml_service.batching import Batcher, ModelFailed, Overloaded
 from ml_service.config import IMAGE_TEXT, ImageTask, MLSettings
 from ml_service.middleware import RequestContextMiddleware
 from ml_service.models.base import FloatArray
+from ml_service.models.registry import ModelRegistry
 from ml_service.schemas import (
     AnalyzeAudioRequest,
     AnalyzeImagesRequest,
@@ -51,9 +53,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(settings: MLSettings) -> FastAPI:
-    """Build the app; models load in the background once it starts (lifespan)."""
-    service = MLService(settings)
+def create_app(settings: MLSettings, registry: ModelRegistry | None = None) -> FastAPI:
+    """Build the app; models load in the background once it starts (lifespan). ``registry``: models of
+    the caller's own instead of the configured ones (tests). Refuses to serve beyond loopback without
+    ML_API_KEY (``MLSettings.check_exposure``)."""
+    settings.check_exposure()
+    service = MLService(settings, registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +69,8 @@ def create_app(settings: MLSettings) -> FastAPI:
             await service.stop()
 
     app = FastAPI(title="Archivist ML service", version=__version__, lifespan=lifespan)
+    if settings.api_key is not None:  # inside the request context: refusals are logged and counted too
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(RequestContextMiddleware, observe=service.metrics.observe_request)
     app.state.service = service
     generate_openapi = app.openapi
@@ -98,6 +105,12 @@ def create_app(settings: MLSettings) -> FastAPI:
 
     def overloaded(exc: Overloaded) -> Response:
         return error_response(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+    def model_failed(exc: ModelFailed) -> Response:
+        if exc.final:  # a dead batcher, as a failed load, is final for this process: clients stop retrying it
+            return error_response(503, str(exc), code="models_failed")
+        # Stopping: a restarted service will answer; retry (here or on another replica).
+        return error_response(503, str(exc), headers={"Retry-After": "1"}, code="stopping")
 
     @app.get("/health")
     async def health() -> Response:
@@ -159,6 +172,8 @@ def create_app(settings: MLSettings) -> FastAPI:
             results = await batcher.submit(body.texts)
         except Overloaded as exc:
             return overloaded(exc)
+        except ModelFailed as exc:
+            return model_failed(exc)
         model = batcher.model
         content: dict[str, Any] = {"model": model.name, "version": model.version, "dim": dim}
         if all(r.ok for r in results):
@@ -171,6 +186,7 @@ def create_app(settings: MLSettings) -> FastAPI:
                 None if r.value is None else np.round(r.value, VECTOR_DECIMALS) for r in results
             ]
             content["errors"] = {str(i): r.error for i, r in enumerate(results) if not r.ok}
+            content["error_codes"] = {str(i): r.error_code for i, r in enumerate(results) if not r.ok}
         return json_response(content)
 
     async def analyze(request: Request, with_text: bool) -> Response:
@@ -215,6 +231,8 @@ def create_app(settings: MLSettings) -> FastAPI:
             )
         except Overloaded as exc:
             return overloaded(exc)
+        except ModelFailed as exc:
+            return model_failed(exc)
         return json_response(content)
 
     @app.post("/v1/analyze/images", openapi_extra=request_body_schema(AnalyzeImagesRequest))
@@ -255,6 +273,8 @@ def create_app(settings: MLSettings) -> FastAPI:
             content = await service.audio_analyzer.analyze(body.items, tasks)
         except Overloaded as exc:
             return overloaded(exc)
+        except ModelFailed as exc:
+            return model_failed(exc)
         return json_response(content)
 
     return app

@@ -15,6 +15,7 @@ import numpy as np
 from ml_service.analyze import round_vector
 from ml_service.batching import Batcher
 from ml_service.config import AudioTask
+from ml_service.errors import ErrorCode, fail_item, fail_task, new_item
 from ml_service.models.asr import SAMPLE_RATE, TIME_DECIMALS, Transcript, as_float_audio
 from ml_service.models.base import FloatArray, ItemResult
 from ml_service.models.voices import SpeakerInput, Turn
@@ -22,7 +23,11 @@ from ml_service.schemas import AudioItem
 
 
 class AudioDecodeError(ValueError):
-    """The item is not usable audio; the message is the item's error."""
+    """The item is not usable audio; the message is the item's error, ``code`` its kind."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +47,8 @@ def decode_audio(item: AudioItem, *, max_seconds: float) -> DecodedAudio:
     approx_seconds = (len(item.pcm) * 3 // 4) / 2 / SAMPLE_RATE
     if approx_seconds > max_seconds + 1:
         raise AudioDecodeError(
-            f"audio of ~{approx_seconds:.1f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}"
+            f"audio of ~{approx_seconds:.1f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}",
+            ErrorCode.TOO_LARGE,
         )
     try:
         raw = base64.b64decode(item.pcm, validate=True)
@@ -54,18 +60,20 @@ def decode_audio(item: AudioItem, *, max_seconds: float) -> DecodedAudio:
         raise AudioDecodeError(f"pcm has an odd number of bytes ({len(raw)}); expected int16 samples")
     seconds = len(raw) / 2 / SAMPLE_RATE
     if seconds > max_seconds:
-        raise AudioDecodeError(f"audio of {seconds:.2f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}")
+        raise AudioDecodeError(
+            f"audio of {seconds:.2f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}", ErrorCode.TOO_LARGE
+        )
     return DecodedAudio(as_float_audio(np.frombuffer(raw, dtype="<i2")))
 
 
-def decode_all(items: Sequence[AudioItem], *, max_seconds: float) -> list[DecodedAudio | str]:
-    """Decode every item; a failure becomes that item's error text. Runs in a worker thread."""
-    decoded: list[DecodedAudio | str] = []
+def decode_all(items: Sequence[AudioItem], *, max_seconds: float) -> list[DecodedAudio | AudioDecodeError]:
+    """Decode every item; a failure becomes that item's error. Runs in a worker thread."""
+    decoded: list[DecodedAudio | AudioDecodeError] = []
     for item in items:
         try:
             decoded.append(decode_audio(item, max_seconds=max_seconds))
         except AudioDecodeError as exc:
-            decoded.append(str(exc))
+            decoded.append(exc)
     return decoded
 
 
@@ -80,18 +88,14 @@ def _speech_seconds(spans: Sequence[tuple[float, float]]) -> float:
     return round(total, TIME_DECIMALS)
 
 
-def _empty_result(item_id: str, error: str | None) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "ok": error is None,
-        "error": error,
-        "duration_s": None,
-        "speech_s": None,
-        "language": None,
-        "language_probability": None,
-        "segments": None,
-        "turns": None,
-    }
+_FIELDS = ("duration_s", "speech_s", "language", "language_probability", "segments", "turns")
+
+
+def failed_result(item_id: str, error: AudioDecodeError) -> dict[str, Any]:
+    """The response entry of an item that could not be decoded."""
+    result = new_item(item_id, _FIELDS)
+    fail_item(result, error.code, str(error))
+    return result
 
 
 def assemble(
@@ -100,16 +104,12 @@ def assemble(
     asr: ItemResult[Transcript] | None,
     speakers: ItemResult[list[Turn]] | None,
 ) -> dict[str, Any]:
-    """The response entry of one decoded item; a failed task is named in ``error``."""
-    result = _empty_result(item_id, None)
+    """The response entry of one decoded item; a failed task is in ``task_errors`` (and ``error``)."""
+    result = new_item(item_id, _FIELDS)
     result["duration_s"] = round(audio.duration, TIME_DECIMALS)
-    errors = [
-        f"{task.value}: {out.error}"
-        for task, out in ((AudioTask.ASR, asr), (AudioTask.SPEAKERS, speakers))
-        if out is not None and not out.ok
-    ]
-    if errors:
-        result["ok"], result["error"] = False, "; ".join(errors)
+    for task, out in ((AudioTask.ASR, asr), (AudioTask.SPEAKERS, speakers)):
+        if out is not None and out.error is not None:
+            fail_task(result, task.value, out.error_code or ErrorCode.MODEL_ERROR, out.error)
     spans: list[tuple[float, float]] | None = None
     if asr is not None and asr.ok and asr.value is not None:
         transcript = asr.value
@@ -120,7 +120,11 @@ def assemble(
     if speakers is not None and speakers.ok and speakers.value is not None:
         turns = speakers.value
         result["turns"] = [
-            {**turn, "embedding": None if turn["embedding"] is None else round_vector(turn["embedding"])}
+            {
+                **turn,
+                "embedding": None if turn["embedding"] is None else round_vector(turn["embedding"]),
+                "embedding_error": turn.get("embedding_error"),  # see ml_service/outputs.py
+            }
             for turn in turns
         ]
         if spans is None:
@@ -179,8 +183,8 @@ class AudioAnalyzer:
         results: list[dict[str, Any]] = []
         position = 0
         for item, audio in zip(items, decoded, strict=True):
-            if isinstance(audio, str):
-                results.append(_empty_result(item.id, audio))
+            if isinstance(audio, AudioDecodeError):
+                results.append(failed_result(item.id, audio))
                 continue
             results.append(assemble(item.id, audio, asr_results[position], speaker_results[position]))
             position += 1

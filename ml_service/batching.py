@@ -9,7 +9,12 @@ The batcher also owns its model's lifetime: a model that is not loaded (ML_LAZY_
 after ML_MODEL_TTL_S idle seconds) is loaded on the loader thread before its next batch, while the
 other models keep running on the inference thread; a batch that raises is split
 (``predict_splitting``: halves on out-of-memory, else each item alone) so that only the items that
-fail get errors.
+fail get errors. Every result then passes the model's output check (``ml_service/outputs.py``).
+
+Nothing a model does stops the worker: a failed load, unload or batch becomes item errors or a log line.
+Should the worker die anyway (a bug), it says so: every request queued or sent later is refused at once
+with ``ModelFailed`` (never left waiting), and ``on_failure`` tells the service, whose /ready and
+/health then answer 503 naming the model and the reason.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from typing import Generic, TypeVar
 import structlog
 
 from ml_service.device import release_memory
+from ml_service.errors import ErrorCode
 from ml_service.models.base import ItemResult, ServedModel, describe_error, predict_splitting
+from ml_service.outputs import OutputCheck
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -43,6 +50,17 @@ class Overloaded(Exception):
     def __init__(self, model: str, queued: int, retry_after: int) -> None:
         super().__init__(f"model {model!r} has {queued} items queued; retry in {retry_after} s")
         self.retry_after = retry_after
+
+
+class ModelFailed(Exception):
+    """The model's batcher has stopped: it answers nothing more. ``final``: it died (a bug; this process
+    cannot serve the model again); else the service is stopping (a restarted one will)."""
+
+    def __init__(self, model: str, reason: str, *, final: bool) -> None:
+        super().__init__(f"model {model!r} cannot serve: {reason}")
+        self.model = model
+        self.reason = reason
+        self.final = final
 
 
 @dataclass(slots=True)
@@ -65,8 +83,16 @@ class Batcher(Generic[In, Out]):
         loader: Executor | None = None,
         idle_unload_s: float = 0.0,
         max_wait_s: float = 0.0,
+        check: OutputCheck | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
     ) -> None:
         self.model = model
+        self._check = check  # validates each batch's results (ml_service/outputs.py)
+        self._on_failure = on_failure  # (model key, reason) once, if the worker dies
+        # Why the worker stopped (None while it serves): requests are refused with it from then on.
+        self.failure: str | None = None
+        self._stop_reason: str | None = None  # set when the worker ends, for whatever reason
+        self._open: set[asyncio.Future[list[ItemResult[Out]]]] = set()  # queued or running, unanswered
         self._observe = observe  # (model key, items, seconds) after each model call: metrics
         self._executor = executor
         # Loads on demand run here (default: the inference executor), so other models keep serving.
@@ -95,7 +121,10 @@ class Batcher(Generic[In, Out]):
         """Raise ``Overloaded`` if ``count`` more items would overflow the queue.
 
         An empty queue always accepts a request (it was already checked against ``max_batch``).
+        Raise ``ModelFailed`` once the worker has stopped.
         """
+        if self._stop_reason is not None:
+            raise self._refusal(self._stop_reason)
         if self._queued_items and self._queued_items + count > self._max_queue_items:
             wait = self._queued_items * self._seconds_per_item
             raise Overloaded(self.model.key, self._queued_items, max(1, math.ceil(wait)))
@@ -104,6 +133,8 @@ class Batcher(Generic[In, Out]):
         """Queue ``items``; the future resolves to one result per item, in order."""
         self.check_capacity(len(items))
         future: asyncio.Future[list[ItemResult[Out]]] = asyncio.get_running_loop().create_future()
+        self._open.add(future)
+        future.add_done_callback(self._open.discard)
         self._pending.append(_Request(items, future))
         self._queued_items += len(items)
         self._wakeup.set()
@@ -128,20 +159,44 @@ class Batcher(Generic[In, Out]):
         return taken
 
     async def run(self) -> None:
-        """Worker loop; ends only by cancellation."""
-        loop = asyncio.get_running_loop()
+        """Worker loop; ends by cancellation (the service stops) or, should it ever raise, by a bug: then
+        ``failure`` says why, and every request waiting or sent later is refused (``ModelFailed``)."""
+        reason = "the service is stopping"
         try:
-            while True:
-                await self._wait_for_work(loop)
-                self._wakeup.clear()
-                await self._linger()
-                while taken := self._take():
-                    await self._run_batch(loop, taken)
-                    await self._linger()
+            await self._serve()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failure = describe_error(exc)
+            reason = f"its batcher stopped: {self.failure}"
+            log.exception("batcher_died", model=self.model.key, error=self.failure)
+            if self._on_failure is not None:
+                self._on_failure(self.model.key, reason)
         finally:
-            for request in self._pending:
-                request.future.cancel()
-            self._pending.clear()
+            self._stop(reason)
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wait_for_work(loop)
+            self._wakeup.clear()
+            await self._linger()
+            while taken := self._take():
+                await self._run_batch(loop, taken)
+                await self._linger()
+
+    def _refusal(self, reason: str) -> ModelFailed:
+        return ModelFailed(self.model.key, reason, final=self.failure is not None)
+
+    def _stop(self, reason: str) -> None:
+        """Refuse every unanswered and later request with ``reason``."""
+        self._stop_reason = reason
+        for future in list(self._open):
+            if not future.done():
+                future.set_exception(self._refusal(reason))
+        self._open.clear()
+        self._pending.clear()
+        self._queued_items = 0
 
     async def _wait_for_work(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait for a request; meanwhile unload the model once it has been idle long enough."""
@@ -158,9 +213,19 @@ class Batcher(Generic[In, Out]):
             # No await between this check and handing the unload to the executor: a request that
             # arrives later finds the model unloaded and loads it again.
             if not self._pending and self._idle_left() == 0.0:
-                await loop.run_in_executor(self._executor, self.model.unload)
-                self.unloads += 1
-                log.info("model_unloaded", model=self.model.key, idle_s=self._idle_unload_s)
+                await self._unload(loop)
+
+    async def _unload(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Unload the idle model; a failure is logged, and tried again after another idle period."""
+        try:
+            await loop.run_in_executor(self._executor, self.model.unload)
+        except Exception as exc:
+            # The model says itself whether it is still loaded: the next batch loads it if not.
+            self._last_used = time.monotonic()
+            log.exception("model_unload_failed", model=self.model.key, error=describe_error(exc))
+            return
+        self.unloads += 1
+        log.info("model_unloaded", model=self.model.key, idle_s=self._idle_unload_s)
 
     async def _linger(self) -> None:
         """Let a batch fill up when clients send concurrently: wait, at most ``max_wait_s`` after the
@@ -194,13 +259,18 @@ class Batcher(Generic[In, Out]):
         return max(0.0, self._idle_unload_s - (time.monotonic() - self._last_used))
 
     def _predict(self, batch: list[In]) -> list[ItemResult[Out]]:
-        """The model's predict, with a batch that raises split down to the items that fail."""
-        return predict_splitting(
+        """The model's predict, with a batch that raises split down to the items that fail, and its
+        results checked (a NaN vector is not a result)."""
+        results = predict_splitting(
             self.model.predict,
             batch,
             model=self.model.key,
             on_out_of_memory=lambda: release_memory(self.model.device),
         )
+        checked = results if self._check is None else self._check(results)
+        if len(checked) != len(batch):
+            raise RuntimeError(f"{len(checked)} results for {len(batch)} inputs")
+        return checked
 
     async def _ensure_loaded(self, loop: asyncio.AbstractEventLoop) -> str | None:
         """Load the model if it is not; the reason as text when that failed (it stays unloaded)."""
@@ -221,44 +291,51 @@ class Batcher(Generic[In, Out]):
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, taken: list[_Request[In, Out]]) -> None:
         flat = [item for request in taken for item in request.items]
         self._last_batch_requests, self._last_batch_items = len(taken), len(flat)
+        started = time.perf_counter()
+        elapsed: float | None = None  # of the model call; None when none ran
         try:
             failed_load = await self._ensure_loaded(loop)
             started = time.perf_counter()
             if failed_load is not None:
-                results: list[ItemResult[Out]] = [ItemResult(error=failed_load) for _ in flat]
+                results: list[ItemResult[Out]] = [
+                    ItemResult(error=failed_load, code=ErrorCode.MODEL_UNAVAILABLE) for _ in flat
+                ]
             else:
                 results = await loop.run_in_executor(self._executor, self._predict, flat)
-        except asyncio.CancelledError:
-            for request in taken:
-                request.future.cancel()
-            raise
+                elapsed = time.perf_counter() - started
         except Exception as exc:
-            # predict() turns item failures into results; reaching here is a bug or a broken model.
+            # predict() turns item failures into results; reaching here is a bug or a broken model:
+            # every item of the batch gets the error, and the worker goes on.
             log.exception("batch_crashed", model=self.model.key, size=len(flat))
-            for request in taken:
-                if not request.future.done():
-                    request.future.set_exception(exc)
-            return
+            error = f"model {self.model.key!r} failed on the batch: {describe_error(exc)}"
+            results = [ItemResult(error=error, code=ErrorCode.MODEL_ERROR) for _ in flat]
         finally:
             self._queued_items -= len(flat)
             self._last_used = time.monotonic()
             self._free_since = time.perf_counter()
-        elapsed = time.perf_counter() - started
-        if self._observe is not None:
-            self._observe(self.model.key, len(flat), elapsed)
-        per_item = elapsed / len(flat)
-        self._seconds_per_item += _EWMA_ALPHA * (per_item - self._seconds_per_item)
-        log.debug(
-            "batch_done",
-            model=self.model.key,
-            size=len(flat),
-            requests=len(taken),
-            ms=round(elapsed * 1000, 1),
-            waited_ms=round((started - taken[0].enqueued_at) * 1000, 1),
-        )
+        if elapsed is not None:
+            self._measured(len(flat), elapsed)
+            log.debug(
+                "batch_done",
+                model=self.model.key,
+                size=len(flat),
+                requests=len(taken),
+                ms=round(elapsed * 1000, 1),
+                waited_ms=round((started - taken[0].enqueued_at) * 1000, 1),
+            )
         offset = 0
         for request in taken:
             part = results[offset : offset + len(request.items)]
             offset += len(request.items)
             if not request.future.done():
                 request.future.set_result(part)
+
+    def _measured(self, items: int, elapsed: float) -> None:
+        """Metrics, and the per-item estimate behind Retry-After."""
+        per_item = elapsed / items
+        self._seconds_per_item += _EWMA_ALPHA * (per_item - self._seconds_per_item)
+        if self._observe is not None:
+            try:
+                self._observe(self.model.key, items, elapsed)
+            except Exception:  # metrics must never stop the answers
+                log.exception("batch_observer_failed", model=self.model.key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -73,6 +74,11 @@ class MLSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8001, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # When set, every route but /health and /ready needs it (X-API-Key or Authorization: Bearer); the
+    # orchestrator sends it as ML_SERVICE_API_KEY. Listening beyond loopback without it is refused ...
+    api_key: SecretStr | None = None
+    # ... unless this is set deliberately (a network nobody else reaches, or a proxy that authenticates).
+    allow_unauthenticated: bool = False
 
     # Which image models to load, e.g. ML_IMAGE_TASKS=ocr,faces (or a JSON list). Empty: none.
     image_tasks: Annotated[tuple[ImageTask, ...], NoDecode] = ALL_IMAGE_TASKS
@@ -214,7 +220,7 @@ class MLSettings(BaseSettings):
     def _unique_tasks(cls, value: tuple[ImageTask, ...]) -> tuple[ImageTask, ...]:
         return tuple(dict.fromkeys(value))
 
-    @field_validator("vlm_url", "vlm_api_key", "vlm_prompt_file", mode="before")
+    @field_validator("api_key", "vlm_url", "vlm_api_key", "vlm_prompt_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker-compose.yml passes ${ML_VLM_URL:-}: an empty value means "not configured".
@@ -260,6 +266,23 @@ class MLSettings(BaseSettings):
                     f"ML_CPU_THREADS={self.cpu_threads}"
                 )
         return self
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host in {"localhost", ""}:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check_exposure(self) -> None:
+        """Refuse to listen beyond loopback without an API key (security by default)."""
+        if not self.is_loopback and self.api_key is None and not self.allow_unauthenticated:
+            raise ValueError(
+                f"refusing to listen on {self.host} without ML_API_KEY; set ML_API_KEY "
+                "(or ML_ALLOW_UNAUTHENTICATED=true if nobody else can reach this port)"
+            )
 
     def instances_for(self, task: ImageTask) -> int:
         """How many instances of ``task``'s model to load."""

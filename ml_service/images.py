@@ -11,6 +11,7 @@ import numpy as np
 import PIL.Image
 from PIL import ImageOps
 
+from ml_service.errors import ErrorCode
 from ml_service.models.base import Image
 
 _EXIF_ORIENTATION = 0x0112
@@ -19,7 +20,11 @@ _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 
 class ImageDecodeError(ValueError):
-    """The item's data is not an image this service can use."""
+    """The item's data is not an image this service can use; ``code`` says how (docs/ml-api.md)."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _b64decode(data: str) -> bytes:
@@ -49,7 +54,9 @@ def decode_image(data: str, *, max_pixels: int, max_side: int) -> Image:
             opened = PIL.Image.open(io.BytesIO(raw))
             width, height = opened.size
             if width * height > max_pixels:
-                raise ImageDecodeError(f"image of {width}x{height} pixels exceeds {max_pixels} pixels")
+                raise ImageDecodeError(
+                    f"image of {width}x{height} pixels exceeds {max_pixels} pixels", ErrorCode.TOO_LARGE
+                )
             # JPEG can decode at 1/2, 1/4, 1/8 scale for free: far less work for large photos.
             if opened.getexif().get(_EXIF_ORIENTATION, 1) in _SWAPPING_ORIENTATIONS:
                 width, height = height, width
@@ -62,13 +69,9 @@ def decode_image(data: str, *, max_pixels: int, max_side: int) -> Image:
         raise
     except PIL.UnidentifiedImageError:
         raise ImageDecodeError("cannot decode image: unknown format or corrupt data") from None
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        PIL.Image.DecompressionBombWarning,
-        PIL.Image.DecompressionBombError,
-    ) as exc:
+    except (PIL.Image.DecompressionBombWarning, PIL.Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"cannot decode image: {exc}", ErrorCode.TOO_LARGE) from None
+    except (OSError, ValueError, SyntaxError) as exc:
         # Pillow reports corrupt and unknown data as OSError/UnidentifiedImageError, and some
         # truncated or malformed files as ValueError or SyntaxError.
         raise ImageDecodeError(f"cannot decode image: {exc}") from None

@@ -17,6 +17,7 @@ from ml_service.metrics import MLMetrics
 from ml_service.models.base import FloatArray, Image, describe_error
 from ml_service.models.clip import ImageOrText
 from ml_service.models.registry import ModelRegistry
+from ml_service.outputs import output_check
 
 log = structlog.get_logger(__name__)
 
@@ -40,11 +41,12 @@ class MLService:
     instances of one model side by side won (docs/ml-api.md, "Measurements").
     """
 
-    def __init__(self, settings: MLSettings) -> None:
+    def __init__(self, settings: MLSettings, registry: ModelRegistry | None = None) -> None:
         self.settings = settings
         self.metrics = MLMetrics()
         self.metrics.watch_queues(self.queue_depths)
-        self.registry = ModelRegistry.from_settings(settings)
+        # A test may hand in a registry of its own models; normally the settings name them.
+        self.registry = registry if registry is not None else ModelRegistry.from_settings(settings)
         self.status = Status.LOADING
         self.error: str | None = None
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-inference")
@@ -91,25 +93,36 @@ class MLService:
         observe = self.metrics.observe_batch
         # Each batcher loads its model when needed, unloads it after ML_MODEL_TTL_S idle seconds,
         # and lets concurrent requests fill a batch for up to ML_BATCH_WAIT_MS.
+        # Every batcher checks its model's vectors (ml_service/outputs.py) and reports its own death.
         life: dict[str, Any] = {
             "loader": self._loader,
             "idle_unload_s": self.settings.model_ttl_s,
             "max_wait_s": self.settings.batch_wait_ms / 1000,
+            "on_failure": self._batcher_failed,
         }
         if self.registry.text is not None:
-            self.text_batcher = Batcher(self.registry.text, self._inference, limit, observe, **life)
+            text = self.registry.text
+            self.text_batcher = Batcher(
+                text, self._inference, limit, observe, check=output_check(text), **life
+            )
         if self.registry.image_text is not None:
+            clip = self.registry.image_text
             self.image_text_batcher = Batcher(
-                self.registry.image_text, self._inference, limit, observe, **life
+                clip, self._inference, limit, observe, check=output_check(clip), **life
             )
         self.image_batchers = {
             task: Batcher(
-                model, self._remote if task is ImageTask.CAPTION else self._inference, limit, observe, **life
+                model,
+                self._remote if task is ImageTask.CAPTION else self._inference,
+                limit,
+                observe,
+                check=output_check(model),
+                **life,
             )
             for task, model in self.registry.image.items()
         }
         self.audio_batchers = {
-            task: Batcher(model, self._inference, limit, observe, **life)
+            task: Batcher(model, self._inference, limit, observe, check=output_check(model), **life)
             for task, model in self.registry.audio.items()
         }
         for batcher in self._batchers():
@@ -130,6 +143,13 @@ class MLService:
         )
         self.status = Status.READY
         log.info("models_ready", load_seconds=self.registry.load_seconds)
+
+    def _batcher_failed(self, model: str, reason: str) -> None:
+        """A batcher died (a bug): the service is failed until restarted; /ready and /health say why."""
+        self.status = Status.FAILED
+        error = f"model {model!r}: {reason}"
+        self.error = error if self.error is None else f"{self.error}; {error}"
+        log.error("service_failed", model=model, error=error)
 
     def _batchers(self) -> list[Batcher[Any, Any]]:
         batchers: list[Batcher[Any, Any]] = [*self.image_batchers.values(), *self.audio_batchers.values()]

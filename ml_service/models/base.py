@@ -20,6 +20,7 @@ from ml_service.device import (
     measure_per_item_bytes,
     release_memory,
 )
+from ml_service.errors import ErrorCode
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -34,14 +35,22 @@ _DIGEST_CHARS = 12
 
 @dataclass(frozen=True, slots=True)
 class ItemResult(Generic[Out]):
-    """One item's outcome: a value, or the reason it has none."""
+    """One item's outcome: a value, or the reason it has none (``error``, and its ``code``)."""
 
     value: Out | None = None
     error: str | None = None
+    code: ErrorCode | None = None  # None with an error: the model raised (``error_code``)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        """None when ``ok``; else the code given, ``model_error`` when none was."""
+        if self.error is None:
+            return None
+        return self.code or ErrorCode.MODEL_ERROR
 
 
 PixelArray = np.ndarray[Any, np.dtype[np.uint8]]

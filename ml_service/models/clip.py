@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ml_service.device import require_cuda
+from ml_service.errors import ErrorCode
 from ml_service.models.base import FloatArray, Image, ItemResult, unit_rows
 from ml_service.models.local_torch import LocalTorchModel, directory_files
 
@@ -142,7 +143,8 @@ class ClipModel(LocalTorchModel[ImageOrText, FloatArray]):
         if texts:
             for (index, _), vector in zip(texts, self.embed_texts([t for _, t in texts]), strict=True):
                 vectors[index] = vector
-        return [ItemResult(value=v) if v is not None else ItemResult(error="no vector") for v in vectors]
+        missing: ItemResult[FloatArray] = ItemResult(error="no vector", code=ErrorCode.INVALID_OUTPUT)
+        return [ItemResult(value=v) if v is not None else missing for v in vectors]
 
     def embed_images(self, images: Sequence[Image]) -> FloatArray:
         """Unit vectors of ``images`` (their RGB pixels, through the model's image processor)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar, NotRequired, TypedDict
 
 import numpy as np
 
@@ -24,6 +24,9 @@ class Face(TypedDict):
     score: float
     landmarks: list[list[float]]  # right eye, left eye, nose tip, right/left mouth corner
     embedding: FloatArray | None  # unit length (SFace 128-d, insightface its own); None: too small
+    # Why ``embedding`` is None although the face was embedded: the vector failed the output check
+    # (ml_service/outputs.py: NaN, wrong size, zero). Set for every face by that check.
+    embedding_error: NotRequired[str | None]
 
 
 def attach_embeddings(

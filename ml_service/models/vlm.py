@@ -18,14 +18,12 @@ to ``ML_VLM_CONCURRENCY`` requests are in flight at once.
 from __future__ import annotations
 
 import base64
-import email.utils
 import io
 import json
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
@@ -34,7 +32,9 @@ import PIL.Image
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ml_service.errors import ErrorCode
 from ml_service.models.base import Image, InferenceModel, ItemResult, describe_error
+from orchestrator.clients.retry_after import retry_after_seconds  # the one reader both services use
 
 log = structlog.get_logger(__name__)
 
@@ -148,23 +148,6 @@ def chat_completions_url(base_url: str) -> str:
     if not base.endswith("/v1"):
         base += "/v1"
     return f"{base}/chat/completions"
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def encode_jpeg(image: Image, max_side: int) -> bytes:
@@ -323,9 +306,12 @@ class CaptionModel(InferenceModel[Image, SceneDict]):
         """One image's scene, or the reason there is none (never raises)."""
         try:
             return ItemResult(value=self._describe(image))
-        except (SceneError, VLMRequestError) as exc:
+        except SceneError as exc:  # it answered, but not a scene description
             log.info("vlm_item_failed", error=str(exc))
-            return ItemResult(error=str(exc))
+            return ItemResult(error=str(exc), code=ErrorCode.INVALID_OUTPUT)
+        except VLMRequestError as exc:  # no usable answer: unreachable, too slow, an HTTP error
+            log.info("vlm_item_failed", error=str(exc))
+            return ItemResult(error=str(exc), code=ErrorCode.MODEL_UNAVAILABLE)
         except Exception as exc:  # a bug here must still stay this item's error
             log.exception("vlm_item_crashed")
             return ItemResult(error=describe_error(exc))

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
 import numpy as np
 
@@ -57,6 +57,8 @@ class Turn(TypedDict):
     end: float
     speaker: str
     embedding: FloatArray | None  # 256-d unit vector; None for a turn too short to embed
+    # Why ``embedding`` is None although the turn was embedded (the output check, as for faces).
+    embedding_error: NotRequired[str | None]
 
 
 @dataclass(slots=True)

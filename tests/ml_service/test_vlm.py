@@ -319,6 +319,9 @@ def test_bad_answers_are_item_errors(service: httpx.Client, vlm: VLMStandIn) -> 
         "cyan": ("wrong_types", "objects: Input should be a valid list"),
         "gray": ("truncated", "cut at ML_VLM_MAX_TOKENS"),
     }
+    # The caption task's failure, structured (docs/ml-api.md, "Item errors"): an answer that is no scene
+    # description is invalid_output; no usable answer at all (an HTTP error, a timeout) model_unavailable.
+    codes = {"yellow": "model_unavailable", "magenta": "model_unavailable"}
     for colour, (mode, _) in modes.items():
         vlm.set_mode(colour, mode)
     colours = ["red", *modes, "white"]
@@ -333,6 +336,10 @@ def test_bad_answers_are_item_errors(service: httpx.Client, vlm: VLMStandIn) -> 
         assert not result["ok"] and result["caption"] is None and result["scene"] is None
         assert result["error"].startswith("caption: ") and reason in result["error"], result["error"]
         assert (result["width"], result["height"]) == (96, 64)  # decoded; only the caption failed
+        code = codes.get(colour, "invalid_output")
+        assert result["code"] == code and set(result["task_errors"]) == {"caption"}, result
+        assert result["task_errors"]["caption"]["code"] == code
+        assert reason in result["task_errors"]["caption"]["message"]
     # Neither a 500 nor a timeout is retried; the slow answer cost one timeout, not the request's time.
     assert vlm.count("yellow") == 1 and vlm.count("magenta") == 1
     assert elapsed < 15

@@ -16,8 +16,9 @@ of a good answer, so a test can tell which answer went to which item. Modes (``M
 
 - ``good``: the scene as plain JSON (``scene_for(colour)``); ``fenced``: the same inside a ```json fence;
   ``prose``: the same with prose before and after it.
-- ``invalid_json``, ``missing_keys`` (no ``setting``), ``wrong_types`` (``objects`` a string), ``not_object``
-  (a JSON array), ``empty`` (no text), ``truncated`` (cut JSON, finish_reason "length").
+- ``invalid_json``, ``missing_keys`` (no ``setting``), ``wrong_types`` (``objects`` a string), ``bad_fields``
+  (both: two validation errors in one message), ``not_object`` (a JSON array), ``empty`` (no text),
+  ``truncated`` (cut JSON, finish_reason "length").
 - ``http_500``; ``busy_429`` / ``busy_503``: that status with ``Retry-After: <retry_after_s>`` for the first
   ``busy_times`` requests of that colour, then ``good``; ``always_429``: 429 with ``Retry-After: 0`` forever.
 - ``slow``: ``good`` after ``slow_s`` seconds (beyond the client's timeout).
@@ -80,6 +81,7 @@ MODES = frozenset(
         "invalid_json",
         "missing_keys",
         "wrong_types",
+        "bad_fields",
         "not_object",
         "empty",
         "truncated",
@@ -297,6 +299,9 @@ class VLMStandIn:
                 content = json.dumps({k: v for k, v in scene_for(colour).items() if k != "setting"})
             case "wrong_types":
                 content = json.dumps({**scene_for(colour), "objects": "wall, thing"})
+            case "bad_fields":
+                bad = {k: v for k, v in scene_for(colour).items() if k != "setting"}
+                content = json.dumps({**bad, "objects": "wall, thing"})
             case "not_object":
                 content = json.dumps([scene_for(colour)])
             case "empty":
