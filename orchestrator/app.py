@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import Depends, FastAPI, Request, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from orchestrator.api import collections, events, health, jobs, media, people, search
-from orchestrator.api.deps import require_api_key
+from orchestrator.api import collections, events, health, jobs, media, metrics, people, search
+from orchestrator.api.deps import CollectionDeletions, require_api_key
+from orchestrator.api.strict import reject_unknown_input
 from orchestrator.clients.vectors import VectorStore
 from orchestrator.config import Settings
 from orchestrator.job_manager import JobManager
@@ -32,7 +34,7 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         job_store = JobStore(settings.jobs_db_path)
         await job_store.open()
         manager = JobManager(services, job_store)
-        services.metrics.watch_jobs(manager.all)
+        services.metrics.watch_jobs(manager.live)
         app.state.services = services
         app.state.jobs = manager
         resumed = await manager.restore()
@@ -46,12 +48,26 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
             await job_store.close()
             await services.close()
 
-    app = FastAPI(title="Archivist orchestrator", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Archivist orchestrator",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,  # 413 beyond it, also for a chunked body
+        dependencies=[
+            Depends(reject_unknown_input)
+        ],  # 422: a query parameter or body the route does not take
+    )
     app.state.settings = settings
+    app.state.deletions = CollectionDeletions()
+    app.state.event_streams = events.EventStreams()
     app.middleware("http")(_request_id)
+    hosts = settings.trusted_host_list
+    if hosts != ["*"]:  # outermost: a rebound Host is refused before anything else runs
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
-    for router in (jobs.router, search.router, media.router, collections.router, people.router):
+    routers = (jobs.router, search.router, media.router, collections.router, people.router, metrics.router)
+    for router in routers:
         app.include_router(router, dependencies=protected)
     app.include_router(events.router)  # SSE depends on the key per route; the WebSocket checks it itself
     return app

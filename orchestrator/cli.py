@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import typer
+from httpx_sse import connect_sse
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -79,8 +78,12 @@ def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
     stages = ("discovered", "hashed", "inferred", "upserted", "done")
     with Progress(*columns, console=console, transient=True) as bar:
         tasks = {name: bar.add_task(name, total=None, note="") for name in stages}
-        with client.stream("GET", f"/jobs/{job_id}/events", timeout=None) as stream:
-            for event in _sse_events(stream.iter_lines()):
+        with connect_sse(client, "GET", f"/jobs/{job_id}/events", timeout=None) as source:
+            if source.response.status_code >= 400:
+                source.response.read()
+                _check(source.response)
+            for sse in source.iter_sse():
+                event: dict[str, Any] = sse.json()
                 counters = event["counters"]
                 total = counters["discovered"] if event.get("scan_complete") else None
                 for name, task in tasks.items():
@@ -92,12 +95,6 @@ def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
                 if event["type"] == "end":
                     break
     return _check(client.get(f"/jobs/{job_id}"))
-
-
-def _sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    for line in lines:
-        if line.startswith("data: "):
-            yield json.loads(line[6:])
 
 
 def _print_status(status: dict[str, Any]) -> None:

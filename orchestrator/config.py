@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.clients.vectors import EDGE_SUBDIR
+from orchestrator.clients.vector_params import EDGE_SUBDIR
 
 
 class Settings(BaseSettings):
@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     api_key: str | None = None
     # Listening beyond loopback without an API key is refused unless this is set deliberately.
     allow_unauthenticated: bool = False
+    # Host header names the API answers (comma-separated; HOST is added when it names one address); any
+    # other is refused with 400, so a web page that rebinds its DNS name to 127.0.0.1 cannot reach us.
+    # "*" turns the check off.
+    trusted_hosts: str = "localhost,127.0.0.1,::1"
+    # Largest request body in bytes (JSON bodies are small); a larger one is answered 413.
+    max_request_bytes: int = 1 << 20
 
     # Vector store: unset -> embedded Qdrant Edge under DATA_DIR; set -> a Qdrant server or cluster.
     qdrant_url: str | None = None
@@ -38,6 +44,8 @@ class Settings(BaseSettings):
     # Several replicas, comma-separated: requests go to the one with the fewest items outstanding; one
     # that fails is taken out and polled (/ready) every ML_HEALTH_INTERVAL_S until it answers again.
     ml_service_urls: str = ""
+    # Sent to every replica as X-API-Key: the ML service's ML_API_KEY (needed when it is set there).
+    ml_service_api_key: str | None = None
     ml_health_interval_s: float = 2.0
     ml_inference_batch_size: int | None = None
     ml_request_timeout_s: float = 300.0
@@ -73,6 +81,11 @@ class Settings(BaseSettings):
     # Decoding runs in worker processes; a file that takes longer than this is killed and fails alone.
     decode_workers: int = 1
     decode_timeout_s: float = 900.0
+    # Address space (RLIMIT_AS) each decode worker may map; a file that needs more fails alone, before the
+    # OOM killer picks a process. Measured: a worker with its libraries maps ~270 MB, a 1080p H.264 minute
+    # ~460 MB, an hour of audio ~520 MB (6 h: ~0.7 GB of PCM, twice while it is sent back); more cores mean
+    # more decoder threads (stacks, malloc arenas). 0: no limit.
+    decode_memory_limit_mb: int = 4096
     # Decoded video/audio files held between decoding and inference (each may carry minutes of audio).
     media_in_flight: int = 2
     # People: a face (SFace, cosine) or a voice (resemblyzer) joins the nearest cluster of its collection
@@ -107,6 +120,24 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def trusted_host_list(self) -> list[str]:
+        """TRUSTED_HOSTS as Host-header names (IPv6 literals in brackets), plus HOST when it names one
+        address (not 0.0.0.0 or ::); ["*"] when the check is off."""
+        names = [h.strip().lower() for h in self.trusted_hosts.split(",") if h.strip()]
+        if "*" in names:
+            return ["*"]
+        unspecified = {"", "0.0.0.0", "::", "[::]"}
+        if self.host.strip().lower() not in unspecified:
+            names.append(self.host.strip().lower())
+        out: list[str] = []
+        for name in names:
+            if ":" in name and not name.startswith("["):
+                name = f"[{name}]"  # the Host header writes an IPv6 literal in brackets
+            if name not in out:
+                out.append(name)
+        return out
 
     def check_exposure(self) -> None:
         """Refuse to listen beyond loopback without an API key (security by default)."""

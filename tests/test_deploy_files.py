@@ -266,6 +266,11 @@ def test_compose_environment_values(services: dict[str, dict[str, Any]]) -> None
     ml = compose_env(services["ml"])
     assert ml["ML_HOST"] == "0.0.0.0"
     assert int(ml["ML_PORT"]) == ML_PORT
+    # The ML service listens beyond loopback too: its key is required; the orchestrator sends the same one.
+    assert ml["ML_API_KEY"].startswith("${ML_API_KEY:?")
+    assert orch["ML_SERVICE_API_KEY"] == ml["ML_API_KEY"]
+    with pytest.raises(KeyError):
+        interpolate(ml["ML_API_KEY"], {})
 
 
 def test_compose_environment_values_are_valid_settings(
@@ -274,11 +279,12 @@ def test_compose_environment_values_are_valid_settings(
     """The values parse as the settings classes parse them, and the orchestrator starts only with a key."""
     for name in (*ORCHESTRATOR_ENV, *ML_ENV):
         monkeypatch.delenv(name, raising=False)
-    shell = {"API_KEY": "secret"}
+    shell = {"API_KEY": "secret", "ML_API_KEY": "ml-secret"}
     for name, value in compose_env(services["orchestrator"]).items():
         monkeypatch.setenv(name, interpolate(value, shell))
     settings = Settings(_env_file=None)
     settings.check_exposure()
+    assert settings.ml_service_api_key == "ml-secret"
     assert settings.qdrant_url == f"http://qdrant:{QDRANT_REST_PORT}"
     assert settings.ml_urls == [f"http://ml:{ML_PORT}"]  # ML_SERVICE_URLS defaults to empty
     assert [str(p) for p in settings.allowed_root_paths] == ["/media"]
@@ -288,9 +294,14 @@ def test_compose_environment_values_are_valid_settings(
         Settings(_env_file=None).check_exposure()
 
     for name, value in compose_env(services["ml"]).items():
-        monkeypatch.setenv(name, interpolate(value, {}))
+        monkeypatch.setenv(name, interpolate(value, shell))
     ml = MLSettings()
     assert (ml.host, ml.port) == ("0.0.0.0", ML_PORT)
+    assert ml.api_key is not None and ml.api_key.get_secret_value() == "ml-secret"
+    ml.check_exposure()
+    monkeypatch.delenv("ML_API_KEY")
+    with pytest.raises(ValueError, match="ML_API_KEY"):
+        MLSettings().check_exposure()
 
 
 def test_compose_ports(services: dict[str, dict[str, Any]]) -> None:

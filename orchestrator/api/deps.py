@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from starlette.requests import HTTPConnection
 
 from orchestrator.job_manager import JobManager
+from orchestrator.people import companions
 from orchestrator.services import Services
+
+
+def same_data(a: str, b: str) -> bool:
+    """True when a job on one collection writes to the other (itself or a faces/voices companion)."""
+    return a == b or a in companions(b) or b in companions(a)
+
+
+@dataclass(slots=True)
+class CollectionDeletions:
+    """Collections being deleted right now: a job for one of them is refused (409) until it is gone."""
+
+    names: set[str] = field(default_factory=set)
+
+    def blocks(self, collection: str) -> bool:
+        return any(same_data(collection, name) for name in self.names)
 
 
 def get_services(request: Request) -> Services:
@@ -21,18 +39,32 @@ def get_jobs(request: Request) -> JobManager:
     return jobs
 
 
-def require_api_key(request: Request) -> None:
-    """When API_KEY is set, every route except liveness needs it (X-API-Key or Bearer)."""
-    expected = request.app.state.settings.api_key
+def get_deletions(request: Request) -> CollectionDeletions:
+    deletions: CollectionDeletions = request.app.state.deletions
+    return deletions
+
+
+def has_api_key(conn: HTTPConnection) -> bool:
+    """True when API_KEY is unset, or the request carries it: X-API-Key, Authorization: Bearer, or (for a
+    browser's WebSocket, which cannot set headers) the `api_key` query parameter."""
+    expected: str | None = conn.app.state.settings.api_key
     if not expected:
-        return
-    given = request.headers.get("x-api-key")
-    auth = request.headers.get("authorization", "")
+        return True
+    given = conn.headers.get("x-api-key")
+    auth = conn.headers.get("authorization", "")
     if given is None and auth.lower().startswith("bearer "):
         given = auth[7:].strip()
-    if given is None or not secrets.compare_digest(given.encode(), expected.encode()):
+    if given is None and conn.scope["type"] == "websocket":
+        given = conn.query_params.get("api_key")
+    return given is not None and secrets.compare_digest(given.encode(), expected.encode())
+
+
+def require_api_key(request: Request) -> None:
+    """When API_KEY is set, every route except liveness and readiness needs it (X-API-Key or Bearer)."""
+    if not has_api_key(request):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong API key")
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
+DeletionsDep = Annotated[CollectionDeletions, Depends(get_deletions)]

@@ -1,22 +1,28 @@
-"""Live progress: Server-Sent Events and a WebSocket, one event schema, throttled.
+"""Live progress: Server-Sent Events (sse-starlette) and a WebSocket, one event producer, throttled.
 
 An event is sent when the job's status changed, at most every EVENT_INTERVAL_S, and once more at the end;
-the stream closes after the job reaches a terminal state.
+the stream closes after the job reaches a terminal state. A client that goes away stops its producer (SSE:
+sse-starlette sees the disconnect and cancels the stream; WebSocket: the next send fails).
+
+WebSocket close codes (sent after the handshake, so a browser sees them): 4401 missing or wrong API key,
+4404 no such job, 1000 the job ended.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import anyio
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, WebSocket, WebSocketDisconnect, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSocketDisconnect, status
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import HTTPConnection
 
-from orchestrator.api.deps import JobsDep, require_api_key
+from orchestrator.api.deps import JobsDep, has_api_key, require_api_key
 from orchestrator.job_manager import JobManager
 from orchestrator.jobs import Job, JobNotFoundError
 
@@ -26,6 +32,8 @@ router = APIRouter(tags=["events"])
 EVENT_INTERVAL_S = 0.5
 # SSE comment lines keep proxies from closing an idle stream.
 HEARTBEAT_S = 15.0
+WS_UNAUTHORIZED = 4401
+WS_NO_SUCH_JOB = 4404
 _EVENT_FIELDS = (
     "state",
     "counters",
@@ -42,6 +50,13 @@ _EVENT_FIELDS = (
 )
 
 
+@dataclass(slots=True)
+class EventStreams:
+    """How many event producers run now (one per connected SSE or WebSocket client)."""
+
+    active: int = 0
+
+
 def event_of(job: Job) -> dict[str, Any]:
     """The event schema shared by SSE and WebSocket: a subset of GET /jobs/{id}."""
     status_ = job.status(max_errors=0)
@@ -52,68 +67,89 @@ def event_of(job: Job) -> dict[str, Any]:
     }
 
 
-async def job_events(job: Job) -> AsyncIterator[dict[str, Any] | None]:
-    """Events as the job changes; None after HEARTBEAT_S without a change (a stream keep-alive)."""
-    last: dict[str, Any] | None = None
-    last_sent = time.monotonic()
-    while True:
-        event = event_of(job)
-        comparable = {k: v for k, v in event.items() if k not in ("elapsed_s", "files_per_s", "bytes_per_s")}
-        if comparable != last:
-            last = comparable
-            last_sent = time.monotonic()
-            yield event
-        elif time.monotonic() - last_sent > HEARTBEAT_S:
-            last_sent = time.monotonic()
-            yield None
-        if not job.active:
-            return
-        await asyncio.sleep(EVENT_INTERVAL_S)
-
-
-def _job(jobs: JobManager, job_id: str) -> Job:
+async def job_events(job: Job, streams: EventStreams) -> AsyncGenerator[dict[str, Any], None]:
+    """The one producer: events as the job changes, until it ends or its consumer is gone."""
+    streams.active += 1
     try:
-        return jobs.get(job_id)
+        last: dict[str, Any] | None = None
+        while True:
+            event = event_of(job)
+            comparable = {
+                k: v for k, v in event.items() if k not in ("elapsed_s", "files_per_s", "bytes_per_s")
+            }
+            if comparable != last:
+                last = comparable
+                yield event
+            if not job.active:
+                return
+            await asyncio.sleep(EVENT_INTERVAL_S)
+    finally:
+        streams.active -= 1
+
+
+async def _job(jobs: JobManager, job_id: str) -> Job:
+    try:
+        return await jobs.get(job_id)
     except JobNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from exc
 
 
+def get_streams(conn: HTTPConnection) -> EventStreams:
+    streams: EventStreams = conn.app.state.event_streams
+    return streams
+
+
+StreamsDep = Annotated[EventStreams, Depends(get_streams)]
+
+
 @router.get("/jobs/{job_id}/events", dependencies=[Depends(require_api_key)])
-async def sse(job_id: str, jobs: JobsDep) -> StreamingResponse:
-    job = _job(jobs, job_id)
+async def sse(job_id: str, jobs: JobsDep, streams: StreamsDep) -> EventSourceResponse:
+    """`event: progress|end`, `data: <the event as JSON>`; a comment line every HEARTBEAT_S."""
+    job = await _job(jobs, job_id)
 
-    async def stream() -> AsyncIterator[bytes]:
-        async for event in job_events(job):
-            if event is None:
-                yield b": keep-alive\n\n"
-            else:
-                yield b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        async with aclosing(job_events(job, streams)) as events:
+            async for event in events:
+                yield ServerSentEvent(data=orjson.dumps(event).decode(), event=event["type"])
 
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
-    )
+    return EventSourceResponse(stream(), ping=HEARTBEAT_S)
 
 
 @router.websocket("/jobs/{job_id}/ws")
-async def websocket(ws: WebSocket, job_id: str) -> None:
-    expected = ws.app.state.settings.api_key
-    given = ws.headers.get("x-api-key") or ws.query_params.get("api_key")
-    if expected and (given is None or not secrets.compare_digest(given.encode(), expected.encode())):
-        await ws.close(code=4401, reason="missing or wrong API key")
+async def websocket(
+    ws: WebSocket,
+    job_id: str,
+    streams: StreamsDep,
+    api_key: str | None = Query(default=None, description="For browsers, which cannot send headers"),
+) -> None:
+    """The same events as text frames. The key: X-API-Key, Authorization: Bearer, or `?api_key=`."""
+    del api_key  # read by has_api_key; declared so that it is a known query parameter
+    await ws.accept()  # before any close, or the client would see a bare HTTP 403 instead of the code
+    if not has_api_key(ws):
+        await ws.close(code=WS_UNAUTHORIZED, reason="missing or wrong API key")
         return
     jobs: JobManager = ws.app.state.jobs
     try:
-        job = jobs.get(job_id)
+        job = await jobs.get(job_id)
     except JobNotFoundError:
-        await ws.close(code=4404, reason=f"no job {job_id}")
+        await ws.close(code=WS_NO_SUCH_JOB, reason=f"no job {job_id}")
         return
-    await ws.accept()
-    try:
-        async for event in job_events(job):
-            if event is not None:
-                await ws.send_text(orjson.dumps(event).decode())
+    ended = False
+    async with anyio.create_task_group() as group:
+
+        async def until_disconnect() -> None:
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass  # messages from the client mean nothing here
+            group.cancel_scope.cancel()
+
+        group.start_soon(until_disconnect)
+        try:
+            async with aclosing(job_events(job, streams)) as events:
+                async for event in events:
+                    await ws.send_text(orjson.dumps(event).decode())
+            ended = True
+        except WebSocketDisconnect:
+            pass
+        group.cancel_scope.cancel()
+    if ended:
         await ws.close()
-    except WebSocketDisconnect:
-        return

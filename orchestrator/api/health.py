@@ -1,11 +1,11 @@
-"""Liveness and readiness (ML service and vector store): open to probes, no API key."""
+"""Liveness and readiness (ML service and vector store): open to probes, no API key (they say nothing
+but up/down; /metrics, which says more, is in api/metrics.py behind the key)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator.api.deps import ServicesDep
 
@@ -15,12 +15,6 @@ router = APIRouter(tags=["health"])
 @router.get("/health")
 async def health() -> dict[str, str]:
     return {"status": "ok"}
-
-
-@router.get("/metrics")
-async def metrics(services: ServicesDep) -> Response:
-    """Prometheus text format: stage throughput, queue depths, ML latency and batch sizes, errors."""
-    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/ready")

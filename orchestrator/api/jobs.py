@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 
-from orchestrator.api.deps import JobsDep, ServicesDep
-from orchestrator.api.schemas import IngestAlias, JobAccepted, JobCreate
+from orchestrator.api.deps import CollectionDeletions, DeletionsDep, JobsDep, ServicesDep
+from orchestrator.api.schemas import IngestAlias, JobAccepted, JobCreate, JobOptions
 from orchestrator.job_manager import JobManager
 from orchestrator.jobs import InvalidTransitionError, Job, JobNotFoundError
 from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root
@@ -24,9 +25,10 @@ def _accepted(job: Job, request: Request) -> JobAccepted:
 async def _submit(
     services: ServicesDep,
     jobs: JobManager,
+    deletions: CollectionDeletions,
     path: str,
     collection: str | None,
-    options: dict[str, Any],
+    options: JobOptions,
     idempotency_key: str | None = None,
 ) -> Job:
     try:
@@ -35,9 +37,10 @@ async def _submit(
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     except PathInvalidError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    return await jobs.submit(
-        root, collection or services.settings.default_collection, options, idempotency_key
-    )
+    name = collection or services.settings.default_collection
+    if deletions.blocks(name):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"collection {name} is being deleted")
+    return await jobs.submit(root, name, options.as_job_options(), idempotency_key)
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
@@ -46,39 +49,41 @@ async def create_job(
     request: Request,
     services: ServicesDep,
     jobs: JobsDep,
+    deletions: DeletionsDep,
     idempotency_key: str | None = Header(default=None),
 ) -> JobAccepted:
-    job = await _submit(services, jobs, body.path, body.collection, body.options, idempotency_key)
+    job = await _submit(services, jobs, deletions, body.path, body.collection, body.options, idempotency_key)
     return _accepted(job, request)
 
 
 @router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
 async def ingest_alias(
-    body: IngestAlias, request: Request, services: ServicesDep, jobs: JobsDep
+    body: IngestAlias, request: Request, services: ServicesDep, jobs: JobsDep, deletions: DeletionsDep
 ) -> JobAccepted:
-    return _accepted(await _submit(services, jobs, body.directory_path, body.collection, {}), request)
+    job = await _submit(services, jobs, deletions, body.directory_path, body.collection, body.options)
+    return _accepted(job, request)
 
 
 @router.get("/jobs")
 async def list_jobs(jobs: JobsDep) -> dict[str, Any]:
-    return {"jobs": [job.status(max_errors=3) for job in jobs.all()]}
+    return {"jobs": [job.status(max_errors=3) for job in await jobs.all()]}
 
 
-def _get(jobs: JobManager, job_id: str) -> Job:
+async def _get(jobs: JobManager, job_id: str) -> Job:
     try:
-        return jobs.get(job_id)
+        return await jobs.get(job_id)
     except JobNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from exc
 
 
 @router.get("/jobs/{job_id}", name="job_status")
 async def job_status(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return _get(jobs, job_id).status()
+    return (await _get(jobs, job_id)).status()
 
 
 @router.get("/status/{job_id}")
 async def job_status_alias(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return _get(jobs, job_id).status()
+    return (await _get(jobs, job_id)).status()
 
 
 @router.get("/jobs/{job_id}/errors")
@@ -86,7 +91,7 @@ async def job_errors(
     job_id: str, jobs: JobsDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
 ) -> dict[str, Any]:
     """Every failed file of the job's latest run, oldest first, from the job store."""
-    job = _get(jobs, job_id)
+    job = await _get(jobs, job_id)
     total, rows = await jobs.errors(job, offset, limit)
     return {
         "job_id": job.id,
@@ -96,28 +101,29 @@ async def job_errors(
     }
 
 
-async def _transition(jobs: JobManager, job_id: str, action: str) -> dict[str, Any]:
-    _get(jobs, job_id)
+async def _transition(
+    jobs: JobManager, job_id: str, action: Callable[[str], Awaitable[Job]]
+) -> dict[str, Any]:
+    await _get(jobs, job_id)
     try:
-        job = await getattr(jobs, action)(job_id)
+        job = await action(job_id)
     except InvalidTransitionError as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT, {"detail": str(exc), "state": exc.current.value}
         ) from exc
-    assert isinstance(job, Job)
     return {"job_id": job.id, "state": job.state.value}
 
 
 @router.post("/jobs/{job_id}/pause")
 async def pause_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return await _transition(jobs, job_id, "pause")
+    return await _transition(jobs, job_id, jobs.pause)
 
 
 @router.post("/jobs/{job_id}/resume")
 async def resume_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return await _transition(jobs, job_id, "resume")
+    return await _transition(jobs, job_id, jobs.resume)
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return await _transition(jobs, job_id, "cancel")
+    return await _transition(jobs, job_id, jobs.cancel)

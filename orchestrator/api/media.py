@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import FileResponse
 
 from orchestrator.api.deps import ServicesDep
-from orchestrator.pipeline.stages.prepare import chunk_thumbnail_path, thumbnail_path
-from orchestrator.security import is_within
+from orchestrator.api.files import OpenedFileResponse
+from orchestrator.media.thumbnails import chunk_thumbnail_path, thumbnail_path
+from orchestrator.security import OpenedFile, is_content_hash, open_first_within
 
 router = APIRouter(tags=["media"])
 
@@ -46,27 +45,39 @@ async def media_record(
 @router.get("/media/{media_id}/thumbnail")
 async def media_thumbnail(
     media_id: str, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
-) -> FileResponse:
+) -> OpenedFileResponse:
+    """The stored thumbnail. Its name comes from the payload, so it is used only when it is a content hash
+    (and a video chunk's index a non-negative integer), and served only from under the thumbnails folder."""
     _, payload = await _payload(services, media_id, collection)
-    thumbs, content_hash = services.settings.thumbnails_dir, str(payload.get("content_hash", ""))
+    thumbs, content_hash = services.settings.thumbnails_dir, payload.get("content_hash")
+    if not is_content_hash(content_hash):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no thumbnail for this media")
     path = thumbnail_path(thumbs, content_hash)
     if payload.get("media_type") == "video":  # each chunk has its own (its middle keyframe)
-        path = chunk_thumbnail_path(thumbs, content_hash, int(payload.get("chunk_index") or 0))
-    if not await asyncio.to_thread(path.is_file):
+        index = payload.get("chunk_index") or 0
+        if type(index) is not int or index < 0:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no thumbnail for this media")
+        path = chunk_thumbnail_path(thumbs, content_hash, index)
+    opened = await asyncio.to_thread(_open_thumbnail, thumbs, path)
+    if opened is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no thumbnail for this media")
-    return FileResponse(path, media_type="image/jpeg", headers={"cache-control": "public, max-age=86400"})
+    return OpenedFileResponse(opened, "image/jpeg", headers={"cache-control": "public, max-age=86400"})
+
+
+def _open_thumbnail(thumbs: Path, path: Path) -> OpenedFile | None:
+    return open_first_within([str(path)], [thumbs.resolve()])
 
 
 @router.get("/media/{media_id}/stream")
 async def media_stream(
     media_id: str, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
-) -> FileResponse:
-    """The original file; Starlette's FileResponse answers Range requests (a player can seek)."""
+) -> OpenedFileResponse:
+    """The original file; Starlette's FileResponse answers Range requests (a player can seek). Only a
+    regular file, reached without a symlink as its last component, whose opened descriptor lies under
+    ALLOWED_ROOTS is served (security.open_within); otherwise 404."""
     _, payload = await _payload(services, media_id, collection)
     roots = services.settings.allowed_root_paths
-    for candidate in payload.get("paths") or []:
-        path = Path(candidate)
-        real = await asyncio.to_thread(os.path.realpath, path)
-        if any(is_within(Path(real), root) for root in roots) and await asyncio.to_thread(path.is_file):
-            return FileResponse(path, media_type=str(payload.get("mime") or "application/octet-stream"))
-    raise HTTPException(status.HTTP_404_NOT_FOUND, "the original file is no longer available")
+    opened = await asyncio.to_thread(open_first_within, payload.get("paths") or [], roots)
+    if opened is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the original file is no longer available")
+    return OpenedFileResponse(opened, str(payload.get("mime") or "application/octet-stream"))

@@ -1,23 +1,53 @@
-"""Request and response bodies at the HTTP edge (pydantic lives here and nowhere deeper)."""
+"""Request and response bodies at the HTTP edge (pydantic lives here and nowhere deeper).
+
+Request bodies refuse unknown fields (422) and take their flags strictly: `"false"` or `0` is not a bool.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-
-class JobCreate(BaseModel):
-    path: str = Field(description="Absolute path of a directory under one of ALLOWED_ROOTS")
-    collection: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    options: dict[str, Any] = Field(default_factory=dict)
+_COLLECTION = r"^[A-Za-z0-9_-]{1,64}$"
 
 
-class IngestAlias(BaseModel):
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobOptions(_Request):
+    """What a job may change about one run (the pipeline reads them from `Job.options`, a dict)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    include_hidden: bool | None = Field(
+        default=None, description="Ingest names starting with a dot; unset: INCLUDE_HIDDEN"
+    )
+    prune: bool = Field(default=True, description="Remove points of files gone since the last scan")
+    retry_failed: bool = Field(
+        default=False, description="Process again the files that failed in an earlier run, though unchanged"
+    )
+
+    def as_job_options(self) -> dict[str, Any]:
+        """The dict a job carries: unset options are left out, so the settings' defaults apply."""
+        return self.model_dump(exclude_none=True)
+
+
+class JobCreate(_Request):
+    path: str = Field(
+        min_length=1, max_length=4096, description="Absolute path of a directory under one of ALLOWED_ROOTS"
+    )
+    collection: str | None = Field(default=None, pattern=_COLLECTION)
+    options: JobOptions = Field(default_factory=JobOptions)
+
+
+class IngestAlias(_Request):
     """Seed-compatible body of POST /ingest."""
 
-    directory_path: str
-    collection: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    directory_path: str = Field(min_length=1, max_length=4096)
+    collection: str | None = Field(default=None, pattern=_COLLECTION)
+    options: JobOptions = Field(default_factory=JobOptions)
 
 
 class JobAccepted(BaseModel):
@@ -26,12 +56,15 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
-class SearchBody(BaseModel):
+MediaType = Literal["image", "video", "audio"]
+
+
+class SearchBody(_Request):
     query: str = Field(min_length=1, max_length=2000)
-    collection: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    collection: str | None = Field(default=None, pattern=_COLLECTION)
     limit: int = Field(default=10, ge=1, le=200)
-    media_type: str | None = None
-    path_prefix: str | None = None
+    media_type: MediaType | None = None
+    path_prefix: str | None = Field(default=None, max_length=4096)
     taken_after: float | None = None
     taken_before: float | None = None
     person: str | None = Field(default=None, max_length=64)

@@ -1,4 +1,5 @@
-"""Routes for search: GET with query parameters, POST with a JSON body; same answer."""
+"""Routes for search: GET with query parameters, POST with a JSON body; same answer. An unknown parameter
+or field (`type=audio` for `media_type=audio`) is a 422, never a silently unfiltered search."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from orchestrator.api.deps import ServicesDep
-from orchestrator.api.schemas import SearchBody
+from orchestrator.api.schemas import MediaType, SearchBody
 from orchestrator.clients.ml import MLRequestError, MLUnavailableError
 from orchestrator.search import SearchQuery, search
 
@@ -36,8 +37,8 @@ async def search_get(
     q: str = Query(min_length=1, max_length=2000),
     collection: str | None = Query(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
     limit: int = Query(10, ge=1, le=200),
-    media_type: str | None = None,
-    path_prefix: str | None = None,
+    media_type: MediaType | None = None,
+    path_prefix: str | None = Query(default=None, max_length=4096),
     taken_after: float | None = None,
     taken_before: float | None = None,
     person: str | None = Query(default=None, max_length=64),

@@ -17,6 +17,7 @@ async def test_routes_need_the_key(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", "http://127.0.0.1:9", [tmp_path], api_key="s3cret")
     async with running_orchestrator(settings, counting_store(settings)) as orch:
         assert (await orch.client.get("/health")).status_code == 200
+        assert (await orch.client.get("/ready")).status_code == 503  # open, and says the ML service is down
         for method, path in [
             ("GET", "/jobs"),
             ("POST", "/jobs"),
@@ -24,6 +25,9 @@ async def test_routes_need_the_key(tmp_path: Path) -> None:
             ("GET", "/collections"),
             ("DELETE", "/collections/media"),
             ("GET", "/media/00000000-0000-0000-0000-000000000000/thumbnail"),
+            ("GET", "/metrics"),
+            ("GET", "/people"),
+            ("GET", "/jobs/nope/events"),
         ]:
             resp = await orch.client.request(method, path)
             assert resp.status_code == 401, (method, path, resp.status_code)
