@@ -1,4 +1,9 @@
-"""Runs jobs: submits, pauses, resumes, cancels; persists them; resumes unfinished ones after a restart."""
+"""Runs jobs: submits, pauses, resumes, cancels; persists them; resumes unfinished ones after a restart.
+
+Memory holds only the jobs this process runs (queued, running, paused, and one finishing its last write):
+an ended job leaves it once its final row is written, and is read back from the job store when asked for
+(status, errors, events), so memory does not grow with history.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,20 @@ from typing import Any
 import structlog
 
 from orchestrator.job_store import ErrorRow, JobStore
-from orchestrator.jobs import Job, JobNotFoundError, JobState
+from orchestrator.jobs import (
+    ACTIVE,
+    InvalidTransitionError,
+    Job,
+    JobFinishingError,
+    JobNotFoundError,
+    JobState,
+)
 from orchestrator.logs import get_logger
 from orchestrator.people import check_vector_sizes
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.negotiate import collection_spec, pipeline_config
 from orchestrator.pipeline.runner import run_pipeline
+from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root
 from orchestrator.services import Services
 
 log = get_logger(__name__)
@@ -29,80 +42,115 @@ class JobManager:
     def __init__(self, services: Services, store: JobStore) -> None:
         self._services = services
         self._store = store
-        self._jobs: dict[str, Job] = {}
-        self._by_idempotency_key: dict[str, str] = {}
+        self._jobs: dict[str, Job] = {}  # the jobs in memory (see the module's docstring)
+        self._by_idempotency_key: dict[str, str] = {}  # of the jobs in memory; the store has the rest
         self._slots = asyncio.Semaphore(services.settings.max_concurrent_jobs)
         self._save_lock = asyncio.Lock()
+        self._submit_lock = asyncio.Lock()
 
     async def restore(self) -> list[Job]:
-        """Load history; jobs that were active when the last process died run again (the stat index
-        skips what they finished). A paused job comes back paused. Returns the resumed jobs."""
+        """Resume the jobs that were active when the last process died (the stat index skips what they
+        finished); a paused job comes back paused. A job whose root the settings no longer allow (or that
+        is gone) does not run: it ends failed with the reason. Returns the resumed jobs."""
+        ended = {state: n for state, n in (await self._store.count_by_state()).items() if state not in ACTIVE}
+        self._services.metrics.count_ended(ended)
         resumed = []
-        for row in await self._store.load_all():
+        for row in await self._store.load_active(frozenset(ACTIVE)):
             job = Job.from_row(row)
-            self._jobs[job.id] = job
-            if job.idempotency_key:
-                self._by_idempotency_key[job.idempotency_key] = job.id
-            if job.active:
-                if job.state is JobState.PAUSED:
-                    job.control.pause()
-                else:
-                    job.state = JobState.QUEUED
-                await self._store.clear_errors(job.id)  # the new run finds and records them again
-                job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
-                resumed.append(job)
-                log.info("job_resumed", job_id=job.id, state=job.state.value, runs=job.runs)
+            refusal = await asyncio.to_thread(
+                _root_refusal, job.root, self._services.settings.allowed_root_paths
+            )
+            if refusal is not None:
+                job.error = f"not resumed after a restart: {refusal}"
+                job.transition(JobState.FAILED)
+                await self.save(job)
+                self._services.metrics.retire_job(job)
+                log.warning("job_not_resumed", job_id=job.id, reason=refusal)
+                continue
+            self._remember(job)
+            if job.state is JobState.PAUSED:
+                job.control.pause()
+            else:
+                job.state = JobState.QUEUED
+            await self._store.clear_errors(job.id)  # the new run finds and records them again
+            job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            resumed.append(job)
+            log.info("job_resumed", job_id=job.id, state=job.state.value, runs=job.runs)
         return resumed
 
-    def get(self, job_id: str) -> Job:
-        try:
-            return self._jobs[job_id]
-        except KeyError:
-            raise JobNotFoundError(job_id) from None
+    async def get(self, job_id: str) -> Job:
+        """The job: live when in memory, else as the store last recorded it."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return job
+        row = await self._store.load(job_id)
+        if row is None:
+            raise JobNotFoundError(job_id)
+        return Job.from_row(row)
 
-    def all(self) -> list[Job]:
-        return sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+    async def all(self) -> list[Job]:
+        """Every job, newest first (those in memory live)."""
+        jobs = [self._jobs.get(row.id) or Job.from_row(row) for row in await self._store.load_all()]
+        return sorted(jobs, key=lambda j: j.created_at, reverse=True)
+
+    def live(self) -> list[Job]:
+        """The jobs in memory: queued, running, paused, or writing their last row."""
+        return list(self._jobs.values())
 
     async def submit(
         self, root: Path, collection: str, options: dict[str, Any], idempotency_key: str | None = None
     ) -> Job:
         """Start a job. A repeated Idempotency-Key returns the job it created; the same root and
         collection while a job on them is active returns that job."""
-        if idempotency_key and idempotency_key in self._by_idempotency_key:
-            return self._jobs[self._by_idempotency_key[idempotency_key]]
-        for job in self._jobs.values():
-            if job.root == root and job.collection == collection and job.active:
-                return job
-        job = Job(
-            id=uuid.uuid4().hex,
-            root=root,
-            collection=collection,
-            options=dict(options),
-            idempotency_key=idempotency_key,
-        )
-        self._jobs[job.id] = job
-        if idempotency_key:
-            self._by_idempotency_key[idempotency_key] = job.id
-        await self.save(job)
-        job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
-        return job
+        async with self._submit_lock:  # one check-then-create at a time (the key lookup awaits the store)
+            if idempotency_key:
+                if idempotency_key in self._by_idempotency_key:
+                    return self._jobs[self._by_idempotency_key[idempotency_key]]
+                row = await self._store.find_by_key(idempotency_key)
+                if row is not None:
+                    return self._jobs.get(row.id) or Job.from_row(row)
+            for job in self._jobs.values():
+                if job.root == root and job.collection == collection and job.active:
+                    return job
+            job = Job(
+                id=uuid.uuid4().hex,
+                root=root,
+                collection=collection,
+                options=dict(options),
+                idempotency_key=idempotency_key,
+            )
+            self._remember(job)
+            await self.save(job)
+            job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            return job
 
     async def pause(self, job_id: str) -> Job:
-        job = self.get(job_id)
+        job = await self.get(job_id)
+        if job.finishing:
+            raise JobFinishingError(job, JobState.PAUSED)
         job.transition(JobState.PAUSED)
         job.control.pause()
         await self.save(job)
         return job
 
     async def resume(self, job_id: str) -> Job:
-        job = self.get(job_id)
+        job = await self.get(job_id)
         job.transition(JobState.RUNNING)
         job.control.resume()
         await self.save(job)
         return job
 
     async def cancel(self, job_id: str) -> Job:
-        job = self.get(job_id)
+        """Stop the job now; during its finishing steps, once they are done (they are not interrupted:
+        what they write stays consistent). Either way it ends cancelled."""
+        job = await self.get(job_id)
+        if job.finishing:
+            job.cancel_requested = True
+            log.info("job_cancel_after_finishing", job_id=job.id)
+            await self.wait(job_id)
+            if job.state is not JobState.CANCELLED:  # its finishing failed meanwhile
+                raise InvalidTransitionError(job, JobState.CANCELLED)
+            return job
         job.transition(JobState.CANCELLED)
         job.control.stop()
         if job.task is not None:
@@ -111,9 +159,11 @@ class JobManager:
         return job
 
     async def wait(self, job_id: str) -> Job:
-        job = self.get(job_id)
+        """The job once it has ended (or been stopped by shutdown). A waiter that is cancelled (a client
+        gone) leaves the job alone."""
+        job = await self.get(job_id)
         if job.task is not None:
-            await asyncio.gather(job.task, return_exceptions=True)
+            await asyncio.wait({job.task})
         return job
 
     async def save(self, job: Job) -> None:
@@ -124,7 +174,8 @@ class JobManager:
             job.stored_errors += len(errors)
 
     async def errors(self, job: Job, offset: int, limit: int) -> tuple[int, list[ErrorRow]]:
-        await self.save(job)  # errors recorded since the last snapshot are in the answer too
+        if job.id in self._jobs:
+            await self.save(job)  # errors recorded since the last snapshot are in the answer too
         return await self._store.errors(job.id, offset, limit)
 
     async def shutdown(self) -> None:
@@ -135,6 +186,18 @@ class JobManager:
             assert job.task is not None
             job.task.cancel()
         await asyncio.gather(*(j.task for j in running if j.task is not None), return_exceptions=True)
+
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        if job.idempotency_key:
+            self._by_idempotency_key[job.idempotency_key] = job.id
+
+    def _forget(self, job: Job) -> None:
+        """An ended job leaves memory (its row is written): the store serves it from now on."""
+        self._jobs.pop(job.id, None)
+        if job.idempotency_key:
+            self._by_idempotency_key.pop(job.idempotency_key, None)
+        self._services.metrics.retire_job(job)
 
     async def _run(self, job: Job) -> None:
         structlog.contextvars.bind_contextvars(job_id=job.id)
@@ -151,8 +214,10 @@ class JobManager:
                 await self.save(job)
                 log.info("job_start", path=str(job.root), collection=job.collection, run=job.runs)
                 await self._execute(job)
-                job.transition(JobState.COMPLETED)
-                log.info("job_completed", **job.progress.counters)
+                job.transition(JobState.CANCELLED if job.cancel_requested else JobState.COMPLETED)
+                log.info(
+                    "job_cancelled" if job.cancel_requested else "job_completed", **job.progress.counters
+                )
         except asyncio.CancelledError:
             if job.state is JobState.CANCELLED:
                 log.info("job_cancelled")
@@ -168,6 +233,8 @@ class JobManager:
             snapshots.cancel()
             # The final write must land even while this task is being cancelled.
             await asyncio.shield(self.save(job))
+            if not job.active:
+                self._forget(job)
 
     async def _snapshots(self, job: Job) -> None:
         while True:
@@ -200,3 +267,15 @@ class JobManager:
         await run_pipeline(ctx)
         if await services.store.count(job.collection) >= services.settings.ann_index_threshold:
             await services.store.optimize(job.collection)
+
+
+def _root_refusal(root: Path, allowed: list[Path]) -> str | None:
+    """Why a job's root may not be ingested now (ALLOWED_ROOTS changed, the directory is gone or a symlink
+    on the way now leads elsewhere); None when it may. Blocking: it looks at the file system."""
+    try:
+        resolved = resolve_ingest_root(str(root), allowed)
+    except (PathNotAllowedError, PathInvalidError) as exc:
+        return str(exc)
+    if resolved != root:
+        return f"{str(root)!r} now resolves to {str(resolved)!r}"
+    return None

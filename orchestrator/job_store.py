@@ -2,7 +2,8 @@
 
 One small store: writes go through one thread (never the event loop) and are batched: a job's row is
 rewritten at each state change and at most every SNAPSHOT_INTERVAL_S while it runs; errors are appended
-in batches at the same moments.
+in batches at the same moments. It is the record of every job: the JobManager keeps only the jobs it is
+running in memory and reads ended ones from here.
 """
 
 from __future__ import annotations
@@ -111,12 +112,34 @@ class JobStore(SqliteDb):
             self.conn.execute("DELETE FROM job_errors WHERE job_id = ?", (job_id,))
 
     async def load_all(self) -> list[JobRow]:
-        return await self.run(self._load_all)
+        """Every job, oldest first."""
+        return await self.run(self._select, "ORDER BY created_at", ())
 
-    def _load_all(self) -> list[JobRow]:
+    async def load_active(self, states: frozenset[str]) -> list[JobRow]:
+        """The jobs in one of `states` (the active ones: what a restart resumes), oldest first."""
+        marks = ", ".join("?" * len(states))
+        return await self.run(self._select, f"WHERE state IN ({marks}) ORDER BY created_at", tuple(states))
+
+    async def load(self, job_id: str) -> JobRow | None:
+        rows = await self.run(self._select, "WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    async def find_by_key(self, idempotency_key: str) -> JobRow | None:
+        rows = await self.run(self._select, "WHERE idempotency_key = ?", (idempotency_key,))
+        return rows[0] if rows else None
+
+    async def count_by_state(self) -> dict[str, int]:
+        return await self.run(self._count_by_state)
+
+    def _count_by_state(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {str(state): int(count) for state, count in rows}
+
+    def _select(self, where: str, params: tuple[str, ...]) -> list[JobRow]:
         rows = self.conn.execute(
             "SELECT id, root, collection, options, state, error, created_at, started_at, finished_at, runs, "
-            "idempotency_key, progress FROM jobs ORDER BY created_at"
+            f"idempotency_key, progress FROM jobs {where}",
+            params,
         ).fetchall()
         return [
             JobRow(

@@ -2,6 +2,12 @@
 
 States: queued -> running <-> paused -> completed | failed | cancelled. The allowed transitions live in
 TRANSITIONS and nowhere else; an invalid one raises InvalidTransitionError (HTTP 409).
+
+Finishing: once its stages are done, a job runs its finishing steps (people merge, prune, index build) with
+`finishing` set. They start only while the job runs (a pause accepted while the last work was in flight
+holds them until resume) and are never interrupted by the user: a pause is refused (JobFinishingError, a
+409), a cancel waits for them and then ends the job cancelled. So a pause or cancel never turns a job that
+did its work into a failed one.
 """
 
 from __future__ import annotations
@@ -36,12 +42,25 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CANCELLED: frozenset(),
 }
 ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSED})
+# A job's row keeps its first errors (every one is in the error table), so an old job's status shows them.
+ROW_ERRORS = 20
 
 
 class InvalidTransitionError(Exception):
-    def __init__(self, job: Job, target: JobState) -> None:
-        super().__init__(f"job {job.id} is {job.state.value}; cannot become {target.value}")
+    def __init__(self, job: Job, target: JobState, why: str | None = None) -> None:
+        super().__init__(why or f"job {job.id} is {job.state.value}; cannot become {target.value}")
         self.current = job.state
+
+
+class JobFinishingError(InvalidTransitionError):
+    """A pause asked for while the job runs its finishing steps (they are short and not interruptible)."""
+
+    def __init__(self, job: Job, target: JobState) -> None:
+        why = (
+            f"job {job.id} is finishing (people merge, prune, index build) and ends in a moment; "
+            f"it cannot become {target.value} now"
+        )
+        super().__init__(job, target, why)
 
 
 class JobNotFoundError(Exception):
@@ -66,6 +85,7 @@ class Job:
     control: JobControl = field(default_factory=JobControl)
     task: asyncio.Task[None] | None = None
     stored_errors: int = 0  # how many of progress.errors the store already has
+    cancel_requested: bool = False  # a cancel that came while finishing: the job ends cancelled after it
 
     def transition(self, target: JobState) -> None:
         if target not in TRANSITIONS[self.state]:
@@ -79,8 +99,17 @@ class Job:
     def active(self) -> bool:
         return self.state in ACTIVE
 
-    def status(self, max_errors: int = 20) -> dict[str, Any]:
+    @property
+    def finishing(self) -> bool:
+        """Its stages are done and its finishing steps run (people merge, prune, index build)."""
+        return self.active and self.control.finishing
+
+    def status(self, max_errors: int = ROW_ERRORS) -> dict[str, Any]:
         live = self.progress.started_at is not None
+        if live or not self.saved_progress:
+            progress = self.progress.snapshot(max_errors)
+        else:  # a job of an earlier process, or one that ended and left memory: its row
+            progress = {**self.saved_progress, "errors": self.saved_progress.get("errors", [])[:max_errors]}
         return {
             "job_id": self.id,
             "state": self.state.value,
@@ -92,14 +121,14 @@ class Job:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "runs": self.runs,
+            "finishing": self.finishing,
             "waiting_for": self.progress.waiting_for,
-            **(
-                self.progress.snapshot(max_errors) if live or not self.saved_progress else self.saved_progress
-            ),
+            **progress,
         }
 
     def to_row(self) -> JobRow:
-        snapshot = self.progress.snapshot(0) if self.progress.started_at is not None else self.saved_progress
+        live = self.progress.started_at is not None
+        snapshot = self.progress.snapshot(ROW_ERRORS) if live else self.saved_progress
         return JobRow(
             id=self.id,
             root=str(self.root),

@@ -3,6 +3,7 @@ and its keyword vector, fused by the engine (RRF), with filters; spoken phrases 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +14,12 @@ from orchestrator.clients.vectors import ScoredPoint, SearchFilter, SearchReques
 from orchestrator.file_index import FileIndex
 from orchestrator.keywords import sparse_vector, tokenize
 
-# Interactive: a search waits this long for an ML service that is restarting, then answers 503.
+# Interactive: a search waits at most this long for the ML service (retries and requests together: a
+# replica restarting or slow), then answers 503; each embedding request gets SEARCH_ML_TIMEOUT_S (a live
+# replica embeds a query in tens of ms, a model loading on first use in about a second) before the
+# search tries another replica or tries again, so one slow replica cannot hold it.
 SEARCH_ML_DEADLINE_S = 5.0
+SEARCH_ML_TIMEOUT_S = 2.0
 _SNIPPET_CHARS = 160
 # Fused hits looked at again for spoken phrases (rerank_spoken), and how much of a phrase must be spoken.
 RERANK_DEPTH = 20
@@ -58,18 +63,12 @@ async def search(store: VectorStore, ml: MLClient, index: FileIndex, query: Sear
     """Hits with every path of their content (from the file index: a point lists only a sample)."""
     if not await store.collection_exists(query.collection):
         return []
-    vector = (
-        await ml.embed_text([query.text], request_id=query.request_id, deadline_s=SEARCH_ML_DEADLINE_S)
-    )[0]
-    if vector is None:
+    # An image–text model (CLIP) made the points: the query is embedded in its space too, at the same time.
+    spaces = ["text", "image_text"] if "image" in await store.dense_vectors(query.collection) else ["text"]
+    embedded = await asyncio.gather(*(_embed(ml, query, space) for space in spaces))
+    if embedded[0] is None:
         raise MLRequestError("the ML service could not embed the query")
-    dense = {"text": vector}
-    if "image" in await store.dense_vectors(query.collection):  # an image–text model (CLIP) made the points
-        image_query = await ml.embed_text(
-            [query.text], space="image_text", request_id=query.request_id, deadline_s=SEARCH_ML_DEADLINE_S
-        )
-        if image_query[0] is not None:
-            dense["image"] = image_query[0]
+    dense = {name: vector for name, vector in zip(("text", "image"), embedded, strict=False) if vector}
     request = SearchRequest(
         dense=dense,
         sparse={"sparse": sparse_vector(query.text)} if tokenize(query.text) else {},
@@ -84,6 +83,17 @@ async def search(store: VectorStore, ml: MLClient, index: FileIndex, query: Sear
         _hit(p.id, p.score, p.payload, all_paths.get(str(p.payload.get("content_hash"))), query)
         for p in points
     ]
+
+
+async def _embed(ml: MLClient, query: SearchQuery, space: str) -> list[float] | None:
+    vectors = await ml.embed_text(
+        [query.text],
+        space=space,
+        request_id=query.request_id,
+        deadline_s=SEARCH_ML_DEADLINE_S,
+        timeout_s=SEARCH_ML_TIMEOUT_S,
+    )
+    return vectors[0]
 
 
 def _filter(query: SearchQuery) -> SearchFilter | None:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from orchestrator.cache import ResultCache
 from orchestrator.clients.ml import MLClient
-from orchestrator.clients.vectors import VectorStore, open_vector_store
+from orchestrator.clients.vector_factory import open_vector_store
+from orchestrator.clients.vectors import VectorStore
 from orchestrator.config import Settings
 from orchestrator.file_index import FileIndex
 from orchestrator.media.decode_pool import DecodePool
@@ -38,11 +39,16 @@ class Services:
             retry_deadline_s=settings.ml_retry_deadline_s,
             observe=metrics.observe_ml,
             health_interval_s=settings.ml_health_interval_s,
+            api_key=settings.ml_service_api_key,
         )
         ml.start()
         if store is None:
             store = open_vector_store(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key)
-        decoder = DecodePool(workers=max(1, settings.decode_workers), timeout_s=settings.decode_timeout_s)
+        decoder = DecodePool(
+            workers=max(1, settings.decode_workers),
+            timeout_s=settings.decode_timeout_s,
+            memory_limit_mb=settings.decode_memory_limit_mb or None,
+        )
         return cls(
             settings=settings, store=store, index=index, cache=cache, ml=ml, metrics=metrics, decoder=decoder
         )

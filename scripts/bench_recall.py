@@ -36,14 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a plain script from a checkout, package not installed
     sys.path.insert(0, str(REPO))
 
+from orchestrator.clients.vector_params import HNSW_EF_CONSTRUCT, HNSW_EF_SEARCH, HNSW_M  # noqa: E402
 from orchestrator.clients.vectors import CollectionSpec, PointRecord, SearchRequest  # noqa: E402
-from orchestrator.clients.vectors_edge import (  # noqa: E402
-    HNSW_EF_CONSTRUCT,
-    HNSW_EF_SEARCH,
-    HNSW_M,
-    EdgeIndexParams,
-    EdgeVectorStore,
-)
+from orchestrator.clients.vectors_edge import EdgeIndexParams, EdgeVectorStore  # noqa: E402
 
 Matrix = npt.NDArray[np.float32]
 

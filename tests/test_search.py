@@ -1,10 +1,16 @@
+import asyncio
+import time
 from pathlib import Path
 
+import pytest
+
+from orchestrator.clients.ml import MLClient, MLUnavailableError
 from orchestrator.clients.vectors import CollectionSpec, PointRecord, ScoredPoint
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.ids import point_id
-from orchestrator.search import SearchQuery, locate, rerank_spoken, search, snippet
+from orchestrator.search import SEARCH_ML_DEADLINE_S, SearchQuery, locate, rerank_spoken, search, snippet
+from tests.support.silent_server import silent_server
 
 
 def test_short_text_is_returned_whole() -> None:
@@ -134,6 +140,30 @@ async def test_search_uses_image_vectors_when_the_collection_has_them(tmp_path: 
         ml.spaces.clear()
         assert await search(store, ml, index, SearchQuery("a red car", "plain")) == []  # type: ignore[arg-type]
         assert ml.spaces == ["text"]
+    finally:
+        await index.close()
+        await store.close()
+
+
+async def test_a_replica_that_never_answers_cannot_hold_a_search(tmp_path: Path) -> None:
+    """The search's own short timeouts: the only replica accepts and never answers; the search gives up
+    after SEARCH_ML_DEADLINE_S (an HTTP 503 at the API), not after the client's 300 s request timeout."""
+    store = EdgeVectorStore(tmp_path / "edge")
+    index = FileIndex(tmp_path / "index.sqlite3")
+    await index.open()
+    try:
+        await store.ensure_collection("media", CollectionSpec(dense={"text": 4, "image": 4}))
+        async with silent_server() as silent:
+            ml = MLClient([silent.url], timeout_s=300, retry_deadline_s=600)
+            started = time.monotonic()
+            try:
+                with pytest.raises(MLUnavailableError, match="no answer within"):
+                    await asyncio.wait_for(search(store, ml, index, SearchQuery("a red car", "media")), 60)
+            finally:
+                await ml.close()
+            elapsed = time.monotonic() - started
+        assert elapsed < SEARCH_ML_DEADLINE_S + 1.5  # both spaces embedded at once, within one deadline
+        assert silent.connections >= 2
     finally:
         await index.close()
         await store.close()

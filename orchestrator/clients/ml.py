@@ -1,12 +1,14 @@
 """Client of the ML service (docs/ml-api.md): capabilities, text embeddings, image and audio analysis.
 
 Bodies are orjson, not pydantic (docs/performance-limits.md: ~3 ms vs ~6.5 ms a request). Requests go to the
-replica of ML_SERVICE_URLS with the fewest items outstanding (`replicas.py`); a replica that fails is taken
-out and the request goes to another one. Transient failures (connection refused, 502/503/504, 429 with
-Retry-After) are retried with capped exponential backoff until a deadline; after that MLUnavailableError
-says why, and the job that needed the service fails with that reason. A batch the service refuses (413: too
-large; 400/422/500: an item it cannot take) is split in halves until the failing item stands alone: that
-item gets the error, the others their results.
+replica of ML_SERVICE_URLS with the fewest items outstanding (`replicas.py`). A replica that refuses the
+connection or answers 502/503/504 is dead: taken out, and the request goes to another one; one that does not
+answer in time is slow: the request goes to another one, the replica stays in. When every replica failed
+a round, tenacity pauses (the Retry-After of an overloaded replica, else capped exponential backoff) and
+tries again until the deadline; after that MLUnavailableError says why, and the job that needed the service
+fails with that reason (503 "models_failed" from every replica fails at once: retrying cannot help). A
+batch the service refuses (413: too large; 400/422/500: an item it cannot take) is split in halves until
+the failing item stands alone: that item gets the error, the others their results.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from typing import Any, TypeVar
 
 import httpx
 import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from orchestrator.clients.replicas import Replica, ReplicaSet
+from orchestrator.clients.retry_after import retry_after_seconds
 from orchestrator.logs import get_logger
 
 log = get_logger(__name__)
 
-_BACKOFF_START_S = 0.2
+_BACKOFF_START_S = 0.2  # pause after the first failed round; doubles each round up to the max
 _BACKOFF_MAX_S = 5.0
+_CONNECT_TIMEOUT_S = 5.0  # a TCP connection takes milliseconds to a live replica
+_MIN_REQUEST_S = 0.05  # a request cut to its call's deadline still gets this long
 # A multi-item batch answered with one of these is split in halves (413: too large for the replica; the
 # others: an item it cannot take); a single item keeps the error as its own.
 _SPLIT_STATUSES = frozenset({400, 413, 422, 500})
@@ -44,6 +50,10 @@ RequestObserver = Callable[[str, float, int, str], None]
 
 class MLUnavailableError(Exception):
     """The ML service could not be reached or kept failing until the retry deadline."""
+
+
+class _RetryableError(Exception):
+    """Every replica tried this round failed for a reason that may pass (the message says which)."""
 
 
 class MLRequestError(Exception):
@@ -113,6 +123,26 @@ class Capabilities:
         return Capabilities(models=self.models, endpoints=endpoints, raw=self.raw)
 
 
+@dataclass(slots=True)
+class _Request:
+    """One call to the ML service, shared by its attempts: what to send and what happened so far."""
+
+    method: str
+    path: str
+    payload: dict[str, Any] | None
+    content: bytes | None
+    headers: dict[str, str]
+    items: int
+    count: bool
+    timeout_s: float | None  # each request's timeout; None: the client's
+    deadline: float | None  # monotonic; set for calls with their own deadline (requests are cut to it)
+    rounds: int = 0
+    server_errors: int = 0
+    broken: set[str] = field(default_factory=set)  # replicas whose models failed to load
+    last_reason: str = ""
+    waited: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRequestItem:
     id: str
@@ -136,12 +166,15 @@ class MLClient:
         retry_deadline_s: float,
         observe: RequestObserver | None = None,
         health_interval_s: float = 2.0,
+        api_key: str | None = None,
     ) -> None:
         self._replicas = ReplicaSet(urls)
         self._observe = observe
         self._retry_deadline_s = retry_deadline_s
         self._health_interval_s = health_interval_s
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0))
+        # ML_SERVICE_API_KEY on every request, the replicas' /ready probes too (they use this client).
+        headers = {"x-api-key": api_key} if api_key else None
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0), headers=headers)
         self.requests = 0  # inference requests sent (capabilities and health not counted)
 
     def start(self) -> None:
@@ -194,10 +227,11 @@ class MLClient:
         deadline_s: float | None = None,
         on_wait: WaitHook | None = None,
         space: str = "text",
+        timeout_s: float | None = None,
     ) -> list[list[float] | None]:
-        """Vectors in request order; None for a text the service could not embed. `deadline_s` shortens
-        the retry window (interactive search). `space="image_text"`: the image–text model's space, to
-        compare with stored image vectors (docs/ml-api.md)."""
+        """Vectors in request order; None for a text the service could not embed. `deadline_s` bounds the
+        whole call and `timeout_s` each request (interactive search: both short). `space="image_text"`:
+        the image–text model's space, to compare with stored image vectors (docs/ml-api.md)."""
         extra = {} if space == "text" else {"space": space}
 
         def results(body: dict[str, Any], part: list[str]) -> list[list[float] | None]:
@@ -214,6 +248,7 @@ class MLClient:
             lambda _text, _reason: None,
             request_id=request_id,
             deadline_s=deadline_s,
+            timeout_s=timeout_s,
             on_wait=on_wait,
         )
 
@@ -300,9 +335,9 @@ class MLClient:
             return [*await half(items[:mid]), *await half(items[mid:])]
         return results_of(body, items)
 
-    def _observed(self, path: str, started: float, payload: dict[str, Any] | None, outcome: str) -> None:
+    def _observed(self, request: _Request, started: float, outcome: str) -> None:
         if self._observe is not None:
-            self._observe(path, time.perf_counter() - started, _items(payload), outcome)
+            self._observe(request.path, time.perf_counter() - started, _items(request.payload), outcome)
 
     async def _call(
         self,
@@ -314,79 +349,138 @@ class MLClient:
         items: int = 0,
         request_id: str | None = None,
         deadline_s: float | None = None,
+        timeout_s: float | None = None,
         on_wait: WaitHook | None = None,
     ) -> dict[str, Any]:
-        """One request with retries over the replicas; `on_wait` hears why we are waiting (and None once
-        answered)."""
+        """One request with retries over the replicas (tenacity: rounds until the deadline, a pause between
+        rounds); `on_wait` hears why we are waiting (and None once answered). A call with its own
+        `deadline_s` (interactive) never outlives it: each request's timeout is cut to the time left."""
         window = self._retry_deadline_s if deadline_s is None else deadline_s
         deadline = time.monotonic() + window
-        delay = _BACKOFF_START_S
-        content = orjson.dumps(payload) if payload is not None else None
         headers = {"content-type": "application/json"}
         if request_id:
             headers["x-request-id"] = request_id
-        last_reason = "no attempt made"
-        waited = False
-        server_errors = 0
-        tried: set[str] = set()  # replicas that failed this request since the last wait
-        broken: dict[str, str] = {}  # replicas whose models failed to load: retrying cannot help
+        request = _Request(
+            method=method,
+            path=path,
+            payload=payload,
+            content=orjson.dumps(payload) if payload is not None else None,
+            headers=headers,
+            items=items,
+            count=count,
+            timeout_s=timeout_s,
+            deadline=deadline if deadline_s is not None else None,
+        )
+
+        def pause(state: RetryCallState) -> float:
+            hint = self._replicas.wait_hint()  # an overloaded replica said when it takes work again
+            wanted = hint if hint is not None else _backoff_s(state.attempt_number)
+            return max(0.0, min(wanted, deadline - time.monotonic()))
+
+        def waiting(state: RetryCallState) -> None:
+            request.waited = True
+            wait_s = state.next_action.sleep if state.next_action is not None else 0.0
+            log.warning("ml_retry", path=path, reason=request.last_reason, wait_s=round(wait_s, 2))
+            if on_wait is not None:
+                left = deadline - time.monotonic()
+                on_wait(f"ML service: {request.last_reason}; retrying for up to {left:.0f}s more")
+
+        retrying = AsyncRetrying(
+            stop=lambda _state: time.monotonic() >= deadline,
+            wait=pause,
+            retry=retry_if_exception_type(_RetryableError),
+            before_sleep=waiting,
+            reraise=True,
+        )
+        try:
+            body: dict[str, Any] = await retrying(self._round, request)
+        except _RetryableError:
+            raise MLUnavailableError(
+                f"ML service unavailable after {window:.0f}s of retries: {request.last_reason}"
+            ) from None
+        if on_wait is not None and request.waited:
+            on_wait(None)
+        return body
+
+    async def _round(self, request: _Request) -> dict[str, Any]:
+        """One try on each usable replica in turn (no pause between them). The first round only uses
+        replicas that are up and not overloaded; a later one falls back to any (a request to a replica
+        marked down doubles as a probe)."""
+        request.rounds += 1
         replicas = self._replicas
-        while True:
-            replica = replicas.pick(tried)
-            if replica is None:  # every replica failed, is out or is overloaded: wait, then try again
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise MLUnavailableError(
-                        f"ML service unavailable after {window:.0f}s of retries: {last_reason}"
-                    )
-                hint = replicas.wait_hint()
-                wait = min(hint if hint is not None else delay, remaining)
-                log.warning("ml_retry", path=path, reason=last_reason, wait_s=round(wait, 2))
-                waited = True
-                if on_wait is not None:
-                    on_wait(f"ML service: {last_reason}; retrying for up to {remaining:.0f}s more")
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-                tried.clear()
-                replica = replicas.pick() or replicas.fallback()
-            url = f"{replica.url}{path}"
-            if count:
-                self.requests += 1
-            replica.requests += 1
-            replica.outstanding += items
-            started = time.perf_counter()
-            try:
-                resp = await self._http.request(method, url, content=content, headers=headers)
-            except httpx.TransportError as exc:
-                self._observed(path, started, payload, "unreachable")
-                last_reason = f"{type(exc).__name__}: {exc or 'connection failed'} ({replica.url})"
-                replicas.mark_down(replica, last_reason)
-                tried.add(replica.url)
-                continue
-            finally:
-                replica.outstanding -= items
-            self._observed(path, started, payload, str(resp.status_code))
-            status = resp.status_code
-            if status < 400:
-                replicas.mark_up(replica)
-                if on_wait is not None and waited:
-                    on_wait(None)
-                parsed: dict[str, Any] = orjson.loads(resp.content)
-                return parsed
-            last_reason = f"HTTP {status} from {url}: {resp.text[:200]}"
-            if status == 429:
-                replicas.mark_busy(replica, _retry_after(resp) or delay)
-            elif status in (502, 503, 504):
-                replicas.mark_down(replica, last_reason)
-                if status == 503 and _error_code(resp) == "models_failed":
-                    broken[replica.url] = last_reason
-                    if len(broken) == len(replicas.replicas):
-                        raise MLUnavailableError(f"ML service cannot serve, its models failed: {last_reason}")
-            elif status == 500 and server_errors < _SERVER_ERROR_RETRIES:
-                server_errors += 1
-            else:
-                raise MLRequestError(last_reason, status)
+        tried: set[str] = set()
+        replica = replicas.pick() or (replicas.fallback() if request.rounds > 1 else None)
+        if replica is None:
+            request.last_reason = request.last_reason or "every replica is out or overloaded"
+        while replica is not None:
             tried.add(replica.url)
+            try:
+                return await self._send(replica, request)
+            except _RetryableError as exc:
+                request.last_reason = str(exc)
+            replica = replicas.pick(tried)
+        raise _RetryableError(request.last_reason)
+
+    async def _send(self, replica: Replica, request: _Request) -> dict[str, Any]:
+        """One HTTP request to one replica: its body, or why not. A refused or broken connection means the
+        replica is dead (taken out until /ready answers); no answer in time means it is slow (the request
+        goes elsewhere, the replica stays in)."""
+        replicas = self._replicas
+        url = f"{replica.url}{request.path}"
+        timeout = self._timeout(request)
+        if request.count:
+            self.requests += 1
+        replica.requests += 1
+        replica.outstanding += request.items
+        started = time.perf_counter()
+        try:
+            resp = await self._http.request(
+                request.method, url, content=request.content, headers=request.headers, timeout=timeout
+            )
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
+            self._observed(request, started, "timeout")
+            replica.slow += 1
+            reason = f"no answer within {timeout.read or 0:g}s ({replica.url})"
+            log.info("ml_replica_slow", url=replica.url, path=request.path, timeout_s=timeout.read)
+            raise _RetryableError(reason) from exc
+        except httpx.TransportError as exc:
+            self._observed(request, started, "unreachable")
+            reason = f"{type(exc).__name__}: {exc or 'connection failed'} ({replica.url})"
+            replicas.mark_down(replica, reason)
+            raise _RetryableError(reason) from exc
+        finally:
+            replica.outstanding -= request.items
+        status = resp.status_code
+        self._observed(request, started, str(status))
+        if status < 400:
+            replicas.mark_up(replica)
+            parsed: dict[str, Any] = orjson.loads(resp.content)
+            return parsed
+        reason = f"HTTP {status} from {url}: {resp.text[:200]}"
+        if status == 429:
+            wait_s = retry_after_seconds(resp.headers.get("retry-after"))
+            replicas.mark_busy(replica, wait_s if wait_s is not None else _backoff_s(request.rounds))
+        elif status in (502, 503, 504):
+            replicas.mark_down(replica, reason)
+            if status == 503 and _error_code(resp) == "models_failed":
+                request.broken.add(replica.url)  # its models failed to load: retrying cannot help
+                if len(request.broken) == len(replicas.replicas):
+                    raise MLUnavailableError(f"ML service cannot serve, its models failed: {reason}")
+        elif status == 500 and request.server_errors < _SERVER_ERROR_RETRIES:
+            request.server_errors += 1
+        else:
+            raise MLRequestError(reason, status)
+        raise _RetryableError(reason)
+
+    def _timeout(self, request: _Request) -> httpx.Timeout:
+        """The request's own timeout (else the client's), cut to the call's deadline when it has one."""
+        total = request.timeout_s if request.timeout_s is not None else self._http.timeout.read
+        if request.deadline is not None:
+            left = max(_MIN_REQUEST_S, request.deadline - time.monotonic())
+            total = left if total is None else min(total, left)
+        if total is None:
+            return self._http.timeout
+        return httpx.Timeout(total, connect=min(_CONNECT_TIMEOUT_S, total))
 
 
 def _results_by_id(name: str) -> Callable[[dict[str, Any], list[Any]], list[dict[str, Any]]]:
@@ -409,6 +503,11 @@ def _items(payload: dict[str, Any] | None) -> int:
     return len(payload.get("texts") or payload.get("images") or payload.get("items") or [])
 
 
+def _backoff_s(rounds: int) -> float:
+    """The pause after `rounds` failed rounds when no replica said how long: 0.2 s doubling to 5 s."""
+    return float(min(_BACKOFF_START_S * 2 ** max(0, rounds - 1), _BACKOFF_MAX_S))
+
+
 def _error_code(resp: httpx.Response) -> str | None:
     """The ``code`` of an error body (docs/ml-api.md), None when there is none."""
     try:
@@ -417,11 +516,3 @@ def _error_code(resp: httpx.Response) -> str | None:
         return None
     code = body.get("code") if isinstance(body, dict) else None
     return code if isinstance(code, str) else None
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None

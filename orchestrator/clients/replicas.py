@@ -1,8 +1,9 @@
 """Which ML replica gets the next request: the healthy one with the fewest items outstanding.
 
-A replica that refuses connections or answers 502/503/504 is taken out at once (its request goes to
-another one); a health loop polls `/ready` on every replica and puts it back when it answers 200. A replica
-that answered 429 is passed over until its Retry-After has passed, while another one can take the work.
+A replica that refuses connections or answers 502/503/504 is dead: taken out at once (its request goes to
+another one); a health loop polls `/ready` on every replica and puts it back when it answers 200. A request
+that gets no answer in time only counts the replica as slow (`slow`): it stays in. A replica that answered
+429 is passed over until its Retry-After has passed, while another one can take the work.
 All state is touched only from the event loop.
 """
 
@@ -30,7 +31,8 @@ class Replica:
     outstanding: int = 0  # items in requests sent and not yet answered
     busy_until: float = 0.0  # monotonic time before which it said 429
     requests: int = 0
-    failures: int = 0
+    failures: int = 0  # dead: connection refused or broken, 502/503/504
+    slow: int = 0  # requests it did not answer in time (not a failure: it stays in)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class Replica:
             "outstanding_items": self.outstanding,
             "requests": self.requests,
             "failures": self.failures,
+            "slow": self.slow,
         }
 
 

@@ -4,22 +4,18 @@ Two adapters implement it, both the real Qdrant engine:
 - `EdgeVectorStore` (vectors_edge.py): Qdrant Edge in-process, one shard per collection; the default.
 - `QdrantServerVectorStore` (vectors_qdrant.py): qdrant-client against a server or cluster.
 
-This module holds the shared dataclasses, the validation both adapters apply (so they refuse the same
-inputs), and `open_vector_store`, which picks an adapter from the configuration.
+This module holds the shared dataclasses and the validation both adapters apply (so they refuse the same
+inputs); it imports neither adapter. `vector_factory.open_vector_store` picks one from the configuration
+(the only module that imports them); `vector_params` holds the constants they share.
 """
 
 from __future__ import annotations
 
-import pathlib
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-if TYPE_CHECKING:
-    from orchestrator.clients.vectors_edge import EdgeVectorStore
-    from orchestrator.clients.vectors_qdrant import QdrantServerVectorStore
+from typing import Any, Literal, Protocol
 
 # Reciprocal Rank Fusion constant: the k=60 of Cormack et al. (2009), also Qdrant's own default.
 RRF_K = 60
@@ -206,53 +202,15 @@ def _check_match_value(key: str, value: object) -> None:
         raise ValueError(f"match on {key!r}: values must be str or int, got {value!r}")
 
 
-# --- the factory ------------------------------------------------------------------------------
-
-# Where the embedded engine keeps its shards, under DATA_DIR, apart from the other state there.
-EDGE_SUBDIR = "qdrant_edge"
-
-
-def open_vector_store(
-    data_dir: pathlib.Path, qdrant_url: str | None, qdrant_api_key: str | None
-) -> VectorStore:
-    """Embedded Qdrant Edge under data_dir when qdrant_url is None, else a Qdrant server client."""
-    if qdrant_url is None:
-        from orchestrator.clients.vectors_edge import EdgeVectorStore
-
-        return EdgeVectorStore(data_dir / EDGE_SUBDIR)
-    from qdrant_client import AsyncQdrantClient
-
-    from orchestrator.clients.vectors_qdrant import QdrantServerVectorStore
-
-    return QdrantServerVectorStore(AsyncQdrantClient(url=qdrant_url, api_key=qdrant_api_key))
-
-
-def __getattr__(name: str) -> Any:
-    # The adapters import this module, so they are loaded on first use rather than at import time:
-    # that keeps `vectors` the one public import point whichever module a caller imports first.
-    if name == "EdgeVectorStore":
-        from orchestrator.clients.vectors_edge import EdgeVectorStore
-
-        return EdgeVectorStore
-    if name == "QdrantServerVectorStore":
-        from orchestrator.clients.vectors_qdrant import QdrantServerVectorStore
-
-        return QdrantServerVectorStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "RRF_K",
     "CollectionNotFoundError",
     "CollectionSpec",
     "CollectionSpecMismatchError",
-    "EdgeVectorStore",
     "PointRecord",
-    "QdrantServerVectorStore",
     "ScoredPoint",
     "SearchFilter",
     "SearchRequest",
     "SparseVector",
     "VectorStore",
-    "open_vector_store",
 ]

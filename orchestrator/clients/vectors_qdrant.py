@@ -15,6 +15,7 @@ import structlog
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from orchestrator.clients.vector_params import HNSW_EF_SEARCH
 from orchestrator.clients.vectors import (
     RRF_K,
     CollectionNotFoundError,
@@ -30,7 +31,6 @@ from orchestrator.clients.vectors import (
     search_branches,
     validate_collection_name,
 )
-from orchestrator.clients.vectors_edge import HNSW_EF_SEARCH
 
 log = structlog.get_logger(__name__)
 

@@ -150,3 +150,41 @@ def test_ml_deadline_fails_the_job_clearly(tmp_path: Path) -> None:
             assert "ML service unavailable after 2s" in final["error"]
     finally:
         _stop(proc)
+
+
+def test_a_restart_does_not_resume_a_job_whose_root_is_no_longer_allowed(
+    tmp_path: Path, ml_service_url: str
+) -> None:
+    """ALLOWED_ROOTS is checked again when jobs resume: a job under a root the new setting leaves out ends
+    failed with the reason (and ingests nothing more); one under a root still allowed resumes."""
+    kept, dropped = tmp_path / "kept", tmp_path / "dropped"
+    make_images(kept / "media", 4)
+    make_images(dropped / "media", 40)
+    data, port, log = tmp_path / "data", free_port(), tmp_path / "orchestrator.log"
+    proc = _start(data, tmp_path, ml_service_url, port, log)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            doomed = client.post("/jobs", json={"path": str(dropped / "media")}).json()["job_id"]
+            assert client.post(f"/jobs/{doomed}/pause").json()["state"] == "paused"
+            survivor = client.post("/jobs", json={"path": str(kept / "media"), "collection": "kept"}).json()
+            before = client.get(f"/jobs/{doomed}").json()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    finally:
+        _stop(proc)
+
+    proc = _start(data, kept, ml_service_url, port, log)  # the setting now allows only `kept`
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            final = _wait(client, doomed, 30)
+            assert final["state"] == "failed", final
+            assert final["error"].startswith("not resumed after a restart: ")
+            assert "outside the allowed roots" in final["error"]
+            assert final["runs"] == before["runs"] and final["counters"] == before["counters"]
+            assert _wait(client, survivor["job_id"], 120)["state"] == "completed"
+            # Nothing of the refused root was ingested after the restart, and the refusal is final.
+            names = {c["name"]: c["points"] for c in client.get("/collections").json()["collections"]}
+            assert names.get("media", 0) == before["counters"]["upserted"] and names["kept"] == 4
+            assert client.post(f"/jobs/{doomed}/resume").status_code == 409
+    finally:
+        _stop(proc)

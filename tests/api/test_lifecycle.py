@@ -39,12 +39,18 @@ async def test_pause_resume_cancel_and_invalid_transitions(tmp_path: Path, ml_se
     store = counting_store(settings)
     async with running_orchestrator(settings, store) as orch:
         job_id = (await orch.client.post("/jobs", json={"path": str(media)})).json()["job_id"]
+        job = await orch.app.state.jobs.get(job_id)  # the live job, to see its in-flight work
         await _until(orch, job_id, "upserted", 2)
         paused = await orch.client.post(f"/jobs/{job_id}/pause")
         assert paused.status_code == 200 and paused.json()["state"] == "paused"
         again = await orch.client.post(f"/jobs/{job_id}/pause")
         assert again.status_code == 409 and again.json()["detail"]["state"] == "paused"
-        await asyncio.sleep(2.0)  # in-flight batches finish ...
+        for _ in range(1200):  # in-flight batches finish (bounded: 2 minutes) ...
+            idle = all(job.progress.stages[s].active == 0 for s in ("prepare", "infer", "upsert"))
+            counters = job.progress.counters
+            if idle and counters["upserted"] == counters["inferred"]:  # one chunk per image, no cache
+                break
+            await asyncio.sleep(0.1)
         frozen = (await _status(orch, job_id))["counters"]["upserted"]
         await asyncio.sleep(1.5)  # ... and then nothing moves
         assert (await _status(orch, job_id))["counters"]["upserted"] == frozen < 40
@@ -115,7 +121,7 @@ async def test_idempotency_events_history_metrics(
         metrics = (await orch.client.get("/metrics")).text
         assert 'archivist_pipeline_total{counter="upserted"} 12.0' in metrics
         assert 'archivist_ml_request_seconds_count{endpoint="/v1/analyze/images",outcome="200"}' in metrics
-        assert 'archivist_file_errors_total{reason="empty file",stage="prepare"} 1.0' in metrics
+        assert 'archivist_file_errors_total{reason="empty_file",stage="prepare"} 1.0' in metrics
 
         echoed = await orch.client.get("/health", headers={"x-request-id": "abc123"})
         assert echoed.headers["x-request-id"] == "abc123"

@@ -30,6 +30,7 @@ async def test_ml_service_killed_mid_job(tmp_path: Path) -> None:
         store = counting_store(settings)
         async with running_orchestrator(settings, store) as orch:
             job_id = (await orch.client.post("/jobs", json={"path": str(media)})).json()["job_id"]
+            job = await orch.app.state.jobs.get(job_id)  # the live job (an ended one leaves memory)
             for _ in range(600):  # bounded: up to 60 s for the first points to land
                 status = (await orch.client.get(f"/jobs/{job_id}")).json()
                 if status["counters"]["upserted"] >= 2:
@@ -48,7 +49,6 @@ async def test_ml_service_killed_mid_job(tmp_path: Path) -> None:
             await asyncio.sleep(0.3)
             leftovers = [t for t in asyncio.all_tasks() if "orchestrator.pipeline" in repr(t.get_coro())]
             assert leftovers == []
-            job = orch.app.state.jobs.get(job_id)
             assert job.control.stop_flag.is_set()  # the scan thread was told to stop
 
             stored = await store.count("media")

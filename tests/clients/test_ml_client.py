@@ -1,12 +1,15 @@
 """The ML client against a small local stand-in speaking the same HTTP protocol, for the behaviours the
-real service shows only under load or failure: 429 + Retry-After, 503 while loading, 4xx not retried,
-the retry deadline, and the wait reason reported while retrying."""
+real service shows only under load or failure: 429 + Retry-After (seconds or an HTTP date), 503 while
+loading, 4xx not retried, the retry deadline (which an interactive call's requests never outlive), and
+the wait reason reported while retrying."""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -18,6 +21,7 @@ from starlette.routing import Route
 
 from orchestrator.clients.ml import MLClient, MLRequestError, MLUnavailableError
 from tests.support.orchestrator_server import free_port
+from tests.support.silent_server import silent_server
 
 
 class StandIn:
@@ -91,3 +95,31 @@ async def test_deadline_gives_a_clear_reason(stand_in: tuple[StandIn, str]) -> N
         await client.close()
     assert 0.9 <= time.monotonic() - started < 3
     assert 3 <= len(fake.calls) <= 10  # backed off, did not spin
+
+
+async def test_retry_after_as_an_http_date_is_honoured(stand_in: tuple[StandIn, str]) -> None:
+    fake, url = stand_in
+    when = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)
+    fake.script = [(429, {"retry-after": when})]
+    client = MLClient([url], timeout_s=5, retry_deadline_s=10)
+    try:
+        assert await client.embed_text(["x"]) == [[1.0, 0.0]]
+    finally:
+        await client.close()
+    # The date has whole seconds: 1 to 2 s from now, never the 0.2 s backoff.
+    assert len(fake.calls) == 2 and 0.9 <= fake.calls[1] - fake.calls[0] < 3
+
+
+async def test_a_search_request_never_outlives_its_deadline() -> None:
+    """A call with its own deadline cuts each request to the time left: a replica that never answers
+    holds it for the deadline, not the client's long request timeout."""
+    async with silent_server() as silent:
+        client = MLClient([silent.url], timeout_s=300, retry_deadline_s=600)
+        started = time.monotonic()
+        try:
+            with pytest.raises(MLUnavailableError, match=r"unavailable after 2s.*no answer within"):
+                await asyncio.wait_for(client.embed_text(["x"], deadline_s=2.0, timeout_s=0.5), 60)
+        finally:
+            await client.close()
+    assert time.monotonic() - started < 3.5
+    assert silent.connections >= 2  # slow, not dead: asked again after the pause

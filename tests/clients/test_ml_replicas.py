@@ -1,6 +1,7 @@
 """The ML client over several replicas and against batches the service refuses, with small local
 stand-ins speaking the ML service's protocol on loopback: load-aware routing, a replica that dies or
-overloads, health checks putting it back, 413 halving and bisection down to the one bad item."""
+overloads, health checks putting it back, a slow replica (no answer in time) told from a dead one (connection
+refused), 413 halving and bisection down to the one bad item."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.routing import Route
 
 from orchestrator.clients.ml import ImageRequestItem, MLClient
 from tests.support.orchestrator_server import free_port
+from tests.support.silent_server import silent_server
 
 
 @dataclass
@@ -207,3 +209,38 @@ async def test_a_failing_batch_is_bisected_to_the_bad_item() -> None:
     assert [r["id"] for r in results] == [it.id for it in items]
     # 8 (twice: one retry) -> 4 + 4 (the poisoned half twice) -> 2 + 2 ...: logarithmic in the batch
     assert len(replica.batches) <= 14
+
+
+async def test_a_slow_replica_is_passed_over_but_not_taken_out() -> None:
+    """A replica that accepts and never answers is slow, not dead: each request it holds goes to another
+    replica after the request timeout, and it stays in (a dead one, refusing connections, is taken out)."""
+    good = Replica()
+    async with silent_server() as silent, serving(good) as (good_url, _):
+        client = MLClient([silent.url, good_url], timeout_s=0.5, retry_deadline_s=30)
+        try:
+            started = asyncio.get_running_loop().time()
+            for i in range(4):
+                assert (await client.embed_text([f"t{i}"]))[0] is not None
+            elapsed = asyncio.get_running_loop().time() - started
+            stats = {s["url"]: s for s in client.replica_stats()}
+        finally:
+            await client.close()
+    assert silent.connections >= 1  # it was asked ...
+    assert stats[silent.url]["slow"] >= 1 and stats[silent.url]["failures"] == 0
+    assert stats[silent.url]["healthy"] is True  # ... and is still in
+    assert len(good.batches) == 4
+    assert elapsed < 0.5 * 4 + 1.5  # at most one timeout per call, no backoff pause
+
+
+async def test_a_refused_connection_takes_the_replica_out() -> None:
+    good = Replica()
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with serving(good) as (good_url, _):
+        client = MLClient([dead, good_url], timeout_s=5, retry_deadline_s=5)
+        try:
+            for i in range(3):
+                assert (await client.embed_text([f"t{i}"]))[0] is not None
+            stats = {s["url"]: s for s in client.replica_stats()}
+        finally:
+            await client.close()
+    assert stats[dead]["healthy"] is False and stats[dead]["failures"] == 1 and stats[dead]["slow"] == 0

@@ -16,20 +16,20 @@ from pathlib import Path
 import pytest
 from qdrant_client import AsyncQdrantClient
 
+from orchestrator.clients.vector_factory import open_vector_store
 from orchestrator.clients.vectors import (
     CollectionNotFoundError,
     CollectionSpec,
     CollectionSpecMismatchError,
-    EdgeVectorStore,
     PointRecord,
-    QdrantServerVectorStore,
     ScoredPoint,
     SearchFilter,
     SearchRequest,
     SparseVector,
     VectorStore,
-    open_vector_store,
 )
+from orchestrator.clients.vectors_edge import EdgeVectorStore
+from orchestrator.clients.vectors_qdrant import QdrantServerVectorStore
 
 # Local mode says, rightly, that it ignores payload indexes and HNSW parameters.
 pytestmark = [
@@ -451,7 +451,8 @@ async def test_edge_upsert_is_durable_when_the_process_dies(tmp_path: Path) -> N
     script = textwrap.dedent(
         f"""
         import asyncio, os, pathlib
-        from orchestrator.clients.vectors import CollectionSpec, EdgeVectorStore, PointRecord
+        from orchestrator.clients.vectors import CollectionSpec, PointRecord
+        from orchestrator.clients.vectors_edge import EdgeVectorStore
 
         async def main() -> None:
             store = EdgeVectorStore(pathlib.Path({str(tmp_path)!r}))

@@ -1,5 +1,5 @@
 """DecodePool: real worker processes. The hook below is what the workers run in most tests (the pool's
-``target``): it hangs, crashes, sleeps or decodes, depending on the path it is given."""
+``target``): it hangs, spins, crashes, sleeps, allocates or decodes, depending on the path it is given."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,23 @@ from orchestrator.media.decode_pool import DecodePool, DecodePoolClosedError
 from orchestrator.media.images import MediaDecodeError
 from scripts.av_write import textured, tone, write_video
 
-HOOK = f"{__name__}:hook"
+# A worker with PyAV, numpy and Pillow loaded maps ~270 MB (VmPeak, measured); its small clip ~300 MB.
+TEST_MEMORY_LIMIT_MB = 1024
 
 
 def hook(path: str, options: AVOptions) -> object:
-    """Runs in a worker: "hang", "exit:N", "sigkill", "sleep:S" (returns the pid), "pid"; else decode."""
-    if path == "hang":
+    """Runs in a worker: "hang[:FILE]" (FILE, when given, is created first: "I have started"), "spin:FILE"
+    (the same, then a C loop that never lets go of the GIL), "exit:N", "sigkill", "sleep:S" (returns the
+    pid), "pid", "alloc:MB" (returns MB and the worker's peak address space in MB); else decode."""
+    if path.startswith(("hang", "spin")) and ":" in path:
+        Path(path.split(":", 1)[1]).write_text(str(os.getpid()))
+    if path.startswith("hang"):
         time.sleep(3600)
+    if path.startswith("spin"):
+        re.match(r"(a+)+$", "a" * 60 + "b")  # catastrophic backtracking: 2**60 steps inside the regex engine
+    if path.startswith("alloc:"):
+        block = bytearray(int(path[6:]) << 20)
+        return len(block) >> 20, _peak_mb()
     if path.startswith("exit:"):
         os._exit(int(path[5:]))
     if path == "sigkill":
@@ -38,6 +47,15 @@ def hook(path: str, options: AVOptions) -> object:
     if path == "pid":
         return os.getpid()
     return decode_av(path, options)
+
+
+HOOK = hook
+
+
+def _peak_mb() -> int:
+    with open("/proc/self/status") as f:
+        peak = next(line for line in f if line.startswith("VmPeak:"))
+    return int(peak.split()[1]) >> 10
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +71,8 @@ async def _hooked(pool: DecodePool, path: str) -> Any:
 
 
 def _children() -> set[int]:
-    """Pids of this process's live (not zombie) children."""
+    """Pids of this process's live (not zombie) worker processes (multiprocessing's resource tracker, a
+    child too, lives as long as this process and is no worker)."""
     me, found = os.getpid(), set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -61,11 +80,23 @@ def _children() -> set[int]:
         try:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                tracker = b"resource_tracker" in f.read()
         except OSError:
             continue
-        if int(fields[1]) == me and fields[0] != "Z":
+        if int(fields[1]) == me and fields[0] != "Z" and not tracker:
             found.add(int(entry))
     return found
+
+
+async def _started(marker: Path) -> int:
+    """Wait (bounded) until a hook running "hang:"/"spin:" created its marker; the worker's pid."""
+    for _ in range(1500):
+        text = await asyncio.to_thread(lambda: marker.read_text() if marker.is_file() else "")
+        if text:
+            return int(text)
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"the hook never started ({marker})")
 
 
 def _alive(pid: int) -> bool:
@@ -77,13 +108,14 @@ def _alive(pid: int) -> bool:
 
 
 async def test_decodes_in_a_worker_process(clip: str) -> None:
+    before = _children()
     pool = DecodePool(workers=1, timeout_s=30)
-    assert pool.worker_pids == []  # started lazily
+    assert _children() == before  # started lazily
     try:
         result = await pool.decode(clip, AVOptions())
         assert isinstance(result, DecodedAV)
         assert result.media_type == "video" and result.chunks[0].keyframes
-        assert pool.worker_pids and os.getpid() not in pool.worker_pids
+        assert _children() - before  # in a worker process of this one
     finally:
         await pool.close()
 
@@ -91,14 +123,15 @@ async def test_decodes_in_a_worker_process(clip: str) -> None:
 async def test_a_corrupt_file_is_a_media_decode_error(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.mp4"
     bogus.write_bytes(b"not a video at all\n" * 50)
-    pool = DecodePool(workers=1, timeout_s=30)
+    pool = DecodePool(workers=1, timeout_s=30, target=HOOK)
     try:
+        worker = await _hooked(pool, "pid")
+        assert worker != os.getpid()
         with pytest.raises(MediaDecodeError, match="not a readable"):
             await pool.decode(str(bogus), AVOptions())
-        worker = pool.worker_pids
         with pytest.raises(MediaDecodeError):
             await pool.decode(str(bogus), AVOptions())
-        assert pool.worker_pids == worker  # a file error does not cost the worker
+        assert await _hooked(pool, "pid") == worker  # a file error does not cost the worker
     finally:
         await pool.close()
 
@@ -165,13 +198,13 @@ async def test_a_crashing_worker_is_reported_and_replaced(clip: str, path: str, 
         await pool.close()
 
 
-async def test_close_leaves_no_child_processes() -> None:
+async def test_close_leaves_no_child_processes(tmp_path: Path) -> None:
     before = _children()
     pool = DecodePool(workers=2, timeout_s=30, target=HOOK)
     pids = await asyncio.gather(_hooked(pool, "pid"), _hooked(pool, "sleep:0.2"))
-    busy = asyncio.create_task(_hooked(pool, "hang"))
-    await asyncio.sleep(0.3)
-    assert set(pool.worker_pids) - before
+    busy = asyncio.create_task(_hooked(pool, f"hang:{tmp_path / 'started'}"))
+    await _started(tmp_path / "started")
+    assert all(_alive(pid) for pid in pids) and set(pids) <= _children() - before
     await pool.close()
     with pytest.raises(DecodePoolClosedError):
         await busy
@@ -181,12 +214,12 @@ async def test_close_leaves_no_child_processes() -> None:
         await _hooked(pool, "pid")
 
 
-async def test_a_cancelled_decode_kills_its_worker() -> None:
+async def test_a_cancelled_decode_kills_its_worker(tmp_path: Path) -> None:
     pool = DecodePool(workers=1, timeout_s=30, target=HOOK)
     try:
         worker = await _hooked(pool, "pid")
-        task = asyncio.create_task(_hooked(pool, "hang"))
-        await asyncio.sleep(0.3)
+        task = asyncio.create_task(_hooked(pool, f"hang:{tmp_path / 'started'}"))
+        assert await _started(tmp_path / "started") == worker
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -200,30 +233,89 @@ async def test_a_cancelled_decode_kills_its_worker() -> None:
         await pool.close()
 
 
-def test_workers_exit_when_the_pool_process_dies(tmp_path: Path) -> None:
-    """No orphans even when the orchestrator is SIGKILLed mid-decode."""
-    script = textwrap.dedent(
-        f"""
-        import asyncio, os, sys
-        sys.path[:0] = {[p for p in sys.path if p]!r}
-        from orchestrator.media.av_decode import AVOptions
-        from orchestrator.media.decode_pool import DecodePool
+async def test_a_decode_over_the_memory_limit_fails_that_file_only(clip: str) -> None:
+    pool = DecodePool(workers=2, timeout_s=60, target=HOOK, memory_limit_mb=TEST_MEMORY_LIMIT_MB)
+    try:
+        outcomes: list[object] = await asyncio.gather(
+            _hooked(pool, f"alloc:{2 * TEST_MEMORY_LIMIT_MB}"),
+            pool.decode(clip, AVOptions()),
+            return_exceptions=True,
+        )
+        greedy, good = outcomes
+        assert isinstance(greedy, MediaDecodeError), greedy
+        limit = f"DECODE_MEMORY_LIMIT_MB={TEST_MEMORY_LIMIT_MB}"
+        assert str(greedy) == f"decoding needs more memory than this worker may use ({limit})"
+        assert isinstance(good, DecodedAV)
+        # The limit is per worker and stays: within it a file is fine, and the pool goes on.
+        allocated, peak = await _hooked(pool, "alloc:64")
+        assert allocated == 64 and peak < TEST_MEMORY_LIMIT_MB
+        assert isinstance(await pool.decode(clip, AVOptions()), DecodedAV)
+    finally:
+        await pool.close()
 
-        async def main():
-            pool = DecodePool(workers=1, timeout_s=60, target={HOOK!r})
-            print(await pool.decode("pid", AVOptions()), flush=True)
-            await pool.decode("hang", AVOptions())
 
-        asyncio.run(main())
-        """
-    )
+_ORPHAN_SCRIPT = """
+import asyncio, sys
+sys.path[:0] = {path!r}
+from orchestrator.media.av_decode import AVOptions
+from orchestrator.media.decode_pool import DecodePool
+from tests.media.test_decode_pool import hook
+
+async def main():
+    pool = DecodePool(workers=2, timeout_s=60, target=hook)
+    pids = await asyncio.gather(*(pool.decode("sleep:0.5", AVOptions()) for _ in range(2)))
+    print(*pids, flush=True)
+    await pool.decode({busy!r}, AVOptions())
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("busy", ["hang", "spin"])
+def test_workers_exit_when_the_pool_process_dies(tmp_path: Path, busy: str) -> None:
+    """No orphans even when the orchestrator is SIGKILLed mid-decode: the busy worker (in a sleep, or in a
+    C loop that holds the GIL, where no thread of its own could look after it) and the idle one."""
+    marker = tmp_path / "started"
+    script = _ORPHAN_SCRIPT.format(path=[p for p in sys.path if p], busy=f"{busy}:{marker}")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    worker = int(proc.stdout.readline())
-    time.sleep(0.3)
-    proc.kill()
-    proc.wait()
-    deadline = time.monotonic() + 5
-    while _alive(worker) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(worker)
+    workers: list[int] = []
+    try:
+        assert proc.stdout is not None
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(set(workers)) == 2
+        deadline = time.monotonic() + 60
+        while not marker.is_file() or not marker.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, "the busy decode never started"
+            time.sleep(0.02)
+        assert int(marker.read_text()) in workers
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        proc.kill()
+        proc.wait()
+        for worker in workers:  # a failed check must not leave them behind either
+            if _alive(worker):
+                os.kill(worker, signal.SIGKILL)
+
+
+async def test_a_worker_that_dies_while_idle_costs_no_file(clip: str) -> None:
+    """pebble gives up on a whole pool when a worker dies with no file running; the next file gets a new
+    pool (whether it comes before or after pebble noticed) and decodes."""
+    pool = DecodePool(workers=1, timeout_s=30, target=HOOK)
+    try:
+        worker = await _hooked(pool, "pid")
+        os.kill(worker, signal.SIGKILL)  # the OOM killer, say
+        for _ in range(250):
+            if not _alive(worker):
+                break
+            await asyncio.sleep(0.02)
+        assert isinstance(await pool.decode(clip, AVOptions()), DecodedAV)
+        assert await _hooked(pool, "pid") not in (worker, os.getpid())
+        os.kill(await _hooked(pool, "pid"), signal.SIGKILL)
+        assert isinstance(await pool.decode(clip, AVOptions()), DecodedAV)  # at once this time: the race
+    finally:
+        await pool.close()
