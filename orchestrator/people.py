@@ -6,27 +6,36 @@ Assignment is incremental: a new face joins the cluster of its nearest stored (o
 their cosine similarity reaches the threshold, else it starts a cluster. At the end of a job, `merge` looks
 at this job's faces again: when one is close to faces of several clusters (it bridged them after they were
 created), those clusters become one. Ids are deterministic, so re-writing a file re-finds its own faces.
+
+A batch's stored neighbours are searched together (requests in flight at once, `_SEARCH_WINDOW` at a
+time), and the same-batch comparisons run as numpy row products in a worker thread, never on the event
+loop. A vector that is not finite numbers of the collection's size (an ML answer or an old cache entry
+holding nulls or NaN) leaves its face or turn unclustered, as one too small to have a vector.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from orchestrator import answers
 from orchestrator.clients.vectors import (
     CollectionSpec,
     CollectionSpecMismatchError,
     PointRecord,
+    ScoredPoint,
     SearchFilter,
     SearchRequest,
     VectorStore,
 )
+from orchestrator.file_index import FileIndex
 from orchestrator.ids import point_id
 from orchestrator.logs import get_logger
-from orchestrator.pipeline.messages import AnalyzedFile
-from orchestrator.pipeline.unify import cosine
 
 log = get_logger(__name__)
 
@@ -35,6 +44,9 @@ _NAMESPACE = uuid.UUID("5b0e3f4c-7c1e-4f0a-9d55-0d6c9a3e2b71")
 ON_SCREEN_SLACK_S = 1.0
 _NEIGHBOURS = 8
 _SCROLL_PAGE = 1024
+# Neighbour searches in flight at once: the embedded engine runs them back to back on its thread without a
+# loop round trip between them; a server gets them concurrently.
+_SEARCH_WINDOW = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,98 +113,160 @@ class Assignment:
         return sorted({c for c in [*self.faces, *self.voices] if c})
 
 
-@dataclass(slots=True)
-class _Member:
+@dataclass(frozen=True, slots=True)
+class ChunkPeople:
+    """What the people index needs of one analysed chunk: its faces (or face tracks) and speaker turns,
+    as the ML service described them (each may hold an `embedding`)."""
+
+    content_hash: str
+    index: int
+    faces: list[dict[str, Any]]
+    turns: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One face or turn with a usable vector, and where it belongs."""
+
+    chunk: int  # position of its chunk in the batch
+    n: int  # position among its chunk's faces or turns
     id: str
     vector: list[float]
-    cluster: str
 
 
 class PeopleIndex:
-    """One job's view of a collection's people; used by the upsert stage (one writer)."""
+    """One job's view of a collection's people; used by the upsert stage (one writer). The faces and voices
+    the job adds wait for `merge` in the job's scratch rows of the file index (`scratch`), not in memory."""
 
     def __init__(
-        self, store: VectorStore, collection: str, face_threshold: float, voice_threshold: float
+        self,
+        store: VectorStore,
+        collection: str,
+        face_threshold: float,
+        voice_threshold: float,
+        scratch: FileIndex,
+        job_id: str,
+        face_dim: int | None = None,
+        voice_dim: int | None = None,
     ) -> None:
         self._store = store
         self._collection = collection
+        self._scratch = scratch
+        self._job_id = job_id
         self.face = Kind("face", FACE_SUFFIX, "person", face_threshold)
         self.voice = Kind("voice", VOICE_SUFFIX, "voice", voice_threshold)
         self._ensured: set[str] = set()
-        self._added: dict[str, list[_Member]] = {"face": [], "voice": []}  # this job's, for `merge`
+        self._dims: dict[str, int | None] = {"face": face_dim, "voice": voice_dim}  # announced sizes
 
-    async def assign(self, files: list[AnalyzedFile]) -> dict[tuple[str, int], Assignment]:
-        """Cluster every face and turn of these files (and store them); keyed by (content hash, chunk)."""
-        out: dict[tuple[str, int], Assignment] = {}
-        records: dict[str, list[PointRecord]] = {"face": [], "voice": []}
-        batch: dict[str, list[_Member]] = {"face": [], "voice": []}
-        for item in files:
-            content_hash = item.prepared.content_hash
-            for index, analysis in sorted(item.chunks.items()):
-                assignment = Assignment()
-                chunk_id = point_id(content_hash, index)
-                for kind, entries, target in (
-                    (self.face, analysis.faces, assignment.faces),
-                    (self.voice, analysis.turns, assignment.voices),
-                ):
-                    if kind is self.voice:  # faces are clustered by now: who is on screen during each turn
-                        assignment.on_screen = on_screen(analysis.faces, analysis.turns, assignment.faces)
-                    for n, entry in enumerate(entries):
-                        vector = entry.get("embedding")
-                        if not vector:
-                            target.append(None)
-                            continue
-                        member_id = _member_id(kind.name, content_hash, index, n)
-                        cluster = await self._nearest(kind, member_id, vector, batch[kind.name])
-                        member = _Member(member_id, vector, cluster or f"{kind.prefix}-{member_id[:12]}")
-                        batch[kind.name].append(member)
-                        target.append(member.cluster)
-                        records[kind.name].append(
-                            PointRecord(
-                                id=member_id,
-                                dense={kind.name: vector},
-                                sparse={},
-                                payload={
-                                    "cluster": member.cluster,
-                                    "content_hash": content_hash,
-                                    "chunk_index": index,
-                                    "chunk_id": chunk_id,
-                                    "start_s": entry.get("start_s"),
-                                    "end_s": entry.get("end_s"),
-                                    "box": entry.get("box"),
-                                    "person": assignment.on_screen[n] if kind is self.voice else None,
-                                },
-                            )
-                        )
-                out[(content_hash, index)] = assignment
-        for kind in (self.face, self.voice):
-            if records[kind.name]:
-                name = await self._ensure(kind, len(records[kind.name][0].dense[kind.name]))
-                await self._store.upsert(name, records[kind.name])
-                self._added[kind.name].extend(batch[kind.name])
-        return out
+    async def assign(self, chunks: Sequence[ChunkPeople]) -> dict[tuple[str, int], Assignment]:
+        """Cluster every face and turn of these chunks (and store them); keyed by (content hash, chunk)."""
+        assignments = [Assignment() for _ in chunks]
+        faces = await self._cluster(self.face, [c.faces for c in chunks], chunks)
+        for assignment, chunk, clusters in zip(assignments, chunks, faces, strict=True):
+            assignment.faces = clusters
+            # Faces are clustered by now: who is on screen during each turn.
+            assignment.on_screen = on_screen(chunk.faces, chunk.turns, clusters)
+        voices = await self._cluster(self.voice, [c.turns for c in chunks], chunks, assignments)
+        for assignment, clusters in zip(assignments, voices, strict=True):
+            assignment.voices = clusters
+        return {(c.content_hash, c.index): a for c, a in zip(chunks, assignments, strict=True)}
 
-    async def _nearest(
-        self, kind: Kind, member_id: str, vector: list[float], batch: list[_Member]
-    ) -> str | None:
-        """The cluster of the most similar stored or same-batch member at or above the threshold."""
-        best, best_score = None, kind.threshold
-        for member in batch:
-            score = cosine(vector, member.vector)
-            if score >= best_score:
-                best, best_score = member.cluster, score
+    async def _cluster(
+        self,
+        kind: Kind,
+        entries: list[list[dict[str, Any]]],
+        chunks: Sequence[ChunkPeople],
+        assignments: list[Assignment] | None = None,
+    ) -> list[list[str | None]]:
+        """Each chunk's faces (or turns) → their clusters (None: no usable vector); their points are
+        written to the companion collection."""
+        clusters: list[list[str | None]] = [[None] * len(group) for group in entries]
+        dim = await self._dim(kind, entries)
+        usable: list[_Entry] = []
+        refused = 0
+        for c, group in enumerate(entries):
+            content_hash, index = chunks[c].content_hash, chunks[c].index
+            for n, entry in enumerate(group):
+                raw = entry.get("embedding")
+                vector = answers.vector(raw, dim)
+                if vector is None:
+                    refused += raw is not None
+                    continue
+                usable.append(_Entry(c, n, _member_id(kind.name, content_hash, index, n), vector))
+        if refused:
+            log.warning("people_vectors_refused", kind=kind.name, count=refused, expected_size=dim)
+        if not usable:
+            return clusters
+        stored = await self._neighbours(kind, [e.vector for e in usable])
+        found = await asyncio.to_thread(
+            nearest_clusters, [e.vector for e in usable], [e.id for e in usable], stored, kind
+        )
+        records = []
+        for e, cluster in zip(usable, found, strict=True):
+            clusters[e.chunk][e.n] = cluster
+            content_hash, index = chunks[e.chunk].content_hash, chunks[e.chunk].index
+            entry = entries[e.chunk][e.n]
+            records.append(
+                PointRecord(
+                    id=e.id,
+                    dense={kind.name: e.vector},
+                    sparse={},
+                    payload={
+                        "cluster": cluster,
+                        "content_hash": content_hash,
+                        "chunk_index": index,
+                        "chunk_id": point_id(content_hash, index),
+                        "start_s": entry.get("start_s"),
+                        "end_s": entry.get("end_s"),
+                        "box": entry.get("box"),
+                        "person": assignments[e.chunk].on_screen[e.n] if assignments is not None else None,
+                    },
+                )
+            )
+        name = await self._ensure(kind, len(usable[0].vector))
+        await self._store.upsert(name, records)
+        await self._scratch.add_members(
+            self._job_id,
+            kind.name,
+            [(c, np.asarray(e.vector, np.float32).tobytes()) for e, c in zip(usable, found, strict=True)],
+        )
+        return clusters
+
+    async def _dim(self, kind: Kind, entries: list[list[dict[str, Any]]]) -> int | None:
+        """The vector size this kind must have: the companion's, else the announced one, else the first
+        usable vector's (then every vector of the batch must match it)."""
         name = kind.collection(self._collection)
         if name in self._ensured or await self._store.collection_exists(name):
-            self._ensured.add(name)
-            hits = await self._store.search(
-                name, SearchRequest(dense={kind.name: vector}, sparse={}, limit=_NEIGHBOURS)
+            stored = (await self._store.dense_vectors(name)).get(kind.name)
+            if stored:
+                return stored
+        if self._dims[kind.name]:
+            return self._dims[kind.name]
+        for group in entries:
+            for entry in group:
+                if (vector := answers.vector(entry.get("embedding"))) is not None:
+                    return len(vector)
+        return None
+
+    async def _neighbours(self, kind: Kind, vectors: list[list[float]]) -> list[list[ScoredPoint]]:
+        """The stored nearest members of each vector (none while the companion does not exist)."""
+        name = kind.collection(self._collection)
+        if name not in self._ensured and not await self._store.collection_exists(name):
+            return [[] for _ in vectors]
+        self._ensured.add(name)
+        found: list[list[ScoredPoint]] = []
+        for start in range(0, len(vectors), _SEARCH_WINDOW):
+            found.extend(
+                await asyncio.gather(
+                    *(
+                        self._store.search(
+                            name, SearchRequest(dense={kind.name: v}, sparse={}, limit=_NEIGHBOURS)
+                        )
+                        for v in vectors[start : start + _SEARCH_WINDOW]
+                    )
+                )
             )
-            for hit in hits:
-                if hit.id == member_id:  # written before (a re-run): keep its cluster
-                    return str(hit.payload.get("cluster"))
-                if hit.score >= best_score:
-                    best, best_score = str(hit.payload.get("cluster")), hit.score
-        return best
+        return found
 
     async def _ensure(self, kind: Kind, dim: int) -> str:
         name = kind.collection(self._collection)
@@ -212,10 +286,6 @@ class PeopleIndex:
         number of clusters merged away."""
         merged = 0
         for kind in (self.face, self.voice):
-            members = self._added[kind.name]
-            if not members:
-                continue
-            name = kind.collection(self._collection)
             parent: dict[str, str] = {}
 
             def find(c: str, parent: dict[str, str] = parent) -> str:
@@ -223,22 +293,23 @@ class PeopleIndex:
                     c = parent[c]
                 return c
 
-            for member in members:
-                hits = await self._store.search(
-                    name, SearchRequest(dense={kind.name: member.vector}, sparse={}, limit=_NEIGHBOURS)
-                )
-                for hit in hits:
-                    if hit.score < kind.threshold:
-                        continue
-                    a, b = find(member.cluster), find(str(hit.payload.get("cluster")))
-                    if a != b:
-                        keep, drop = sorted((a, b))
-                        parent[drop] = keep
+            after = 0
+            while page := await self._scratch.members_page(self._job_id, kind.name, after):
+                after = page[-1][0]
+                vectors = [np.frombuffer(v, np.float32).tolist() for _, _, v in page]
+                for (_, cluster, _), hits in zip(page, await self._neighbours(kind, vectors), strict=True):
+                    for hit in hits:
+                        if hit.score < kind.threshold:
+                            continue
+                        a, b = find(cluster), find(str(hit.payload.get("cluster")))
+                        if a != b:
+                            keep, drop = sorted((a, b))
+                            parent[drop] = keep
             renames = {c: find(c) for c in parent if find(c) != c}
             if renames:
                 await self._rename(kind, renames)
                 merged += len(renames)
-            members.clear()
+            await self._scratch.clear_members(self._job_id, kind.name)
         if merged:
             log.info("people_merged", clusters=merged)
         return merged
@@ -325,6 +396,32 @@ def on_screen(
         }
         out.append(seen.pop() if len(seen) == 1 else None)
     return out
+
+
+def nearest_clusters(
+    vectors: Sequence[list[float]], ids: Sequence[str], stored: Sequence[list[ScoredPoint]], kind: Kind
+) -> list[str]:
+    """In a worker thread: each member's cluster, in order. A member joins the cluster of its most similar
+    earlier member of the batch (one numpy row product) or stored neighbour, at or above the threshold;
+    a stored point with its own id (a re-run) keeps its cluster; else it starts its own cluster."""
+    matrix = np.asarray(vectors, dtype=np.float64)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)  # answers.vector refused zero vectors
+    clusters: list[str] = []
+    for i, member_id in enumerate(ids):
+        best, best_score = None, kind.threshold
+        if i:
+            scores = matrix[:i] @ matrix[i]
+            j = int(np.argmax(scores))
+            if scores[j] >= best_score:
+                best, best_score = clusters[j], float(scores[j])
+        for hit in stored[i]:
+            if hit.id == member_id:  # written before (a re-run): keep its cluster
+                best = str(hit.payload.get("cluster"))
+                break
+            if hit.score >= best_score:
+                best, best_score = str(hit.payload.get("cluster")), hit.score
+        clusters.append(best or f"{kind.prefix}-{member_id[:12]}")
+    return clusters
 
 
 def _member_id(kind: str, content_hash: str, chunk: int, n: int) -> str:

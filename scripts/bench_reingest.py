@@ -1,11 +1,17 @@
 """Re-ingest speed against the bare file-system walk, and memory staying flat, on a large tree.
 
     python scripts/bench_reingest.py --files 100000 --distinct 1000 --json
+    python scripts/bench_reingest.py --files 20000 --distinct 20000 --repeats 1 --json   # memory per content
 
 Builds N files made of D distinct small images and byte-identical copies of them under other names and
 folders (so the first ingest hashes every file but calls the ML service only D times), ingests the tree
 once (real ML service, embedded Qdrant Edge, the real JobManager), then re-ingests it unchanged, and times
 a bare recursive os.scandir + stat of the same tree in the same run. The last line is one JSON object.
+
+Memory: RSS when 25 % of the files are done and at the end, for the first ingest (`first_rss_growth_pct`:
+with many distinct contents it shows state kept per content) and for one more re-ingest, not timed
+(`reingest_rss_growth_pct`). `--trace` runs under tracemalloc and adds the Python heap at both marks and
+where it grew most (slower: not for timings).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,34 +73,68 @@ def scandir_stat(root: str) -> int:
     return count
 
 
+@dataclass(slots=True)
+class Memory:
+    """RSS (MB) at marks of one job (fractions of its files done) and at its end; with --trace, the Python
+    heap (MB) at the same marks and tracemalloc snapshots to compare."""
+
+    rss: dict[float, float] = field(default_factory=dict)
+    heap: dict[float, float] = field(default_factory=dict)
+    snapshots: dict[float, tracemalloc.Snapshot] = field(default_factory=dict)
+
+    def take(self, mark: float) -> None:
+        self.rss[mark] = rss_mb()
+        if tracemalloc.is_tracing():
+            self.heap[mark] = tracemalloc.get_traced_memory()[0] / 2**20
+            self.snapshots[mark] = tracemalloc.take_snapshot()
+
+    def growth_pct(self, start: float, end: float = 1.0) -> float | None:
+        if not self.rss.get(start) or end not in self.rss:
+            return None
+        return round(100 * (self.rss[end] - self.rss[start]) / self.rss[start], 1)
+
+    def heap_growth(self, start: float, top: int = 8) -> list[str]:
+        """The allocation sites whose live memory grew most between `start` and the end."""
+        if start not in self.snapshots or 1.0 not in self.snapshots:
+            return []
+        diff = self.snapshots[1.0].compare_to(self.snapshots[start], "lineno")
+        return [
+            f"{d.traceback[0].filename}:{d.traceback[0].lineno} {d.size_diff / 2**20:+.2f} MB"
+            for d in diff[:top]
+        ]
+
+
 async def ingest(
-    manager: JobManager, root: Path, total: int, sample_at: float | None
-) -> tuple[float, Job, float]:
-    """Run one job to its end; returns wall seconds, the job, and RSS (MB) once `sample_at` of the files
-    were done (sampled by a side task, so the timing is not stretched by polling)."""
-    rss_at = 0.0
+    manager: JobManager, root: Path, total: int, marks: tuple[float, ...] = (), poll_s: float = 0.05
+) -> tuple[float, Job, Memory]:
+    """Run one job to its end; returns wall seconds, the job, and its memory at the `marks` (fractions of
+    the files done; sampled by a side task, so the timing is not stretched by polling) and at its end."""
+    memory = Memory()
 
     async def sample(job: Job) -> None:
-        nonlocal rss_at
-        # Progress has no event to wait on; a 50 ms poll in a side task does not touch the timing.
-        while sample_at is not None and job.progress.counters["done"] < sample_at * total:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        rss_at = rss_mb()
+        for mark in marks:
+            # Progress has no event to wait on; a poll in a side task does not touch the timing.
+            while job.progress.counters["done"] < mark * total:  # noqa: ASYNC110
+                await asyncio.sleep(poll_s)
+            memory.take(mark)
 
     start = time.perf_counter()
     job = await manager.submit(root, "bench", {})
-    sampler = asyncio.create_task(sample(job)) if sample_at is not None else None
+    sampler = asyncio.create_task(sample(job)) if marks else None
     await manager.wait(job.id)
     wall = time.perf_counter() - start
     if sampler is not None:
         sampler.cancel()
     if job.state is not JobState.COMPLETED:
         raise RuntimeError(f"job ended {job.state}: {job.error}")
-    return wall, job, rss_at
+    memory.take(1.0)
+    return wall, job, memory
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     configure_logging("WARNING")
+    if args.trace:
+        tracemalloc.start()
     work = Path(tempfile.mkdtemp(prefix="archivist-reingest-"))
     try:
         tree = work / "tree"
@@ -102,19 +144,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with ml_service(args.ml_url, log_path=work / "ml.log") as ml_url:
             settings = Settings(data_dir=work / "data", ml_service_url=ml_url, allowed_roots=str(work))
             async with job_manager(settings) as (_services, manager):
-                first_s, first, rss_10 = await ingest(manager, tree, args.files, 0.10)
-                rss_end = rss_mb()
+                first_s, first, first_mem = await ingest(manager, tree, args.files, (0.10, 0.25))
                 walks, reingests = [], []
                 for _ in range(args.repeats):  # alternate, then take medians: the machine is shared
                     t = time.perf_counter()
                     assert scandir_stat(str(tree)) == args.files
                     walks.append(time.perf_counter() - t)
-                    wall, again, _ = await ingest(manager, tree, args.files, None)
+                    wall, again, _ = await ingest(manager, tree, args.files)
                     reingests.append(wall)
+                # One more re-ingest, not timed, polled closely enough to catch its 25 % mark.
+                _, _, again_mem = await ingest(manager, tree, args.files, (0.25,), poll_s=0.001)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     walk_s, reingest_s = statistics.median(walks), statistics.median(reingests)
     c1, c2 = first.progress.counters, again.progress.counters
+    rss_10, rss_end = first_mem.rss.get(0.10, 0.0), first_mem.rss[1.0]
+    traced: dict[str, Any] = {}
+    if args.trace:
+        traced = {
+            "first_heap_mb_at_25pct": _mb(first_mem.heap.get(0.25)),
+            "first_heap_mb_at_end": _mb(first_mem.heap.get(1.0)),
+            "first_heap_growth_top": first_mem.heap_growth(0.25),
+            "reingest_heap_growth_top": again_mem.heap_growth(0.25),
+        }
     return {
         "files": args.files,
         "distinct": args.distinct,
@@ -134,14 +186,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "reingest_unchanged": c2["unchanged"],
         "rss_mb_at_10pct": round(rss_10, 1),
         "rss_mb_at_end": round(rss_end, 1),
-        "rss_growth_pct": round(100 * (rss_end - rss_10) / rss_10, 1) if rss_10 else None,
+        "rss_growth_pct": first_mem.growth_pct(0.10),
+        "first_rss_mb_at_25pct": _mb(first_mem.rss.get(0.25)),
+        "first_rss_growth_pct": first_mem.growth_pct(0.25),
+        "reingest_rss_mb_at_25pct": _mb(again_mem.rss.get(0.25)),
+        "reingest_rss_mb_at_end": _mb(again_mem.rss.get(1.0)),
+        "reingest_rss_growth_pct": again_mem.growth_pct(0.25),
+        **traced,
     }
+
+
+def _mb(value: float | None) -> float | None:
+    """A mark the job ended before sampling (a fast re-ingest) has no value."""
+    return None if value is None else round(value, 1)
 
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--distinct", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--trace", action="store_true", help="tracemalloc: Python heap and where it grew")
 
 
 def main() -> None:

@@ -17,15 +17,15 @@ from orchestrator.clients.vectors import (
     SearchFilter,
 )
 from orchestrator.clients.vectors_edge import EdgeVectorStore
+from orchestrator.file_index import FileIndex
 from orchestrator.ids import point_id
-from orchestrator.people import PeopleIndex, check_vector_sizes, companions, on_screen, renamed_people
-from orchestrator.pipeline.messages import (
-    AnalyzedFile,
-    ChunkAnalysis,
-    ChunkInput,
-    FileEntry,
-    MediaInfo,
-    PreparedFile,
+from orchestrator.people import (
+    ChunkPeople,
+    PeopleIndex,
+    check_vector_sizes,
+    companions,
+    on_screen,
+    renamed_people,
 )
 
 
@@ -35,6 +35,15 @@ async def store(tmp_path: Path) -> AsyncIterator[EdgeVectorStore]:
     await s.ensure_collection("media", CollectionSpec(dense={"text": 4}, keyword_indexes=("people",)))
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def scratch(tmp_path: Path) -> AsyncIterator[FileIndex]:
+    """The file index whose TEMP rows hold a job's faces and voices until `merge`."""
+    index = FileIndex(tmp_path / "index.sqlite3")
+    await index.open()
+    yield index
+    await index.close()
 
 
 def _near(base: list[float], noise: float, rng: random.Random) -> list[float]:
@@ -48,13 +57,12 @@ def _identity(seed: int, dim: int) -> list[float]:
     return _near([rng.gauss(0, 1) for _ in range(dim)], 0.0, rng)
 
 
-def _file(content_hash: str, chunks: list[tuple[list[list[float]], list[list[float]]]]) -> AnalyzedFile:
-    entry = FileEntry(f"/m/{content_hash}.mp4", "/m", f"{content_hash}.mp4", 1, 1, 1)
-    analyses = {
-        i: ChunkAnalysis(
-            "",
-            [],
-            None,
+def _file(content_hash: str, chunks: list[tuple[list[list[float]], list[list[float]]]]) -> list[ChunkPeople]:
+    """One video's chunks: each chunk's face tracks and speaker turns (one per vector given)."""
+    return [
+        ChunkPeople(
+            content_hash,
+            i,
             [
                 {
                     "box": [0, 0, 90, 90],
@@ -65,25 +73,17 @@ def _file(content_hash: str, chunks: list[tuple[list[list[float]], list[list[flo
                 }
                 for f in faces
             ],
-            "",
-            [0.5] * 4,
-            None,
-            turns=[
-                {"start_s": i * 15.0, "end_s": i * 15.0 + 3, "speaker": "S0", "embedding": v} for v in voices
-            ],
+            [{"start_s": i * 15.0, "end_s": i * 15.0 + 3, "speaker": "S0", "embedding": v} for v in voices],
         )
         for i, (faces, voices) in enumerate(chunks)
-    }
-    inputs = [ChunkInput(i, i * 15.0, i * 15.0 + 15) for i in analyses]
-    prepared = PreparedFile(entry, content_hash, MediaInfo("video", "video/mp4", 1, 1, {}), inputs, {}, None)
-    return AnalyzedFile(prepared, analyses)
+    ]
 
 
-async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore) -> None:
+async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore, scratch: FileIndex) -> None:
     rng = random.Random(1)
     anna, ben = _identity(1, 128), _identity(2, 128)
     low, high = _identity(3, 256), _identity(4, 256)
-    people = PeopleIndex(store, "media", face_threshold=0.45, voice_threshold=0.8)
+    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job")
     first = _file(
         "a" * 8,
         [
@@ -91,7 +91,7 @@ async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore) -> N
             ([_near(ben, 0.02, rng), _near(anna, 0.02, rng)], [_near(high, 0.01, rng)]),
         ],
     )
-    assigned = await people.assign([first])
+    assigned = await people.assign(first)
     c0, c1 = assigned[("a" * 8, 0)], assigned[("a" * 8, 1)]
     assert c0.faces[0] == c1.faces[1] != c1.faces[0]
     assert c0.voices[0] != c1.voices[0]
@@ -99,14 +99,14 @@ async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore) -> N
     assert c1.people == sorted([c1.faces[0], c1.faces[1], c1.voices[0]])
 
     # A later file (another batch, read back from the store) finds the same clusters.
-    second = await people.assign([_file("b" * 8, [([_near(ben, 0.02, rng)], [_near(low, 0.01, rng)])])])
+    second = await people.assign(_file("b" * 8, [([_near(ben, 0.02, rng)], [_near(low, 0.01, rng)])]))
     assert second[("b" * 8, 0)].faces == [c1.faces[0]]
     assert second[("b" * 8, 0)].voices == [c0.voices[0]]
     faces, voices = companions("media")
     assert await store.count(faces) == 4 and await store.count(voices) == 3
 
     # Writing the same file again (a re-run) re-finds its own points: same clusters, no new points.
-    again = await people.assign([first])
+    again = await people.assign(first)
     assert again[("a" * 8, 1)].faces == c1.faces
     assert await store.count(faces) == 4
 
@@ -115,15 +115,15 @@ async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore) -> N
 
 
 async def test_a_job_with_another_face_or_voice_backend_is_refused_at_its_start(
-    store: EdgeVectorStore,
+    store: EdgeVectorStore, scratch: FileIndex
 ) -> None:
     models: dict[str, dict[str, Any]] = {
         "faces": {"name": "yunet+sface", "vector_size": 128},
         "speakers": {"name": "resemblyzer", "vector_size": 256},
     }
     await check_vector_sizes(store, "media", models)  # no companions yet: nothing to compare
-    people = PeopleIndex(store, "media", face_threshold=0.45, voice_threshold=0.8)
-    await people.assign([_file("a" * 8, [([_identity(1, 128)], [_identity(3, 256)])])])
+    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job")
+    await people.assign(_file("a" * 8, [([_identity(1, 128)], [_identity(3, 256)])]))
     await check_vector_sizes(store, "media", models)  # the same backends
     await check_vector_sizes(store, "media", {"faces": {"name": "insightface", "vector_size": None}})
     insightface = {**models, "faces": {"name": "insightface", "vector_size": 512}}
@@ -138,16 +138,16 @@ async def test_a_job_with_another_face_or_voice_backend_is_refused_at_its_start(
     await check_vector_sizes(store, "other", insightface)  # another collection starts afresh
 
 
-async def test_merge_joins_clusters_a_later_face_bridges(store: EdgeVectorStore) -> None:
+async def test_merge_joins_clusters_a_later_face_bridges(store: EdgeVectorStore, scratch: FileIndex) -> None:
     """Two faces far apart start two clusters; a face between them (close to both) links them."""
-    people = PeopleIndex(store, "media", face_threshold=0.7, voice_threshold=0.8)
+    people = PeopleIndex(store, "media", 0.7, 0.8, scratch, "job")
     left = _identity(5, 128)
     right_raw = [a + b for a, b in zip(left, _identity(6, 128), strict=True)]
     right = _near(right_raw, 0.0, random.Random(0))
     far = _near([2 * a - b for a, b in zip(right, left, strict=True)], 0.0, random.Random(0))
     # left ~ right (cos ~0.7); far is right reflected away from left: far ~ right, far !~ left.
-    a = await people.assign([_file("c" * 8, [([left], [])])])
-    b = await people.assign([_file("d" * 8, [([far], [])])])
+    a = await people.assign(_file("c" * 8, [([left], [])]))
+    b = await people.assign(_file("d" * 8, [([far], [])]))
     assert a[("c" * 8, 0)].faces != b[("d" * 8, 0)].faces
     cluster_a, cluster_b = a[("c" * 8, 0)].faces[0], b[("d" * 8, 0)].faces[0]
     chunk = point_id("d" * 8, 0)
@@ -162,7 +162,7 @@ async def test_merge_joins_clusters_a_later_face_bridges(store: EdgeVectorStore)
             )
         ],
     )
-    bridge = await people.assign([_file("e" * 8, [([right], [])])])
+    bridge = await people.assign(_file("e" * 8, [([right], [])]))
     assert bridge[("e" * 8, 0)].faces[0] in (cluster_a, cluster_b)
     merged = await people.merge()
     assert merged == 1
@@ -196,3 +196,52 @@ def test_on_screen_names_the_one_person_seen_while_a_turn_is_spoken() -> None:
     turns = [{"start_s": 0.9, "end_s": 4.8}, {"start_s": 5.6, "end_s": 9.7}, {"start_s": 10.5, "end_s": 14.2}]
     assert on_screen(faces, turns, ["anna", "ben", "anna"]) == ["anna", "ben", None]  # two people: unknown
     assert on_screen(faces, turns, [None, None, None]) == [None, None, None]
+
+
+async def test_malformed_vectors_leave_their_face_or_turn_unclustered(
+    store: EdgeVectorStore, scratch: FileIndex
+) -> None:
+    """Nulls, NaN, another size (here: the companion holds 128-d faces), all zeros: no cluster for that
+    face or turn, nothing of it stored; the others in the same chunk are clustered as usual."""
+    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job", face_dim=128, voice_dim=256)
+    anna = _identity(1, 128)
+    nan = float("nan")
+    bad_faces: list[list[float]] = [
+        [None] * 128,  # type: ignore[list-item]
+        [nan] * 128,
+        _identity(9, 129),
+        [0.0] * 128,
+        [*anna[:-1], float("inf")],
+    ]
+    chunk = ([*bad_faces, anna], [[nan] * 256, _identity(3, 256)])
+    assigned = (await people.assign(_file("f" * 8, [chunk])))[("f" * 8, 0)]
+    assert assigned.faces[:5] == [None] * 5 and assigned.faces[5] is not None
+    assert assigned.voices[0] is None and assigned.voices[1] is not None
+    faces, voices = companions("media")
+    assert await store.count(faces) == 1 and await store.count(voices) == 1
+    # A later batch with vectors of the companion's size clusters normally: the same person is found.
+    again = await people.assign(_file("g" * 8, [([_near(anna, 0.02, random.Random(2))], [])]))
+    assert again[("g" * 8, 0)].faces == [assigned.faces[5]]
+
+
+def test_nearest_clusters_matches_the_pairwise_definition() -> None:
+    """The numpy assignment gives what comparing every pair in order gives."""
+    from orchestrator.people import Kind, nearest_clusters
+    from orchestrator.pipeline.unify import cosine
+
+    rng = random.Random(5)
+    centres = [_identity(s, 32) for s in range(4)]
+    vectors = [_near(centres[rng.randrange(4)], 0.3, rng) for _ in range(60)]
+    ids = [f"{i:012d}" for i in range(60)]
+    kind = Kind("face", "_faces", "person", 0.6)
+    got = nearest_clusters(vectors, ids, [[] for _ in vectors], kind)
+    expected: list[str] = []
+    for i, v in enumerate(vectors):
+        best, best_score = None, kind.threshold
+        for j in range(i):
+            score = cosine(v, vectors[j])
+            if score > best_score or (best is None and score >= best_score):
+                best, best_score = expected[j], score
+        expected.append(best or f"person-{ids[i][:12]}")
+    assert got == expected
+    assert len(set(got)) < 60  # clusters formed

@@ -13,7 +13,9 @@ from orchestrator.clients.vectors import VectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.media.av_decode import AVOptions
 from orchestrator.media.decode_pool import DecodePool
+from orchestrator.people import PeopleIndex
 from orchestrator.pipeline.progress import JobProgress
+from orchestrator.points import PointKeeper
 
 
 @dataclass(slots=True)
@@ -25,9 +27,17 @@ class JobControl:
     running: asyncio.Event = field(default_factory=asyncio.Event)
     running_flag: threading.Event = field(default_factory=threading.Event)
     stop_flag: threading.Event = field(default_factory=threading.Event)
+    finishing: bool = False  # the stages are done; people merge, prune and index build run (jobs.py)
 
     def __post_init__(self) -> None:
         self.resume()
+
+    async def begin_finishing(self) -> None:
+        """The runner calls this once the stages are done: a pause accepted while the last work was in
+        flight holds the finishing steps until resume; from then on the job cannot be paused."""
+        while not self.running.is_set():  # (a pause right after a resume: wait again)
+            await self.running.wait()
+        self.finishing = True
 
     def pause(self) -> None:
         self.running.clear()
@@ -65,6 +75,12 @@ class PipelineConfig:
     av: AVOptions = field(default_factory=AVOptions)
     face_cluster_threshold: float = 0.45
     voice_cluster_threshold: float = 0.75
+    retry_failed: bool = False  # analyse again files that failed before and did not change since
+    # Vector sizes the ML service announced; an answer's vector of another size is refused (None: unknown).
+    text_dim: int | None = None
+    image_dim: int | None = None
+    face_dim: int | None = None
+    voice_dim: int | None = None
 
 
 @dataclass(slots=True)
@@ -82,3 +98,20 @@ class PipelineContext:
     decoder: DecodePool
     # Decoded video/audio files between prepare and the end of their inference (memory bound).
     media_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+
+    def people_index(self) -> PeopleIndex:
+        """This job's view of the collection's people (faces and voices)."""
+        config = self.config
+        return PeopleIndex(
+            self.store,
+            self.collection,
+            config.face_cluster_threshold,
+            config.voice_cluster_threshold,
+            self.index,
+            self.job_id,
+            config.face_dim,
+            config.voice_dim,
+        )
+
+    def point_keeper(self, people: PeopleIndex) -> PointKeeper:
+        return PointKeeper(self.store, self.index, people, self.collection)

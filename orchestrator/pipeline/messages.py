@@ -1,6 +1,7 @@
 """What flows through the pipeline's queues. Frozen, slotted dataclasses; pydantic stays at the HTTP edge.
 
-Queue contracts (each queue is bounded; each ends with one SENTINEL per downstream worker):
+Queue contracts (each queue is bounded; each ends with one SENTINEL per downstream worker), typed below
+(`ScanQueue`, `PrepareQueue`, `InferQueue`) so mypy checks every put and get; no runtime assert:
     scan    -> prepare : list[DirBatch]    (directories' changed entries + unchanged names, stat'ed)
     prepare -> infer   : PreparedFile | PathLink
     infer   -> upsert  : AnalyzedFile | PathLink
@@ -8,26 +9,36 @@ Queue contracts (each queue is bounded; each ends with one SENTINEL per downstre
 
 from __future__ import annotations
 
+import asyncio
+import enum
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias
 
 from orchestrator.file_index import IndexedFile
 from orchestrator.ids import point_id
 
 
-class _Sentinel:
-    __slots__ = ()
+class Sentinel(enum.Enum):
+    """The end of a queue's stream (one per downstream worker). An enum member, so `x is SENTINEL`
+    narrows a queue item's type for mypy."""
+
+    SENTINEL = "SENTINEL"
 
     def __repr__(self) -> str:
         return "SENTINEL"
 
 
-SENTINEL: Final = _Sentinel()
+SENTINEL: Final = Sentinel.SENTINEL
+End: TypeAlias = Literal[Sentinel.SENTINEL]
 
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
-    """One regular file as the scanner saw it (lstat of the path, or stat of a symlink's in-root target)."""
+    """One regular file as the scanner saw it (lstat of the path, or stat of a symlink's in-root target).
+
+    `device` and `inode` identify the file the scan saw: prepare opens it without following a symlink
+    and refuses another file found at its place. `target` is the resolved path of an in-root symlink
+    (what is opened), None for a plain file."""
 
     path: str
     directory: str
@@ -35,6 +46,12 @@ class FileEntry:
     size: int
     mtime_ns: int
     inode: int
+    device: int = 0  # 0: not known (a parked duplicate read back from the index; never opened again)
+    target: str | None = None
+
+    @property
+    def open_path(self) -> str:
+        return self.target or self.path
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +62,19 @@ class ScanFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownFailure:
+    """A file that failed before (a reason of its content) and has not changed since: not read again."""
+
+    path: str
+    stage: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DirBatch:
     """Part of one directory: files that are new or changed (with their old index rows, if any), files
-    that failed to scan, the number (as names) of unchanged files, and indexed files that are gone."""
+    that failed to scan, the number (as names) of unchanged files, indexed files that are gone, and files
+    whose remembered failure still holds."""
 
     directory: str
     entries: list[FileEntry]
@@ -55,6 +82,7 @@ class DirBatch:
     known: dict[str, IndexedFile] = field(default_factory=dict)
     unchanged: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # indexed names no longer in the directory (pruning)
+    known_failures: list[KnownFailure] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,3 +213,9 @@ class AnalyzedFile:
     chunks: dict[int, ChunkAnalysis]
     # Stored without some results (a VLM caption failed): not marked done, so the next run asks again.
     partial: bool = False
+
+
+# The pipeline's queues (see the module docstring).
+ScanQueue: TypeAlias = "asyncio.Queue[list[DirBatch] | End]"
+PrepareQueue: TypeAlias = "asyncio.Queue[PreparedFile | PathLink | End]"
+InferQueue: TypeAlias = "asyncio.Queue[AnalyzedFile | PathLink | End]"

@@ -63,7 +63,18 @@ def pipeline_config(settings: Settings, caps: Capabilities, options: dict[str, A
         ),
         face_cluster_threshold=settings.face_cluster_threshold,
         voice_cluster_threshold=settings.voice_cluster_threshold,
+        retry_failed=bool(options.get("retry_failed", False)),
+        text_dim=caps.text_dim,
+        image_dim=caps.image_dim,
+        face_dim=_vector_size(caps.models, "faces"),
+        voice_dim=_vector_size(caps.models, "speakers"),
     )
+
+
+def _vector_size(models: dict[str, dict[str, Any]], key: str) -> int | None:
+    """The vector size a model announces in /capabilities (None when it does not say)."""
+    size = (models.get(key) or {}).get("vector_size")
+    return int(size) if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
 def collection_spec(caps: Capabilities) -> CollectionSpec:

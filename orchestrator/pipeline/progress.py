@@ -20,7 +20,8 @@ COUNTERS = (
     "chunks",  # chunks that needed or reused ML results
     "inferred",  # chunks the ML service analysed in this job
     "upserted",  # points written to the vector store
-    "failed",  # files recorded as failed
+    "failed",  # files recorded as failed (including failed_before)
+    "failed_before",  # failed in an earlier job and unchanged since: not read again, error shown again
     "skipped",  # files that are not media (no error: a README beside the photos)
     "pruned",  # files gone from the tree since the last scan: their paths left the points
     "partial",  # files stored without a caption (the VLM failed): not marked done, retried next run
@@ -70,7 +71,7 @@ class JobProgress:
     stages: dict[str, StageTimer] = field(default_factory=lambda: {s: StageTimer() for s in STAGES})
     errors: list[FileError] = field(default_factory=list)
     batch_sizes: dict[str, int] = field(default_factory=dict)
-    queues: dict[str, asyncio.Queue[object]] = field(default_factory=dict)
+    queues: dict[str, asyncio.Queue[Any]] = field(default_factory=dict)  # read for their depth only
     started_at: float | None = None
     finished_at: float | None = None
     waiting_for: str | None = None  # why the job is not progressing (a dependency it retries), if it is not

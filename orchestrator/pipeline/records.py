@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -11,37 +10,12 @@ from orchestrator.ids import PIPELINE_VERSION, point_id
 from orchestrator.keywords import sparse_vector
 from orchestrator.people import Assignment
 from orchestrator.pipeline.messages import AnalyzedFile
+from orchestrator.points import path_fields
 
 # Payload fields with a keyword index (filters) and a float index (time ranges). `paths` is not indexed:
 # nothing filters on it, and with many copies per content its index grew with every path (memory).
 KEYWORD_FIELDS = ("media_type", "content_hash", "dirs", "people")
 FLOAT_FIELDS = ("taken_at_ts", "start_s")
-
-
-def ancestor_dirs(paths: list[str]) -> list[str]:
-    """Every directory above the paths: a keyword match on one of them is a path-prefix filter."""
-    dirs: set[str] = set()
-    for path in paths:
-        parent = os.path.dirname(path)
-        while parent and parent not in dirs:
-            dirs.add(parent)
-            up = os.path.dirname(parent)
-            if up == parent:
-                break
-            parent = up
-    return sorted(dirs)
-
-
-# A point lists at most this many of its content's paths (the first in sort order). The file index holds
-# every path and search answers with all of them; an unbounded list made the engine's memory grow with
-# every copy (bench_reingest: 1k contents x 100 copies).
-MAX_PAYLOAD_PATHS = 16
-
-
-def path_fields(paths: list[str] | set[str]) -> dict[str, Any]:
-    """`path`, `paths` (capped) and `dirs` (every ancestor of those paths: the path-prefix filter)."""
-    ordered = sorted(set(paths))[:MAX_PAYLOAD_PATHS]
-    return {"path": ordered[0] if ordered else None, "paths": ordered, "dirs": ancestor_dirs(ordered)}
 
 
 def build_points(

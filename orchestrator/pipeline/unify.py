@@ -3,7 +3,8 @@
 Pure functions (no I/O), called by the infer stage. Faces seen on several keyframes of a chunk become one
 face track (box overlap or embedding similarity between consecutive keyframes); the chunk's speech keeps
 the words and speaker turns that fall inside its own span (its audio was cut a little wider, so words at a
-boundary are not lost, and are not counted twice either).
+boundary are not lost, and are not counted twice either). Every number and vector of an answer goes
+through `answers.py` first: a malformed face or turn loses its vector (or is dropped), never the job.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from orchestrator import answers
 
 _MAX_TAGS = 8
 # A face on the next keyframe continues a track when their identity embeddings are this similar (SFace
@@ -44,19 +47,36 @@ class Visual:
     scene: dict[str, Any] | None = None  # description, objects, on_screen_text, setting
 
 
-def image_parts(result: dict[str, Any]) -> Visual:
-    """One analyze/images result: OCR text, de-duplicated tag labels (best first), caption, faces, scene."""
-    ocr = (result.get("ocr") or {}).get("text") or ""
+def image_parts(result: dict[str, Any], face_dim: int | None = None) -> Visual:
+    """One analyze/images result: OCR text, de-duplicated tag labels (best first), caption, faces, scene.
+    A face's embedding that is not `face_dim` finite numbers is dropped (the face stays, unclustered)."""
+    ocr = str(answers.mapping(result.get("ocr")).get("text") or "")
     labels: list[str] = []
-    for tag in sorted(result.get("tags") or [], key=lambda t: -float(t.get("score", 0.0))):
+    for tag in sorted(answers.items(result.get("tags")), key=lambda t: -_score(t)):
         label = str(tag.get("label", "")).strip()
         if label and label not in labels:
             labels.append(label)
     faces = [
-        {"box": f.get("box"), "score": f.get("score"), "embedding": f.get("embedding")}
-        for f in (result.get("faces") or [])
+        {
+            "box": answers.box(f.get("box")),
+            "score": answers.number(f.get("score")),
+            "embedding": answers.vector(f.get("embedding"), face_dim),
+        }
+        for f in answers.items(result.get("faces"))
     ]
-    return Visual(ocr.strip(), labels[:_MAX_TAGS], result.get("caption"), faces, result.get("scene"))
+    caption = result.get("caption")
+    scene = result.get("scene")
+    return Visual(
+        ocr.strip(),
+        labels[:_MAX_TAGS],
+        caption if isinstance(caption, str) else None,
+        faces,
+        scene if isinstance(scene, dict) else None,
+    )
+
+
+def _score(entry: dict[str, Any]) -> float:
+    return answers.number(entry.get("score")) or 0.0
 
 
 def compose_text(visual: Visual, transcript: str = "") -> str:
@@ -82,27 +102,27 @@ def compose_text(visual: Visual, transcript: str = "") -> str:
     return " ".join(parts)
 
 
-def merge_frames(frames: list[tuple[float | None, dict[str, Any]]]) -> Visual:
+def merge_frames(frames: list[tuple[float | None, dict[str, Any]]], face_dim: int | None = None) -> Visual:
     """A chunk's keyframe results (time, analyze/images result) → OCR text (distinct lines in order),
     tags (best score first), the first caption and scene, and face tracks. One frame (an image): its
     faces as they are."""
     if len(frames) == 1 and frames[0][0] is None:
-        return image_parts(frames[0][1])
+        return image_parts(frames[0][1], face_dim)
     lines: list[str] = []
     best: dict[str, float] = {}
     caption: str | None = None
     scene: dict[str, Any] | None = None
     per_frame: list[tuple[float, list[dict[str, Any]]]] = []
     for t_s, result in frames:
-        visual = image_parts(result)
+        visual = image_parts(result, face_dim)
         for line in visual.ocr_text.splitlines():
             line = line.strip()
             if line and line not in lines:
                 lines.append(line)
-        for tag in result.get("tags") or []:
+        for tag in answers.items(result.get("tags")):
             label = str(tag.get("label", "")).strip()
             if label:
-                best[label] = max(best.get(label, 0.0), float(tag.get("score", 0.0)))
+                best[label] = max(best.get(label, 0.0), _score(tag))
         caption = caption or visual.caption
         scene = scene or visual.scene
         per_frame.append((t_s or 0.0, visual.faces))
@@ -118,7 +138,7 @@ def face_tracks(frames: list[tuple[float, list[dict[str, Any]]]]) -> list[dict[s
     for t_s, faces in sorted(frames, key=lambda f: f[0]):
         taken: set[int] = set()
         still_open: list[int] = []
-        for face in sorted(faces, key=lambda f: -float(f.get("score") or 0.0)):
+        for face in sorted(faces, key=lambda f: -_score(f)):
             match = _best_track(face, [i for i in open_tracks if i not in taken], tracks)
             if match is None:
                 tracks.append({"start_s": t_s, "end_s": t_s, "detections": [face], "last": face})
@@ -158,6 +178,7 @@ def mean_vector(vectors: list[list[float] | None]) -> list[float] | None:
     present = [v for v in vectors if v]
     if not present:
         return None
+    present = [v for v in present if len(v) == len(present[0])]  # one size (answers.py checks them)
     summed = [sum(values) for values in zip(*present, strict=True)]
     norm = math.sqrt(sum(v * v for v in summed)) or 1.0
     return [round(v / norm, 6) for v in summed]
@@ -165,7 +186,7 @@ def mean_vector(vectors: list[list[float] | None]) -> list[float] | None:
 
 def _finish(track: dict[str, Any]) -> dict[str, Any]:
     detections = track["detections"]
-    top = max(detections, key=lambda f: float(f.get("score") or 0.0))
+    top = max(detections, key=_score)
     mean = mean_vector([f.get("embedding") for f in detections])
     return {
         "box": top.get("box"),
@@ -177,31 +198,50 @@ def _finish(track: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def speech(result: dict[str, Any], audio_start_s: float, start_s: float, end_s: float, last: bool) -> Speech:
+def speech(
+    result: dict[str, Any],
+    audio_start_s: float,
+    start_s: float,
+    end_s: float,
+    last: bool,
+    voice_dim: int | None = None,
+) -> Speech:
     """A chunk's transcript from its (wider) audio item: times made absolute, words and turns kept when
-    their middle falls inside [start_s, end_s) (the last chunk keeps its end)."""
+    their middle falls inside [start_s, end_s) (the last chunk keeps its end). A word or turn without
+    finite times is dropped; a turn's embedding that is not `voice_dim` finite numbers is dropped."""
 
     def inside(a: float, b: float) -> bool:
         middle = (a + b) / 2
         return start_s <= middle < end_s or (last and middle >= end_s)
 
     words: list[list[Any]] = []
-    for segment in result.get("segments") or []:
-        for word in segment.get("words") or []:
-            a = round(audio_start_s + float(word["start"]), 2)
-            b = round(audio_start_s + float(word["end"]), 2)
+    for segment in answers.items(result.get("segments")):
+        for word in answers.items(segment.get("words")):
+            w_start, w_end = answers.number(word.get("start")), answers.number(word.get("end"))
+            if w_start is None or w_end is None:
+                continue
+            a = round(audio_start_s + w_start, 2)
+            b = round(audio_start_s + w_end, 2)
             text = str(word.get("word", "")).strip()
             if text and inside(a, b):
                 words.append([text, a, b])
     turns: list[dict[str, Any]] = []
-    for turn in result.get("turns") or []:
-        a = round(audio_start_s + float(turn["start"]), 2)
-        b = round(audio_start_s + float(turn["end"]), 2)
+    for turn in answers.items(result.get("turns")):
+        t_start, t_end = answers.number(turn.get("start")), answers.number(turn.get("end"))
+        if t_start is None or t_end is None:
+            continue
+        a = round(audio_start_s + t_start, 2)
+        b = round(audio_start_s + t_end, 2)
         a, b = max(a, start_s), b if last else min(b, end_s)
         if b - a > 0.2:
-            embedding = turn.get("embedding") if b - a >= MIN_VOICE_TURN_S else None
+            embedding = (
+                answers.vector(turn.get("embedding"), voice_dim) if b - a >= MIN_VOICE_TURN_S else None
+            )
             turns.append({"start_s": a, "end_s": b, "speaker": turn.get("speaker"), "embedding": embedding})
-    return Speech(" ".join(w[0] for w in words), words, turns, result.get("language"))
+    language = result.get("language")
+    return Speech(
+        " ".join(w[0] for w in words), words, turns, language if isinstance(language, str) else None
+    )
 
 
 def iou(a: list[float] | None, b: list[float] | None) -> float:
@@ -217,7 +257,8 @@ def iou(a: list[float] | None, b: list[float] | None) -> float:
 
 
 def cosine(a: list[float] | None, b: list[float] | None) -> float:
-    if not a or not b:
+    """Cosine similarity; 0.0 when either is missing or their sizes differ (vectors not comparable)."""
+    if not a or not b or len(a) != len(b):
         return 0.0
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     na = math.sqrt(sum(x * x for x in a))

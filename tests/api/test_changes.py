@@ -80,7 +80,7 @@ async def test_delete_move_and_prune_off(tmp_path: Path, ml_service_url: str, sa
 
 
 async def test_many_copies_points_sample_paths_search_lists_all(tmp_path: Path, ml_service_url: str) -> None:
-    from orchestrator.pipeline.records import MAX_PAYLOAD_PATHS
+    from orchestrator.points import MAX_PAYLOAD_PATHS
     from scripts.make_samples import text_image
 
     media = tmp_path / "copies"

@@ -80,7 +80,8 @@ async def test_scan_names_what_is_gone_and_prune_removes_it(tmp_path: Path) -> N
         [(f"{r}/a", "x.jpg"), (f"{r}/a", "z.jpg"), (r, "README.txt"), (f"{r}/b/c", "y.jpg")]
     )
 
-    assert await prune(ctx, gone) == 4
+    await ctx.index.add_gone(ctx.job_id, gone)
+    assert await prune(ctx) == 4
     assert await ctx.store.count("test") == 1  # h1 and h2 deleted; h3 still held by z.jpg
     held = await ctx.store.retrieve("test", [point_id("h3", 0)])
     assert held[point_id("h3", 0)]["paths"] == [f"{r}/z.jpg"]
@@ -117,3 +118,43 @@ async def test_unlistable_directories_protect_what_is_below_them(tmp_path: Path)
     batches = await q.get()
     assert isinstance(batches, list)
     assert [(b.directory, b.gone) for b in batches] == [(f"{root}/gone", ["y.jpg"])]
+
+
+async def test_prune_of_more_gone_contents_than_sqlite_binds_in_one_statement(tmp_path: Path) -> None:
+    """More distinct gone hashes than SQLite's variable limit: one statement over all of them failed every
+    later job on the root; pages of them do not. The limit is this build's 250000 (Python's libsqlite3;
+    32766 or 999 elsewhere); the test lowers it on the index's connection to 999, the oldest default, so
+    that going past it takes 1,009 files rather than a quarter of a million."""
+    import sqlite3
+
+    root = tmp_path / "root"
+    root.mkdir()
+    ctx = await make_context(tmp_path, root)
+    conn = ctx.index.conn
+    await ctx.index.run(conn.setlimit, sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    limit = await ctx.index.run(conn.getlimit, sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    assert limit == 999
+    n = limit + 10
+    directory = f"{root}/gone"
+    await ctx.index.mark_done(
+        "test", [IndexedFile(directory, f"{i:06d}.jpg", 1, 1, i, f"h{i}", 1) for i in range(n)]
+    )
+    await ctx.store.ensure_collection("test", CollectionSpec(dense={"text": 2}))
+    kept = [i for i in (0, n // 2, n - 1)]  # some of them have points
+    await ctx.store.upsert(
+        "test",
+        [
+            PointRecord(
+                point_id(f"h{i}", 0),
+                {"text": [1.0, 0.0]},
+                {"sparse": SparseVector([], [])},
+                {"paths": [f"{directory}/{i:06d}.jpg"]},
+            )
+            for i in kept
+        ],
+    )
+    await ctx.index.add_gone(ctx.job_id, [(directory, f"{i:06d}.jpg") for i in range(n)])
+    assert await prune(ctx) == n
+    assert await ctx.index.count("test") == 0
+    assert await ctx.store.count("test") == 0
+    await ctx.store.close()

@@ -11,12 +11,17 @@ from pathlib import Path
 import pytest
 
 from orchestrator.pipeline.messages import FileEntry
-from orchestrator.pipeline.stages.prepare import _ChangedError, _read_stable
+from orchestrator.pipeline.stages.prepare import _ChangedError, _read_stable, open_scanned
 
 
 def _entry(path: Path) -> FileEntry:
     st = path.stat()
-    return FileEntry(str(path), str(path.parent), path.name, st.st_size, st.st_mtime_ns, st.st_ino)
+    return FileEntry(str(path), str(path.parent), path.name, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def _read(entry: FileEntry) -> tuple[bytes, FileEntry]:
+    with open_scanned(entry) as fh:
+        return _read_stable(fh, entry)
 
 
 def test_stable_file_reads_with_the_stat_of_the_read(tmp_path: Path) -> None:
@@ -24,7 +29,7 @@ def test_stable_file_reads_with_the_stat_of_the_read(tmp_path: Path) -> None:
     path.write_bytes(b"x" * 1000)
     entry = _entry(path)
     path.write_bytes(b"y" * 2000)  # changed after the scan, before the read: the read's stat wins
-    data, seen = _read_stable(entry)
+    data, seen = _read(entry)
     assert data == b"y" * 2000 and seen.size == 2000
 
 
@@ -44,7 +49,7 @@ def test_file_that_keeps_changing_is_refused(tmp_path: Path) -> None:
     writer.start()
     try:
         with pytest.raises(_ChangedError, match="changed while it was being read"):
-            _read_stable(_entry(path))
+            _read(_entry(path))
     finally:
         stop.set()
         writer.join()

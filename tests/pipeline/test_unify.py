@@ -143,3 +143,42 @@ def test_a_sliver_of_a_turn_keeps_its_label_but_not_its_voice_vector() -> None:
     said = speech(result, audio_start_s=0.0, start_s=0.0, end_s=14.5, last=False)
     assert [t["embedding"] for t in said.turns] == [[1.0, 0.0], None]
     assert said.turns[1]["speaker"] == "S1"
+
+
+NAN = float("nan")
+
+
+def test_malformed_face_vectors_lose_their_vector_not_the_chunk() -> None:
+    """A face embedding holding nulls or NaN, of another size, or all zero; a box or a score that is not
+    numbers: each face stays, without what was malformed, and tracking goes on (it raised TypeError)."""
+    frames = [
+        (1.0, [_face([10, 10, 80, 100], [None, 0.1, 0.2, 0.3]), _face([300, 20, 80, 100], B)]),  # type: ignore[list-item]
+        (5.0, [_face([12, 10, 80, 100], [NAN, 0.0, 0.0, 0.0]), _face([302, 22, 80, 100], B)]),
+        (9.0, [_face([14, 10, 80, 100], [1.0, 0.0, 0.0]), {"box": ["x", 0, 1, 1], "score": None}]),
+        (13.0, [_face([16, 10, 80, 100], [0.0, 0.0, 0.0, 0.0])]),
+    ]
+    visual = merge_frames([(t, {"faces": faces}) for t, faces in frames], face_dim=4)
+    tracked = [t for t in visual.faces if t["embedding"] is not None]
+    assert len(tracked) == 1 and tracked[0]["frames"] == 2  # B, on two keyframes
+    assert all(t["embedding"] is None for t in visual.faces if t is not tracked[0])
+    assert all(t["box"] is None or all(isinstance(v, float) for v in t["box"]) for t in visual.faces)
+    # The face on the left followed by its box, though it had no usable vector on any keyframe.
+    left = [t for t in visual.faces if t["box"] and t["box"][0] < 100]
+    assert len(left) == 1 and left[0]["frames"] == 4
+
+
+def test_malformed_speech_drops_the_bad_word_or_turn_vector() -> None:
+    result = {
+        "segments": [{"words": [{"word": "hi", "start": 0.5, "end": 0.9}, {"word": "x", "start": None}]}],
+        "turns": [
+            {"start": 0.0, "end": 3.0, "speaker": "S0", "embedding": [NAN] * 4},
+            {"start": 3.0, "end": 6.0, "speaker": "S1", "embedding": [0.1, None, 0.2, 0.3]},
+            {"start": 6.0, "end": 9.0, "speaker": "S0", "embedding": [0.5] * 4},
+            {"start": "soon", "end": 9.0, "speaker": "S2"},
+        ],
+        "language": 3,
+    }
+    said = speech(result, 0.0, 0.0, 9.0, True, voice_dim=4)
+    assert said.words == [["hi", 0.5, 0.9]]
+    assert [t["embedding"] for t in said.turns] == [None, None, [0.5] * 4]
+    assert said.language is None

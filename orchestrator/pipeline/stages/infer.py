@@ -4,6 +4,10 @@ Each worker assembles a batch of chunks from the queue: it takes what is there, 
 not full waits at most LINGER_S for more, so a trickle is not held back and a flood fills batches.
 Files whose every chunk was cached pass straight through; an item the ML service could not analyse
 fails that file only. The ML service being gone for good raises, which fails the job.
+
+A batch is analysed in rounds of at most `infer_batch` chunks, and each round's results are cached as it
+ends (per chunk, also the good chunks of a file that fails): a failure or crash late in a long video keeps
+the ML work done before it, and the next run asks only for the chunks not cached yet.
 """
 
 from __future__ import annotations
@@ -13,10 +17,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from orchestrator import answers
 from orchestrator.cache import media_key, result_key
 from orchestrator.clients.ml import AudioRequestItem, ImageRequestItem
 from orchestrator.pipeline.context import PipelineContext
-from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, ChunkAnalysis, PathLink, PreparedFile
+from orchestrator.pipeline.messages import (
+    SENTINEL,
+    AnalyzedFile,
+    ChunkAnalysis,
+    ChunkInput,
+    End,
+    InferQueue,
+    PathLink,
+    PreparedFile,
+    PrepareQueue,
+)
 from orchestrator.pipeline.unify import Speech, Visual, compose_text, mean_vector, merge_frames, speech
 
 # How long a partly filled batch waits for more work. A few ms of queue latency against a model
@@ -27,9 +42,11 @@ LINGER_S = 0.05
 CAPTION_TASK = "caption"  # the VLM's image task (docs/ml-api.md)
 
 
-def _only_caption_failed(error: str) -> bool:
-    """An analyze/images item error naming only the caption task ("caption: <reason>")."""
-    return all(part.strip().startswith(f"{CAPTION_TASK}:") for part in error.split("; "))
+def _only_caption_failed(result: dict[str, Any]) -> bool:
+    """An analyze/images item answered except for its caption: its only failed task (``task_errors``,
+    docs/ml-api.md) is the VLM's. An item that failed as a whole has no task errors."""
+    failed = result.get("task_errors")
+    return isinstance(failed, dict) and set(failed) == {CAPTION_TASK}
 
 
 @dataclass(slots=True)
@@ -50,7 +67,7 @@ class InferStage:
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
 
-    async def worker(self, in_q: asyncio.Queue[object], out_q: asyncio.Queue[object]) -> None:
+    async def worker(self, in_q: PrepareQueue, out_q: InferQueue) -> None:
         while True:
             await self._ctx.control.running.wait()  # paused: the batch in flight finished, no new one
             first = await in_q.get()
@@ -64,7 +81,7 @@ class InferStage:
                 return
 
     async def _collect(
-        self, item: object, in_q: asyncio.Queue[object], out_q: asyncio.Queue[object]
+        self, item: PreparedFile | PathLink | End, in_q: PrepareQueue, out_q: InferQueue
     ) -> tuple[list[PreparedFile], bool]:
         """Fill one batch; returns it and whether the upstream sentinel was read."""
         batch: list[PreparedFile] = []
@@ -93,12 +110,13 @@ class InferStage:
             except TimeoutError:
                 return batch, False
 
-    async def _route(self, item: object, batch: list[PreparedFile], out_q: asyncio.Queue[object]) -> int:
+    async def _route(
+        self, item: PreparedFile | PathLink, batch: list[PreparedFile], out_q: InferQueue
+    ) -> int:
         """Pass through what needs no ML; add the rest to the batch. Returns the chunks added."""
         if isinstance(item, PathLink):
             await out_q.put(item)
             return 0
-        assert isinstance(item, PreparedFile)
         missing = len(item.chunks) - len(item.cached)
         if missing == 0:
             if item.decoded:  # decoded only for its thumbnails: its results were all cached
@@ -109,35 +127,20 @@ class InferStage:
         return missing
 
     async def _infer(self, files: list[PreparedFile]) -> list[AnalyzedFile]:
-        """Analyse every missing chunk of these files: keyframes/images, then audio, then the text vectors."""
+        """Analyse every missing chunk of these files in rounds of at most `infer_batch` chunks, each round
+        cached as it ends. A file with a failed chunk still has its other chunks analysed and cached: the
+        next run asks for the failed one only."""
         ctx = self._ctx
         pending = [_Pending(f, results=dict(f.cached)) for f in files]
-        images: list[_ImageJob] = []
-        audio: list[tuple[_Pending, int, AudioRequestItem]] = []
-        for p in pending:
-            for chunk in p.prepared.chunks:
-                if chunk.index in p.results:
-                    continue
-                middle = len(chunk.frames) // 2
-                for n, frame in enumerate(chunk.frames):
-                    item = ImageRequestItem(str(len(images)), frame.jpeg)
-                    # One scene description (VLM) per chunk, from its middle keyframe, not one per frame.
-                    images.append(_ImageJob(p, chunk.index, frame.t_s, item, caption=n == middle))
-                p.frames[chunk.index] = []
-                if chunk.audio is not None:
-                    audio.append((p, chunk.index, AudioRequestItem(str(len(audio)), chunk.audio)))
-        n_chunks = sum(len(p.frames) for p in pending)
+        todo = [(p, c) for p in pending for c in p.prepared.chunks if c.index not in p.results]
         try:
-            with ctx.progress.busy("infer", n_chunks):
-                ctx.progress.batch_sizes["infer_last"] = len(images) + len(audio)
-                await self._analyze_images(images)
-                await self._analyze_audio(audio)
-                fresh = await self._unify(pending)
+            with ctx.progress.busy("infer", len(todo)):
+                for part in _slices(todo, ctx.config.infer_batch):
+                    await self._round(part)
         finally:
             for p in pending:
                 if p.prepared.decoded:
                     ctx.media_slots.release()
-        await ctx.cache.set_many(fresh)
         out: list[AnalyzedFile] = []
         for p in pending:
             if p.error is not None or len(p.results) < len(p.prepared.chunks):
@@ -147,6 +150,32 @@ class InferStage:
             if p.partial:
                 ctx.progress.add("partial")
         return out
+
+    async def _round(self, part: list[tuple[_Pending, ChunkInput]]) -> None:
+        """One round: its chunks' keyframes/images, then their audio, then their text vectors; the
+        results of every chunk that got all of its answers are cached before this returns."""
+        if not part:
+            return
+        images: list[_ImageJob] = []
+        audio: list[tuple[_Pending, int, AudioRequestItem]] = []
+        for p, chunk in part:
+            middle = len(chunk.frames) // 2
+            for n, frame in enumerate(chunk.frames):
+                item = ImageRequestItem(str(len(images)), frame.jpeg)
+                # One scene description (VLM) per chunk, from its middle keyframe, not one per frame.
+                images.append(_ImageJob(p, chunk.index, frame.t_s, item, caption=n == middle))
+            p.frames[chunk.index] = []
+            if chunk.audio is not None:
+                audio.append((p, chunk.index, AudioRequestItem(str(len(audio)), chunk.audio)))
+        self._ctx.progress.batch_sizes["infer_last"] = len(images) + len(audio)
+        await self._analyze_images(images)
+        await self._analyze_audio(audio)
+        pending = list({id(p): p for p, _ in part}.values())
+        fresh = await self._unify(pending)
+        for p in pending:  # this round's raw answers are in p.results now
+            p.frames.clear()
+            p.audio.clear()
+        await self._ctx.cache.set_many(fresh)
 
     async def _analyze_images(self, requests: list[_ImageJob]) -> None:
         ctx = self._ctx
@@ -169,7 +198,7 @@ class InferStage:
                     error = result.get("error")
                     if result.get("ok"):
                         job.pending.frames[job.index].append((job.t_s, result))
-                    elif error and _only_caption_failed(str(error)):
+                    elif _only_caption_failed(result):
                         # The VLM failed (slow, bad answer): keep what the local models found, store the
                         # chunk without a caption, and do not cache it, so a later run asks again.
                         job.pending.frames[job.index].append((job.t_s, result))
@@ -201,14 +230,15 @@ class InferStage:
         ctx = self._ctx
         # (file, chunk, what it shows, what is said, its image vector when an image–text model runs)
         parts: list[tuple[_Pending, int, Visual, Speech, list[float] | None]] = []
+        config = ctx.config
         for p in pending:
-            if p.error is not None:
-                continue
             chunks = {c.index: c for c in p.prepared.chunks}
             last = max(chunks)
             for index, frames in p.frames.items():
                 chunk = chunks[index]
-                visual = merge_frames(frames) if frames else Visual()
+                if len(frames) < len(chunk.frames) or (chunk.audio is not None and index not in p.audio):
+                    continue  # one of its items failed (so did its file): the others' chunks go on
+                visual = merge_frames(frames, config.face_dim) if frames else Visual()
                 said = Speech("", [], [], None)
                 if index in p.audio:
                     said = speech(
@@ -217,8 +247,16 @@ class InferStage:
                         chunk.start_s or 0.0,
                         chunk.end_s or 0.0,
                         index == last,
+                        config.voice_dim,
                     )
-                image_vector = mean_vector([r.get("image_vector") for _, r in frames])
+                given = [r["image_vector"] for _, r in frames if r.get("image_vector") is not None]
+                checked = [answers.vector(v, config.image_dim) for v in given]
+                bad = next((v for v, c in zip(given, checked, strict=True) if c is None), None)
+                if bad is not None:
+                    why = answers.describe_vector(bad, config.image_dim)
+                    p.fail(f"the ML service returned an invalid image vector: {why}")
+                    continue
+                image_vector = mean_vector([c for c in checked if c is not None])
                 parts.append((p, index, visual, said, image_vector))
         texts = [compose_text(v, s.transcript) for _, _, v, s, _ in parts]
         vectors: list[list[float] | None] = []
@@ -232,6 +270,11 @@ class InferStage:
             if vector is None:
                 p.fail("the ML service could not embed this chunk's text")
                 continue
+            if (checked_text := answers.vector(vector, config.text_dim)) is None:
+                why = answers.describe_vector(vector, config.text_dim)
+                p.fail(f"the ML service returned an invalid text vector: {why}")
+                continue
+            vector = checked_text
             analysis = ChunkAnalysis(
                 visual.ocr_text,
                 visual.tags,

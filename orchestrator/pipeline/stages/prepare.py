@@ -3,15 +3,25 @@
 Per directory batch: one file-index query decides which files are unchanged (not read at all). Each other
 file is handled by ONE thread call that reads it, hashes it (blake3), sniffs its type, looks its results
 up in the result cache and, only on a miss, decodes it into a thumbnail and a downscaled copy for ML.
+
+A file is opened once, without following a symlink at the path opened (O_NOFOLLOW), and only if it is
+still the file the scan saw (device and inode): a file swapped for a link or another file between scan
+and read fails with that reason instead of being read from wherever the link now points. Which path
+claimed a content, and which files the scan found gone, are kept in the file index (TEMP tables), not in
+memory. A failure that is a property of the content (not media, undecodable, empty) is remembered there
+with the file's stat, so the next scan does not read the file again while it is unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import blake3
@@ -20,7 +30,8 @@ from orchestrator.cache import media_key, result_key
 from orchestrator.file_index import IndexedFile
 from orchestrator.media.av_decode import DecodedAV
 from orchestrator.media.images import MediaDecodeError, decode_image, taken_at_fields, write_thumbnail
-from orchestrator.media.sniff import MEDIA_EXTENSIONS, describe_unknown, sniff
+from orchestrator.media.sniff import MEDIA_EXTENSIONS, Sniffed, describe_unknown, sniff
+from orchestrator.media.thumbnails import chunk_thumbnail_path, thumbnail_path
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import (
     SENTINEL,
@@ -32,6 +43,8 @@ from orchestrator.pipeline.messages import (
     MediaInfo,
     PathLink,
     PreparedFile,
+    PrepareQueue,
+    ScanQueue,
 )
 
 _T = TypeVar("_T")
@@ -39,11 +52,17 @@ _HEAD_BYTES = 256  # enough for an MPEG transport stream (two 188-byte packets)
 _HASH_BLOCK = 8 << 20
 # Images are read whole (hash and decode share the bytes); larger ones are refused, not risked.
 MAX_IMAGE_BYTES = 1 << 30
+# Claims whose winner is kept in memory too (claims never change within a job): a tree of copies costs one
+# index round trip (~0.3 ms from a worker thread) per content, not per copy. Bounded: ~100 bytes each.
+CLAIMS_REMEMBERED = 4096
+# How a remembered failure shows in the job's errors (README, "How a job treats each file").
+KNOWN_FAILURE_PREFIX = "failed before and unchanged since, not read again (options.retry_failed retries it): "
 
 
 @dataclass(frozen=True, slots=True)
 class _Failed:
     reason: str
+    remember: bool = False  # a property of the content: not read again while the file is unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,33 +88,63 @@ class _Duplicate:
     previous: IndexedFile | None
 
 
+Claim = Callable[[str, str], str]  # (content hash, path) -> the path that claimed the content first
+
+
 class PrepareStage:
-    """Shared state of the prepare workers: which contents this job has already claimed."""
+    """The prepare workers. Which path claimed each content lives in the file index (`claims`): exactly
+    one path per content is decoded and analysed in a job; the others are linked."""
 
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
-        # content hash -> the path that claimed it. Written from worker threads with dict.setdefault,
-        # which is atomic: exactly one path per content is decoded and analysed; the others are linked.
-        self._claims: dict[str, str] = {}
-        self.gone: list[tuple[str, str]] = []  # (directory, name) the scanner found gone, for pruning
+        self._winners: OrderedDict[str, str] = OrderedDict()  # the last CLAIMS_REMEMBERED claims' winners
+        self._winners_lock = threading.Lock()  # claims come from the workers' threads
 
-    async def worker(self, in_q: asyncio.Queue[object], out_q: asyncio.Queue[object]) -> None:
+    async def worker(self, in_q: ScanQueue, out_q: PrepareQueue) -> None:
+        claim = self._claimer()
         while True:
             message = await in_q.get()
             if message is SENTINEL:
                 return
-            assert isinstance(message, list)
             for batch in message:
-                await self._directory(batch, out_q)
+                await self._directory(batch, out_q, claim)
 
-    async def _directory(self, batch: DirBatch, out_q: asyncio.Queue[object]) -> None:
+    def _claimer(self) -> Claim:
+        """A claim for the file's worker thread: a recent content's winner from memory, else the index's
+        answer (asked on the index's thread, through this loop, while the worker thread waits: no extra
+        thread hop per file)."""
+        loop = asyncio.get_running_loop()
+        index, job_id = self._ctx.index, self._ctx.job_id
+        winners, lock = self._winners, self._winners_lock
+
+        def claim(content_hash: str, path: str) -> str:
+            with lock:
+                winner = winners.get(content_hash)
+                if winner is not None:
+                    winners.move_to_end(content_hash)
+                    return winner
+            future = asyncio.run_coroutine_threadsafe(index.claim(job_id, content_hash, path), loop)
+            winner = future.result()
+            with lock:
+                winners[content_hash] = winner
+                if len(winners) > CLAIMS_REMEMBERED:
+                    winners.popitem(last=False)
+            return winner
+
+        return claim
+
+    async def _directory(self, batch: DirBatch, out_q: PrepareQueue, claim: Claim) -> None:
         """One directory's part: record what was seen, count the unchanged, prepare the rest."""
         ctx = self._ctx
-        self.gone.extend((batch.directory, name) for name in batch.gone)
+        await ctx.index.add_gone(ctx.job_id, [(batch.directory, name) for name in batch.gone])
         for failure in batch.failures:
             ctx.progress.fail(failure.path, "scan", failure.reason)
-        ctx.progress.add("discovered", len(batch.entries) + len(batch.unchanged))
+        for known in batch.known_failures:
+            ctx.progress.fail(known.path, known.stage, f"{KNOWN_FAILURE_PREFIX}{known.reason}")
+        ctx.progress.add("failed_before", len(batch.known_failures))
+        ctx.progress.add("discovered", len(batch.entries) + len(batch.unchanged) + len(batch.known_failures))
         not_media: list[IndexedFile] = []
+        remembered: list[tuple[str, str, int, int, int, str, str]] = []
         unchanged = len(batch.unchanged)
         running = ctx.control.running
         for entry in batch.entries:
@@ -110,24 +159,32 @@ class PrepareStage:
                 continue
             if not running.is_set():
                 await running.wait()  # paused: finish this file, start no new one
-            message = await self._prepare(entry, row)
+            message = await self._prepare(entry, row, claim)
             if isinstance(message, IndexedFile):
                 not_media.append(message)
-            elif message is not None:
+            elif isinstance(message, _Failed):
+                ctx.progress.fail(entry.path, "prepare", message.reason)
+                if message.remember:  # with the scan's stat: what the next scan compares
+                    e = entry
+                    remembered.append(
+                        (e.directory, e.name, e.size, e.mtime_ns, e.inode, "prepare", message.reason)
+                    )
+            else:
                 await out_q.put(message)
         ctx.progress.add("unchanged", unchanged)
         ctx.progress.add("done", unchanged)
         # Remembered so a re-scan does not read them again; they own no points (no content hash).
         await ctx.index.mark_done(ctx.collection, not_media)
+        await ctx.index.remember_failures(ctx.collection, remembered)
 
     async def _prepare(
-        self, entry: FileEntry, row: IndexedFile | None
-    ) -> PreparedFile | PathLink | IndexedFile | None:
+        self, entry: FileEntry, row: IndexedFile | None, claim: Claim
+    ) -> PreparedFile | PathLink | IndexedFile | _Failed:
         """Hash and decode one changed file (one thread hop). Returns the message for the next stage, an
-        index row for a file that is not media, or None for a failure (recorded here)."""
+        index row for a file that is not media, or the failure."""
         ctx = self._ctx
         with ctx.progress.busy("prepare"):
-            result = await asyncio.to_thread(_prepare_file, entry, row, ctx, self._claims)
+            result = await asyncio.to_thread(_prepare_file, entry, row, ctx, claim)
         if isinstance(result, _NeedsDecode):
             result = await self._decode(result)
         if isinstance(result, _Skipped):
@@ -135,8 +192,7 @@ class PrepareStage:
             ctx.progress.add("done")
             return IndexedFile(entry.directory, entry.name, entry.size, entry.mtime_ns, entry.inode, "", 0)
         if isinstance(result, _Failed):
-            ctx.progress.fail(entry.path, "prepare", result.reason)
-            return None
+            return result
         ctx.progress.add("hashed")
         ctx.progress.add("bytes", result.entry.size)
         if isinstance(result, _Duplicate):
@@ -153,12 +209,12 @@ class PrepareStage:
         await ctx.media_slots.acquire()
         try:
             with ctx.progress.busy("decode"):
-                decoded = await ctx.decoder.decode(job.entry.path, ctx.config.av)
+                decoded = await ctx.decoder.decode(job.entry.open_path, ctx.config.av)
             with ctx.progress.busy("prepare"):
                 prepared = await asyncio.to_thread(_finish_av, job, decoded, ctx)
         except MediaDecodeError as exc:
             ctx.media_slots.release()
-            return _Failed(str(exc))
+            return _Failed(str(exc), remember=True)
         except BaseException:
             ctx.media_slots.release()
             raise
@@ -168,50 +224,65 @@ class PrepareStage:
 
 
 def _prepare_file(
-    entry: FileEntry, row: IndexedFile | None, ctx: PipelineContext, claims: dict[str, str]
+    entry: FileEntry, row: IndexedFile | None, ctx: PipelineContext, claim: Claim
 ) -> PreparedFile | _NeedsDecode | _Duplicate | _Failed | _Skipped:
     """Runs in a worker thread: everything blocking about one file, in one thread hop (see
     docs/performance-limits.md)."""
     config = ctx.config
     if entry.size == 0:
-        return _Failed("empty file")
+        return _empty(entry)
     if entry.size > config.max_file_bytes:
         return _Failed(f"file too large: {entry.size} bytes (limit {config.max_file_bytes})")
     try:
-        with open(entry.path, "rb") as fh:
-            head = fh.read(_HEAD_BYTES)
-    except OSError as exc:
-        return _Failed(f"cannot read: {exc.strerror or exc}")
-    if not head:
-        return _Failed("empty file")
-    kind = sniff(head)
-    extension = os.path.splitext(entry.name)[1].lower()
-    if kind.media_type == "unknown":
-        what = describe_unknown(head)
-        if extension in MEDIA_EXTENSIONS:
-            return _Failed(f"content is {what}, not media (name ends in {extension})")
-        return _Skipped(f"not media: {what}")
-    data = b""
-    try:
-        if kind.media_type == "image":
-            if entry.size > MAX_IMAGE_BYTES:
-                return _Failed(f"image file too large: {entry.size} bytes (limit {MAX_IMAGE_BYTES})")
-            data, entry = _read_stable(entry)
-            content_hash = blake3.blake3(data).hexdigest()
-        else:
-            content_hash, entry = _hash_stable(entry)
+        with open_scanned(entry) as fh:
+            read = _read_content(fh, entry)
     except _ChangedError as exc:
         return _Failed(str(exc))
     except OSError as exc:
         return _Failed(f"cannot read: {exc.strerror or exc}")
+    if isinstance(read, _Failed | _Skipped):
+        return read
+    kind, data, content_hash, entry = read
     previous = row if row is not None and row.content_hash != content_hash else None
-    if claims.setdefault(content_hash, entry.path) != entry.path:
+    if claim(content_hash, entry.path) != entry.path:
         return _Duplicate(entry, content_hash, previous)
     if kind.media_type == "image":
         return _prepare_image(entry, data, content_hash, kind.mime, previous, ctx)
     if kind.media_type == "audio" and config.audio_batch is None:
         return _Failed("audio file, but the ML service has no audio models")
     return _cached_av(entry, content_hash, kind.mime, previous, ctx)
+
+
+def _read_content(
+    fh: BinaryIO, entry: FileEntry
+) -> tuple[Sniffed, bytes, str, FileEntry] | _Failed | _Skipped:
+    """Sniff the open file's type, then read (an image, whole) or stream (video/audio) it for its hash.
+    Returns the type, the bytes (images only), the hash and the entry with the stat of the read."""
+    head = fh.read(_HEAD_BYTES)
+    if not head:
+        return _empty(entry)
+    kind = sniff(head)
+    extension = os.path.splitext(entry.name)[1].lower()
+    if kind.media_type == "unknown":
+        what = describe_unknown(head)
+        if extension in MEDIA_EXTENSIONS:
+            return _Failed(f"content is {what}, not media (name ends in {extension})", remember=True)
+        return _Skipped(f"not media: {what}")
+    if kind.media_type == "image":
+        if entry.size > MAX_IMAGE_BYTES:
+            return _Failed(f"image file too large: {entry.size} bytes (limit {MAX_IMAGE_BYTES})")
+        data, entry = _read_stable(fh, entry)
+        return kind, data, blake3.blake3(data).hexdigest(), entry
+    content_hash, entry = _hash_stable(fh, entry)
+    return kind, b"", content_hash, entry
+
+
+def _empty(entry: FileEntry) -> _Failed | _Skipped:
+    """An empty file fails only under a media name (its owner expected media there); an empty README or
+    sidecar is skipped like any other file that is not media."""
+    if os.path.splitext(entry.name)[1].lower() in MEDIA_EXTENSIONS:
+        return _Failed("empty file", remember=True)
+    return _Skipped("not media: empty")
 
 
 def _cached_av(
@@ -259,13 +330,17 @@ def _finish_av(job: _NeedsDecode, decoded: DecodedAV, ctx: PipelineContext) -> P
     and turn the decoded chunks into chunk inputs (cached chunks carry no bytes)."""
     entry = job.entry
     try:
-        st = os.stat(entry.path)
+        st = os.stat(entry.open_path, follow_symlinks=False)
     except OSError as exc:
         return _Failed(f"cannot read: {exc.strerror or exc}")
+    if stat.S_ISLNK(st.st_mode):
+        return _Failed(f"file was {_SWAPPED_FOR_LINK}")
+    if not _same_file(st, entry):
+        return _Failed(f"file was {_SWAPPED}")
     if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
         return _Failed("file changed while it was being read")
     if not decoded.chunks:
-        return _Failed("no decodable content")
+        return _Failed("no decodable content", remember=True)
     thumbs = ctx.config.thumbnails_dir
     chunks = []
     for chunk in decoded.chunks:
@@ -341,7 +416,7 @@ def _prepare_image(
             max_pixels=config.max_image_pixels,
         )
     except MediaDecodeError as exc:
-        return _Failed(str(exc))
+        return _Failed(str(exc), remember=True)
     write_thumbnail(thumb, decoded.thumbnail_jpeg)
     cached = {0: ChunkAnalysis.from_dict(hits[rkey])} if rkey in hits else {}
     return PreparedFile(
@@ -358,39 +433,64 @@ def _prepare_image(
     )
 
 
-def thumbnail_path(thumbnails_dir: Path, content_hash: str) -> Path:
-    return thumbnails_dir / content_hash[:2] / f"{content_hash}.jpg"
-
-
-def chunk_thumbnail_path(thumbnails_dir: Path, content_hash: str, index: int) -> Path:
-    """A video chunk's thumbnail (its middle keyframe)."""
-    return thumbnails_dir / content_hash[:2] / f"{content_hash}_{index}.jpg"
-
-
 class _ChangedError(Exception):
     pass
 
 
-def _read_stable(entry: FileEntry) -> tuple[bytes, FileEntry]:
-    """Read the whole file and make sure it did not change meanwhile (else the hash would be stale).
+_SWAPPED_FOR_LINK = "replaced by a symlink after the scan (not followed)"
+_SWAPPED = "replaced by another file after the scan (device and inode differ)"
+# O_NONBLOCK: a file swapped for a FIFO must not block the open; reads of regular files ignore it.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _same_file(st: os.stat_result, entry: FileEntry) -> bool:
+    return st.st_ino == entry.inode and (not entry.device or st.st_dev == entry.device)
+
+
+def open_scanned(entry: FileEntry) -> BinaryIO:
+    """Open the file the scan saw, for reading: never through a symlink at the path opened (an in-root
+    link's resolved target is opened, so a link swapped in later is refused), and only if it is still a
+    regular file with the device and inode the scan recorded. _ChangedError says which it was."""
+    try:
+        fd = os.open(entry.open_path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _ChangedError(f"file was {_SWAPPED_FOR_LINK}") from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _ChangedError("file was replaced by something that is not a regular file after the scan")
+        if not _same_file(st, entry):
+            raise _ChangedError(f"file was {_SWAPPED}")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_stable(fh: BinaryIO, entry: FileEntry) -> tuple[bytes, FileEntry]:
+    """Read the whole open file and make sure it did not change meanwhile (else the hash would be stale).
 
     Returns the stat as it was during the read: that, not the scanner's, goes into the file index."""
-    return _stable(entry, _read_whole)
+    return _stable(fh, entry, _read_whole)
 
 
-def _hash_stable(entry: FileEntry) -> tuple[str, FileEntry]:
+def _hash_stable(fh: BinaryIO, entry: FileEntry) -> tuple[str, FileEntry]:
     """blake3 of a (large) file read as a stream, checked unchanged across the read like `_read_stable`."""
-    return _stable(entry, _hash_stream)
+    return _stable(fh, entry, _hash_stream)
 
 
-def _stable(entry: FileEntry, consume: Callable[[BinaryIO], tuple[_T, int]]) -> tuple[_T, FileEntry]:
-    """`consume` the open file (it returns its result and the bytes it read); retried once if the file
-    changed during the read (size or mtime moved, or fewer bytes than its size)."""
+def _stable(
+    fh: BinaryIO, entry: FileEntry, consume: Callable[[BinaryIO], tuple[_T, int]]
+) -> tuple[_T, FileEntry]:
+    """`consume` the open file from its start (it returns its result and the bytes it read); retried once
+    if the file changed during the read (size or mtime moved, or fewer bytes than its size)."""
     for _ in range(2):
-        with open(entry.path, "rb") as fh:
-            before = os.fstat(fh.fileno())
-            result, read = consume(fh)
-            after = os.fstat(fh.fileno())
+        fh.seek(0)
+        before = os.fstat(fh.fileno())
+        result, read = consume(fh)
+        after = os.fstat(fh.fileno())
         stable = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
         if stable and read == after.st_size:
             return result, replace(entry, size=after.st_size, mtime_ns=after.st_mtime_ns, inode=after.st_ino)

@@ -9,7 +9,12 @@ queue is full (backpressure), waits while the job is paused and stops when asked
 
 Symlinks never lead outside the root: a link to a file inside the root is followed, one to a directory is
 not descended (its target is walked anyway when inside the root, and loops are impossible), and one that
-points outside the root or nowhere is recorded as a failure.
+points outside the root or nowhere is recorded as a failure. Each file's device and inode (of the link's
+target, for a link) go with it: prepare opens only that file (see prepare.py).
+
+A new or changed file whose failure the index remembers with the same size, mtime and inode is not sent
+to be read again (unless the job has `retry_failed`): it travels as a `KnownFailure`, shown in the job's
+errors.
 """
 
 from __future__ import annotations
@@ -22,9 +27,16 @@ import stat
 import time
 from pathlib import Path
 
-from orchestrator.file_index import StatRow, directories_under, lookup_dir_stats, lookup_file
+from orchestrator.file_index import (
+    KnownFailureRow,
+    StatRow,
+    directories_under,
+    lookup_dir_failures,
+    lookup_dir_stats,
+    lookup_file,
+)
 from orchestrator.pipeline.context import PipelineContext
-from orchestrator.pipeline.messages import SENTINEL, DirBatch, FileEntry, ScanFailure
+from orchestrator.pipeline.messages import SENTINEL, DirBatch, FileEntry, KnownFailure, ScanFailure, ScanQueue
 from orchestrator.security import is_within
 
 # Changed entries per message: lists amortise queue overhead (64-item puts ~25x faster:
@@ -39,7 +51,7 @@ class _Stopped(Exception):
     pass
 
 
-async def scan_stage(ctx: PipelineContext, out_q: asyncio.Queue[object], n_downstream: int) -> None:
+async def scan_stage(ctx: PipelineContext, out_q: ScanQueue, n_downstream: int) -> None:
     started = time.perf_counter()
     walker = _Walker(ctx, asyncio.get_running_loop(), out_q)
     try:
@@ -58,7 +70,7 @@ async def scan_stage(ctx: PipelineContext, out_q: asyncio.Queue[object], n_downs
 class _Walker:
     """Everything the scan thread touches; nothing here is touched by the event loop meanwhile."""
 
-    def __init__(self, ctx: PipelineContext, loop: asyncio.AbstractEventLoop, out_q: asyncio.Queue[object]):
+    def __init__(self, ctx: PipelineContext, loop: asyncio.AbstractEventLoop, out_q: ScanQueue):
         self.ctx = ctx
         self.loop = loop
         self.out_q = out_q
@@ -89,6 +101,7 @@ class _Walker:
         ctx = self.ctx
         hidden_ok = ctx.config.include_hidden
         known: dict[str, StatRow] | None = None
+        failed: dict[str, KnownFailureRow] | None = None  # remembered failures, read at the first new file
         matched = 0  # indexed names met in this listing: fewer than indexed means some are gone
         batch = DirBatch(directory, [], [], {}, [])
         unchanged = batch.unchanged
@@ -117,8 +130,15 @@ class _Walker:
                         indexed = lookup_file(reader, ctx.collection, directory, name)  # changed: rare
                         if indexed is not None:
                             batch.known[name] = indexed
+                    before = len(batch.entries)
                     _visit(ctx, directory, entry, stack, batch.entries, batch.failures)
-                    if len(batch.entries) + len(batch.failures) >= SCAN_BATCH:
+                    if len(batch.entries) > before and not ctx.config.retry_failed:
+                        if failed is None:
+                            failed = lookup_dir_failures(reader, ctx.collection, directory)
+                        if failed and (noted := _still_failed(batch.entries[-1], failed)) is not None:
+                            batch.entries.pop()
+                            batch.known_failures.append(noted)
+                    if len(batch.entries) + len(batch.failures) + len(batch.known_failures) >= SCAN_BATCH:
                         batch = self._put(batch)
                         unchanged = batch.unchanged
         except OSError as exc:
@@ -135,7 +155,7 @@ class _Walker:
                 except OSError:
                     present = set(known)  # cannot tell: keep them
                 batch.gone.extend(name for name in known if name not in present)
-        if batch.entries or batch.failures or batch.unchanged or batch.gone:
+        if batch.entries or batch.failures or batch.unchanged or batch.gone or batch.known_failures:
             self._put(batch)
 
     def _vanished_directories(self, reader: sqlite3.Connection) -> None:
@@ -153,7 +173,13 @@ class _Walker:
         fresh batch for the same directory."""
         self._pending.append(batch)
         self._pending_names += len(batch.unchanged)
-        if batch.entries or batch.failures or batch.gone or self._pending_names >= UNCHANGED_BATCH:
+        if (
+            batch.entries
+            or batch.failures
+            or batch.gone
+            or batch.known_failures
+            or self._pending_names >= UNCHANGED_BATCH
+        ):
             self._send()
         return DirBatch(batch.directory, [], [], {}, [])  # `gone` is only ever on a directory's last batch
 
@@ -179,6 +205,14 @@ class _Walker:
         self.waited += time.perf_counter() - started
 
 
+def _still_failed(entry: FileEntry, failed: dict[str, KnownFailureRow]) -> KnownFailure | None:
+    """The remembered failure of this file, if it is the same file (size, mtime, inode) as then."""
+    row = failed.get(entry.name)
+    if row is None or (row[0], row[1], row[2]) != (entry.size, entry.mtime_ns, entry.inode):
+        return None
+    return KnownFailure(entry.path, row[3], row[4])
+
+
 def _visit(
     ctx: PipelineContext,
     directory: str,
@@ -190,6 +224,7 @@ def _visit(
     """The careful path for anything that is not an unchanged regular file."""
     root: Path = ctx.root
     path = entry.path
+    resolved: str | None = None  # a link's target: what prepare opens
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
@@ -211,6 +246,7 @@ def _visit(
                 failures.append(ScanFailure(path, "broken symlink"))
                 return
             st = target.stat()
+            resolved = str(target)
             if stat.S_ISDIR(st.st_mode):
                 return  # walked through its real path, which lies inside the root
         if stat.S_ISDIR(st.st_mode):
@@ -230,5 +266,7 @@ def _visit(
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
             inode=st.st_ino,
+            device=st.st_dev,
+            target=resolved,
         )
     )

@@ -2,12 +2,22 @@
 
 Paths are merged, never overwritten: a point lists a sample of the paths its content was found at (the
 file index has them all). A duplicate (PathLink) whose first copy is still in flight is parked in the file
-index (on disk: a tree of copies must not fill memory) until that copy's points are written. A file whose
-content changed has its path removed from the old points, and the old points are deleted when no indexed
-path holds that content any more.
+index (on disk: a tree of copies must not fill memory) until that copy's points are written; which
+contents this job has written is kept there too (a TEMP table), not in memory. A file whose content
+changed has its path removed from the old points, and the old points are deleted when no indexed path
+holds that content any more.
 
-A batch's write and its "done" marks are one unit: cancellation waits for the unit in flight, so what is
-stored is also marked done and nothing is written twice after a cancel.
+A batch is one unit: its points are written, then ONE index transaction marks its files done and records
+what they owe their old contents (`releases`), then the old points are released and the debt is cleared.
+A crash or a store error after the transaction leaves the debt recorded, and the next job on the
+collection (a resumed one at start-up first of all) pays it before anything else
+(`PointKeeper.pay_recorded`, from `settle`, before the stages start), so an old content's points never keep
+listing a path that holds another content. A unit also records, BEFORE its writes, what each path it puts
+on a content's points would owe that content (the same `releases` rows; its done mark deletes them): a
+write that is stored but never marked done (a crash, a store that applied a write and then failed) is
+taken back by the next job even when its file is gone or changed by then, instead of a point listing a
+path that never held it. Cancellation (any number of
+times) waits for the unit in flight, so what is stored is also marked done and released.
 """
 
 from __future__ import annotations
@@ -17,14 +27,19 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
-from orchestrator.file_index import IndexedFile
+from orchestrator.file_index import IndexedFile, Release
 from orchestrator.ids import point_id
-from orchestrator.people import PeopleIndex
+from orchestrator.logs import get_logger
+from orchestrator.people import ChunkPeople
 from orchestrator.pipeline.context import PipelineContext
-from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, FileEntry, PathLink
-from orchestrator.pipeline.records import build_points, path_fields
+from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, FileEntry, InferQueue, PathLink
+from orchestrator.pipeline.records import build_points
+from orchestrator.points import path_fields
+
+log = get_logger(__name__)
+_T = TypeVar("_T")
 
 # Duplicate paths are added to their points in writes of this many links (and at the end). Each payload
 # update makes a new version of the point in the engine until it is optimised: writing per link batch
@@ -40,13 +55,17 @@ _Done = tuple[FileEntry, str, int]  # entry, content hash, chunk count
 class UpsertStage:
     def __init__(self, ctx: PipelineContext) -> None:
         self._ctx = ctx
-        self._chunks: dict[str, int] = {}  # content hash -> chunk count, for contents written by this job
-        self._parked: set[str] = set()  # contents with duplicates parked in the index until they are written
-        self._ready: list[PathLink] = []  # links whose content is written, to add in the next flush
-        self.people = people_index(ctx)
+        self._ready: list[PathLink] = []  # links whose content is written, to add in the next flush (bounded)
+        self.people = ctx.people_index()
+        self._points = ctx.point_keeper(self.people)
 
-    async def run(self, in_q: asyncio.Queue[object], n_upstream: int) -> None:
-        await self._ctx.index.unpark(self._ctx.job_id, None)  # left by a run of this job that crashed
+    async def settle(self) -> None:
+        """Before the stages start (no content of this run claimed yet): drop what a crashed run of this
+        job parked, pay what a crash or a store error left owed."""
+        await self._ctx.index.unpark(self._ctx.job_id, None)
+        await uncancellable(self._points.pay_recorded())
+
+    async def run(self, in_q: InferQueue, n_upstream: int) -> None:
         sentinels = 0
         while sentinels < n_upstream:
             batch: list[AnalyzedFile | PathLink] = []
@@ -59,7 +78,6 @@ class UpsertStage:
                     if sentinels == n_upstream:
                         break
                 else:
-                    assert isinstance(item, AnalyzedFile | PathLink)
                     batch.append(item)
                     points += len(item.chunks) if isinstance(item, AnalyzedFile) else 0
                 if points >= self._ctx.config.upsert_batch:
@@ -72,9 +90,9 @@ class UpsertStage:
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
             if batch:
-                await _uncancellable(self._write(batch))
+                await uncancellable(self._write(batch))
         if self._ready:
-            await _uncancellable(self._write([]))
+            await uncancellable(self._write([]))
         for _, directory, name, *_stat in await self._ctx.index.unpark(self._ctx.job_id, None):
             self._ctx.progress.fail(
                 os.path.join(directory, name),
@@ -90,40 +108,51 @@ class UpsertStage:
             done: list[_Done] = []
             if files:
                 done.extend(await self._write_files(files))
+            written = await ctx.index.written(ctx.job_id, [link.content_hash for link in links])
             parked = []
             for link in links:
-                if link.content_hash in self._chunks:
+                if link.content_hash in written:
                     self._ready.append(link)
                 else:
                     e = link.entry
                     parked.append((link.content_hash, e.directory, e.name, e.size, e.mtime_ns, e.inode))
-                    self._parked.add(link.content_hash)
             await ctx.index.park(ctx.job_id, parked)
             if self._ready and (len(self._ready) >= LINK_FLUSH or not batch):
                 linked, self._ready = self._ready, []
                 done.extend(await self._link(linked))
             retry = {f.prepared.entry.path for f in files if f.partial}
+            owed = _releases(
+                [(f.prepared.entry, f.prepared.previous) for f in files]
+                + [(link.entry, link.previous) for link in links]
+            )
             await ctx.index.mark_done(
-                ctx.collection, [_indexed(e, h, n) for e, h, n in done if e.path not in retry]
+                ctx.collection, [_indexed(e, h, n) for e, h, n in done if e.path not in retry], owed
             )
             ctx.progress.add("done", len(done))
-            await self._release_previous(
-                [f.prepared.entry for f in files] + [link.entry for link in links],
-                [f.prepared.previous for f in files] + [link.previous for link in links],
-            )
+            await self._points.pay(owed)
 
     async def _write_files(self, files: list[AnalyzedFile]) -> list[_Done]:
         ctx = self._ctx
         existing = await ctx.store.retrieve(ctx.collection, [f.prepared.point_ids[0] for f in files])
         unparked: dict[str, list[FileEntry]] = defaultdict(list)
-        waited_for = [f.prepared.content_hash for f in files if f.prepared.content_hash in self._parked]
         for content_hash, directory, name, size, mtime, inode in await ctx.index.unpark(
-            ctx.job_id, waited_for
+            ctx.job_id, [f.prepared.content_hash for f in files]
         ):
             path = os.path.join(directory, name)
             unparked[content_hash].append(FileEntry(path, directory, name, size, mtime, inode))
-        self._parked.difference_update(waited_for)
-        assigned = await self.people.assign(files)  # faces and voices first: a re-run re-finds them
+        chunks = [
+            ChunkPeople(f.prepared.content_hash, index, analysis.faces, analysis.turns)
+            for f in files
+            for index, analysis in sorted(f.chunks.items())
+        ]
+        await self._owe_until_done(
+            [
+                (f.prepared.content_hash, len(f.prepared.chunks), entry.path)
+                for f in files
+                for entry in [f.prepared.entry, *unparked.get(f.prepared.content_hash, [])]
+            ]
+        )
+        assigned = await self.people.assign(chunks)  # faces and voices first: a re-run re-finds them
         points = []
         for f in files:
             prepared = f.prepared
@@ -134,10 +163,12 @@ class UpsertStage:
         await ctx.store.upsert(ctx.collection, points)
         ctx.progress.add("upsert_requests")
         ctx.progress.add("upserted", len(points))
+        await ctx.index.add_written(
+            ctx.job_id, [(f.prepared.content_hash, len(f.prepared.chunks)) for f in files]
+        )
         done: list[_Done] = []
         for f in files:
             prepared = f.prepared
-            self._chunks[prepared.content_hash] = len(prepared.chunks)
             done.append((prepared.entry, prepared.content_hash, len(prepared.chunks)))
             done.extend(
                 (entry, prepared.content_hash, len(prepared.chunks))
@@ -151,6 +182,7 @@ class UpsertStage:
         by_hash: dict[str, set[str]] = defaultdict(set)
         for link in links:
             by_hash[link.content_hash].add(link.entry.path)
+        chunks = await ctx.index.written(ctx.job_id, list(by_hash))
         stored = await ctx.store.retrieve(ctx.collection, [point_id(h, 0) for h in by_hash])
         updates = {}
         for content_hash, new_paths in by_hash.items():
@@ -158,60 +190,44 @@ class UpsertStage:
             fields = path_fields(new_paths | set(listed))
             if fields["paths"] == listed:
                 continue  # the point's sample of paths is full and unchanged: nothing to write
-            for index in range(self._chunks[content_hash]):
+            for index in range(chunks[content_hash]):
                 updates[point_id(content_hash, index)] = fields
+        await self._owe_until_done(
+            [(link.content_hash, chunks[link.content_hash], link.entry.path) for link in links]
+        )
         await ctx.store.set_payloads(ctx.collection, updates)
-        return [(link.entry, link.content_hash, self._chunks[link.content_hash]) for link in links]
+        return [(link.entry, link.content_hash, chunks[link.content_hash]) for link in links]
 
-    async def _release_previous(self, entries: list[FileEntry], previous: list[IndexedFile | None]) -> None:
-        """A path whose content changed no longer belongs to its old points."""
-        ctx = self._ctx
-        gone: dict[str, tuple[int, set[str]]] = {}
-        for entry, prev in zip(entries, previous, strict=True):
-            if prev is not None:
-                gone.setdefault(prev.content_hash, (prev.chunks, set()))[1].add(entry.path)
-        await release_paths(ctx, gone)
+    async def _owe_until_done(self, writes: list[Release]) -> None:
+        """Record, before the store write that puts each path on its content's points, that the path owes
+        them until its done mark (which deletes the record): paid by the next job if the mark never comes."""
+        await self._ctx.index.mark_done(self._ctx.collection, [], writes)
 
 
-async def release_paths(ctx: PipelineContext, gone: dict[str, tuple[int, set[str]]]) -> None:
-    """Remove paths from the points of the given contents (hash -> (chunks, paths)); delete the points of a
-    content no other indexed path holds. The index may still list the removed paths (pruning updates the
-    store first, then the index, so a crash between the two only repeats the prune)."""
-    if not gone:
-        return
-    delete: list[str] = []
-    deleted: list[str] = []
-    updates = {}
-    held = await ctx.index.paths_of(ctx.collection, list(gone))
-    for content_hash, (chunks, paths) in gone.items():
-        ids = [point_id(content_hash, i) for i in range(chunks)]
-        remaining = [p for p in held.get(content_hash, []) if p not in paths]
-        if not remaining:
-            delete.extend(ids)
-            deleted.append(content_hash)
-            continue
-        for pid in ids:
-            updates[pid] = path_fields(remaining)
-    await people_index(ctx).forget(deleted)  # faces and voices first: a crash leaves points to retry from
-    await ctx.store.delete(ctx.collection, delete)
-    await ctx.store.set_payloads(ctx.collection, updates)
+def _releases(files: list[tuple[FileEntry, IndexedFile | None]]) -> list[Release]:
+    """What paths whose content changed owe their old contents' points: to be left by them."""
+    return [(prev.content_hash, prev.chunks, entry.path) for entry, prev in files if prev is not None]
 
 
-def people_index(ctx: PipelineContext) -> PeopleIndex:
-    config = ctx.config
-    return PeopleIndex(
-        ctx.store, ctx.collection, config.face_cluster_threshold, config.voice_cluster_threshold
-    )
-
-
-async def _uncancellable(work: Coroutine[Any, Any, None]) -> None:
-    """Run `work` to the end even if this task is cancelled meanwhile; then let the cancellation through."""
+async def uncancellable(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run `work` to the end however often this task is cancelled meanwhile; then let the cancellation
+    through. (anyio's shielded CancelScope does not stop asyncio's own Task.cancel, which TaskGroup and
+    the job manager use: checked with anyio 4.16; hence this loop over asyncio.shield.)"""
     task = asyncio.ensure_future(work)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():  # the work itself was cancelled, or ended as we were: nothing left to wait for
+                if not task.cancelled():
+                    task.exception()  # retrieved (the cancellation wins): no "never retrieved" warning
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 def _indexed(entry: FileEntry, content_hash: str, chunks: int) -> IndexedFile:
