@@ -8,10 +8,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825
+# Longest text kept from an EXIF field: a camera's make and model are tens of characters, but a hostile
+# file's fill its 64 KB segment, and the field goes into every point's payload and search hit.
+MAX_EXIF_TEXT = 128
+# EXIF orientation -> the transpose that shows the image upright (what ImageOps.exif_transpose applies).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class MediaDecodeError(Exception):
@@ -40,13 +53,16 @@ def decode_image(data: bytes, *, ml_max_side: int, thumb_side: int, max_pixels: 
             if img.format == "JPEG":
                 img.draft("RGB", (ml_max_side, ml_max_side))  # DCT scaling: decode at reduced size
             img.load()
-            rgb = ImageOps.exif_transpose(img).convert("RGB")
+            rgb = _reduced_rgb(img, ml_max_side)
     except MediaDecodeError:
         raise
     except UnidentifiedImageError as exc:
         raise MediaDecodeError("not a decodable image") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise MediaDecodeError(f"cannot decode image: {exc}") from exc
+    upright = _UPRIGHT.get(exif.get("orientation", 1))
+    if upright is not None:
+        rgb = rgb.transpose(upright)
     if exif.get("orientation") in (5, 6, 7, 8):
         width, height = height, width
     ml_copy = _fit(rgb, ml_max_side)
@@ -66,6 +82,21 @@ def write_thumbnail(path: Path, jpeg: bytes) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(jpeg)
     tmp.replace(path)
+
+
+def _reduced_rgb(img: Image.Image, side: int) -> Image.Image:
+    """The loaded image as RGB, box-reduced by a whole factor to no less than twice `side` (the step
+    Pillow's thumbnail takes first anyway), without a second full-size copy: a large PNG or TIFF (a
+    decompression bomb just under the pixel limit: a few hundred KB of file) costs its decoded size about
+    once, not three times (decoded, turned upright, made RGB). Orientation is applied to the small copy."""
+    if img.mode not in ("L", "RGB"):  # Pillow reduces only some modes; these need RGB anyway
+        rgb = img.convert("RGB")
+        img.close()  # the decoded original's pixels go now, not when the caller lets go of it
+        img = rgb
+    factor = int(max(img.size) / side / 2)
+    if factor > 1:
+        img = img.reduce(factor)
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _fit(img: Image.Image, side: int) -> Image.Image:
@@ -96,7 +127,7 @@ def _exif_fields(img: Image.Image) -> dict[str, Any]:
         out["taken_at"] = taken.isoformat()
         out["taken_at_ts"] = taken.replace(tzinfo=UTC).timestamp()  # EXIF has no zone: read as UTC
     make, model = exif.get(ExifTags.Base.Make), exif.get(ExifTags.Base.Model)
-    camera = " ".join(str(v).strip("\x00 ") for v in (make, model) if v)
+    camera = " ".join(filter(None, (_text(make), _text(model))))
     if camera:
         out["camera"] = camera
     orientation = exif.get(ExifTags.Base.Orientation)
@@ -106,6 +137,14 @@ def _exif_fields(img: Image.Image) -> dict[str, Any]:
     if gps is not None:
         out["gps"] = gps
     return out
+
+
+def _text(value: object) -> str:
+    """An EXIF text field as payload text: printable characters only, at most MAX_EXIF_TEXT of them."""
+    if not value:
+        return ""
+    printable = "".join(c for c in str(value)[: 4 * MAX_EXIF_TEXT] if c.isprintable())
+    return printable.strip()[:MAX_EXIF_TEXT].rstrip()
 
 
 def _parse_exif_time(value: object) -> datetime | None:

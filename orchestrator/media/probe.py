@@ -4,6 +4,11 @@ loop."""
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -47,17 +52,46 @@ def probe(path: str) -> ProbeInfo:
         return probe_container(container, rotation=rotation)
 
 
-def open_media(path: str) -> InputContainer:
+@contextmanager
+def open_media(path: str) -> Iterator[InputContainer]:
+    """The container of ``path``, opened for reading the way prepare opens files: never through a symlink
+    at the path (O_NOFOLLOW), never blocking (O_NONBLOCK: a FIFO swapped in after the hash would block
+    the open forever), and only a regular file (a device would be read without end). PyAV reads the open
+    file; its name still gives the demuxer its extension hint. ``MediaDecodeError`` with the reason."""
     try:
-        container = av.open(path, mode="r")
-    except av.error.InvalidDataError as exc:
-        raise MediaDecodeError("not a readable video or audio file (invalid data)") from exc
-    except av.error.FFmpegError as exc:
+        fh = open(path, "rb", opener=_open_regular)
+    except MediaDecodeError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise MediaDecodeError("cannot open media: the path is now a symlink (not followed)") from exc
         raise MediaDecodeError(f"cannot open media: {exc.strerror or exc}") from exc
-    except (OSError, ValueError) as exc:  # e.g. a path PyAV cannot even read
-        raise MediaDecodeError(f"cannot open media: {exc}") from exc
-    assert isinstance(container, InputContainer)
-    return container
+    with fh:
+        try:
+            container = av.open(fh, mode="r")
+        except av.error.InvalidDataError as exc:
+            raise MediaDecodeError("not a readable video or audio file (invalid data)") from exc
+        except av.error.FFmpegError as exc:
+            raise MediaDecodeError(f"cannot open media: {exc.strerror or exc}") from exc
+        except (OSError, ValueError) as exc:  # e.g. a path PyAV cannot even read
+            raise MediaDecodeError(f"cannot open media: {exc}") from exc
+        with container:
+            if not isinstance(container, InputContainer):  # opened for reading, so never an output container
+                raise MediaDecodeError("cannot open media for reading")
+            yield container
+
+
+def _open_regular(path: str, flags: int) -> int:
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MediaDecodeError(
+                "no longer a regular file (a device, FIFO or socket took its place): not read"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def video_stream(container: InputContainer) -> VideoStream | None:
