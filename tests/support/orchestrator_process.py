@@ -9,7 +9,6 @@ single write. Whatever it is to read or write (the tree, DATA_DIR) must then be 
 from __future__ import annotations
 
 import os
-import pwd
 import signal
 import subprocess
 import sys
@@ -17,20 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from scripts.ml_process import REPO, wait_ready
+from tests.support.restricted_orchestrator import unprivileged_ids
 
 _READY_TIMEOUT_S = 120.0
 _STOP_TIMEOUT_S = 30.0
-
-
-def unprivileged_ids() -> tuple[int, int] | None:
-    """(uid, gid) of "nobody" when this process is root; None when it already is unprivileged."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        entry = pwd.getpwnam("nobody")
-        return entry.pw_uid, entry.pw_gid
-    except KeyError:
-        return 65534, 65534
 
 
 def give_away(*roots: Path) -> None:
