@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from orchestrator.hosts import is_loopback_host
 
 
 class ImageTask(StrEnum):
@@ -269,12 +270,7 @@ class MLSettings(BaseSettings):
 
     @property
     def is_loopback(self) -> bool:
-        if self.host in {"localhost", ""}:
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     def check_exposure(self) -> None:
         """Refuse to listen beyond loopback without an API key (security by default)."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.clients.vector_params import EDGE_SUBDIR
+from orchestrator.hosts import is_loopback_host
 
 
 class Settings(BaseSettings):
@@ -114,12 +114,7 @@ class Settings(BaseSettings):
 
     @property
     def is_loopback(self) -> bool:
-        if self.host in {"localhost", ""}:
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     @property
     def trusted_host_list(self) -> list[str]:

@@ -94,6 +94,18 @@ def wait_ready(
         delay = min(delay * 2, _POLL_MAX_S)
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM (a graceful shutdown), SIGKILL if it has not ended within `timeout_s`; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def ml_service(
     url: str | None = None,
@@ -118,11 +130,6 @@ def ml_service(
         wait_ready(base, proc, timeout_s, log_path=log_path)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         if log is not None:
             log.close()

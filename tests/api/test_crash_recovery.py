@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from scripts.bench_pipeline import make_images
-from scripts.ml_process import REPO, free_port, wait_ready
+from scripts.ml_process import REPO, free_port, stop_process, wait_ready
 from tests.support.ml_server import running_ml_service
 
 pytestmark = pytest.mark.slow
@@ -44,16 +44,6 @@ def _start(
         )
     wait_ready(f"http://127.0.0.1:{port}", proc, 60.0, path="/health")
     return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _wait(client: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:
@@ -83,7 +73,7 @@ def test_kill_9_mid_job_then_resume(tmp_path: Path, ml_service_url: str) -> None
             proc.send_signal(signal.SIGKILL)
             proc.wait()
     finally:
-        _stop(proc)
+        stop_process(proc)
 
     # What survived the kill, read with the engine directly (the process is gone).
     async def stored() -> int:
@@ -111,7 +101,7 @@ def test_kill_9_mid_job_then_resume(tmp_path: Path, ml_service_url: str) -> None
             collections = client.get("/collections").json()["collections"]
             assert collections == [{"name": "media", "points": FILES}]  # all there, none twice
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_ml_service_down_at_start_then_up(tmp_path: Path) -> None:
@@ -133,7 +123,7 @@ def test_ml_service_down_at_start_then_up(tmp_path: Path) -> None:
             assert final["state"] == "completed" and final["counters"]["upserted"] == 6
             assert final["waiting_for"] is None
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_ml_deadline_fails_the_job_clearly(tmp_path: Path) -> None:
@@ -149,7 +139,7 @@ def test_ml_deadline_fails_the_job_clearly(tmp_path: Path) -> None:
             assert final["state"] == "failed"
             assert "ML service unavailable after 2s" in final["error"]
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def test_a_restart_does_not_resume_a_job_whose_root_is_no_longer_allowed(
@@ -171,7 +161,7 @@ def test_a_restart_does_not_resume_a_job_whose_root_is_no_longer_allowed(
             proc.send_signal(signal.SIGKILL)
             proc.wait()
     finally:
-        _stop(proc)
+        stop_process(proc)
 
     proc = _start(data, kept, ml_service_url, port, log)  # the setting now allows only `kept`
     try:
@@ -187,4 +177,4 @@ def test_a_restart_does_not_resume_a_job_whose_root_is_no_longer_allowed(
             assert names.get("media", 0) == before["counters"]["upserted"] and names["kept"] == 4
             assert client.post(f"/jobs/{doomed}/resume").status_code == 409
     finally:
-        _stop(proc)
+        stop_process(proc)

@@ -21,7 +21,7 @@ from typing import IO, NamedTuple
 
 import httpx
 
-from scripts.ml_process import ServiceFailed, free_port, wait_ready
+from scripts.ml_process import ServiceFailed, free_port, stop_process, wait_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,14 +50,7 @@ def wait_until_ready(port: int, process: subprocess.Popen[bytes], log_path: Path
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()  # uvicorn shuts down gracefully on SIGTERM
-    try:
-        process.wait(timeout=_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_process(process, _STOP_TIMEOUT_S)  # uvicorn shuts down gracefully on SIGTERM
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from scripts.ml_process import REPO, wait_ready
+from scripts.ml_process import REPO, stop_process, wait_ready
 from tests.support.restricted_orchestrator import unprivileged_ids
 
 _READY_TIMEOUT_S = 120.0
@@ -67,10 +67,4 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM (a graceful shutdown: the store is closed), SIGKILL if it does not end in time."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        kill(proc)
+    stop_process(proc, _STOP_TIMEOUT_S)

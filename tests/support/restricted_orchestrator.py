@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from scripts.ml_process import REPO, free_port, log_tail, wait_ready
+from scripts.ml_process import REPO, free_port, log_tail, stop_process, wait_ready
 
 
 def unprivileged_ids() -> tuple[int, int] | None:
@@ -97,12 +97,7 @@ def restricted_orchestrator(
         with httpx.Client(base_url=url, timeout=60) as client:
             yield client
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def wait_job(
