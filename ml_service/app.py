@@ -14,11 +14,11 @@ from pydantic import BaseModel, ValidationError
 from ml_service import __version__
 from ml_service.analyze import VECTOR_DECIMALS
 from ml_service.auth import ApiKeyMiddleware
-from ml_service.batching import Batcher, ModelFailed, Overloaded
+from ml_service.batching import ModelFailed, Overloaded
 from ml_service.config import IMAGE_TEXT, ImageTask, MLSettings
 from ml_service.middleware import RequestContextMiddleware
-from ml_service.models.base import FloatArray
 from ml_service.models.registry import ModelRegistry
+from ml_service.outputs import advertised_size
 from ml_service.schemas import (
     AnalyzeAudioRequest,
     AnalyzeImagesRequest,
@@ -29,7 +29,7 @@ from ml_service.schemas import (
     request_body_schema,
     validation_error_response,
 )
-from ml_service.service import MLService, Status
+from ml_service.service import MLService, Status, VersionNotServed
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -156,16 +156,17 @@ def create_app(settings: MLSettings, registry: ModelRegistry | None = None) -> F
         if isinstance(body, Response):
             return body
         # "space": which model embeds the texts: the text model, or the image–text model (vectors
-        # comparable with image_vector, for text-to-image search).
-        clip = service.registry.image_text
-        batcher: Batcher[Any, FloatArray] | None = service.text_batcher
-        dim = service.registry.text.vector_size if service.registry.text is not None else None
-        if body.space == IMAGE_TEXT:
-            batcher, dim = service.image_text_batcher, clip.dim if clip is not None else None
-            if batcher is None:
-                return error_response(404, "no image–text model is configured (ML_CLIP_MODEL_PATH)")
-        elif batcher is None:
+        # comparable with image_vector, for text-to-image search); "version": the current model (absent) or
+        # an earlier one served for queries (a collection still built with it).
+        try:
+            batcher = service.query_batcher(body.space, body.version)
+        except VersionNotServed as exc:
+            return error_response(404, str(exc), code="version_not_served")
+        if batcher is None and body.space == IMAGE_TEXT:
+            return error_response(404, "no image–text model is configured (ML_CLIP_MODEL_PATH)")
+        if batcher is None:
             return error_response(404, "no text model is enabled (ML_TEXT_ENABLED)")
+        dim = advertised_size(batcher.model)
         if len(body.texts) > batcher.model.max_batch:
             return error_response(413, f"{len(body.texts)} texts exceed max_batch {batcher.model.max_batch}")
         try:

@@ -85,8 +85,12 @@ class Batcher(Generic[In, Out]):
         max_wait_s: float = 0.0,
         check: OutputCheck | None = None,
         on_failure: Callable[[str, str], None] | None = None,
+        key: str | None = None,
     ) -> None:
         self.model = model
+        # How logs, metrics, refusals and ``on_failure`` name this batcher: the model's key, unless two
+        # batchers serve models of one key (an earlier version for queries: ``text@<version>``).
+        self.key = key or model.key
         self._check = check  # validates each batch's results (ml_service/outputs.py)
         self._on_failure = on_failure  # (model key, reason) once, if the worker dies
         # Why the worker stopped (None while it serves): requests are refused with it from then on.
@@ -127,7 +131,7 @@ class Batcher(Generic[In, Out]):
             raise self._refusal(self._stop_reason)
         if self._queued_items and self._queued_items + count > self._max_queue_items:
             wait = self._queued_items * self._seconds_per_item
-            raise Overloaded(self.model.key, self._queued_items, max(1, math.ceil(wait)))
+            raise Overloaded(self.key, self._queued_items, max(1, math.ceil(wait)))
 
     def enqueue(self, items: Sequence[In]) -> asyncio.Future[list[ItemResult[Out]]]:
         """Queue ``items``; the future resolves to one result per item, in order."""
@@ -169,9 +173,9 @@ class Batcher(Generic[In, Out]):
         except Exception as exc:
             self.failure = describe_error(exc)
             reason = f"its batcher stopped: {self.failure}"
-            log.exception("batcher_died", model=self.model.key, error=self.failure)
+            log.exception("batcher_died", model=self.key, error=self.failure)
             if self._on_failure is not None:
-                self._on_failure(self.model.key, reason)
+                self._on_failure(self.key, reason)
         finally:
             self._stop(reason)
 
@@ -186,7 +190,7 @@ class Batcher(Generic[In, Out]):
                 await self._linger()
 
     def _refusal(self, reason: str) -> ModelFailed:
-        return ModelFailed(self.model.key, reason, final=self.failure is not None)
+        return ModelFailed(self.key, reason, final=self.failure is not None)
 
     def _stop(self, reason: str) -> None:
         """Refuse every unanswered and later request with ``reason``."""
@@ -222,10 +226,10 @@ class Batcher(Generic[In, Out]):
         except Exception as exc:
             # The model says itself whether it is still loaded: the next batch loads it if not.
             self._last_used = time.monotonic()
-            log.exception("model_unload_failed", model=self.model.key, error=describe_error(exc))
+            log.exception("model_unload_failed", model=self.key, error=describe_error(exc))
             return
         self.unloads += 1
-        log.info("model_unloaded", model=self.model.key, idle_s=self._idle_unload_s)
+        log.info("model_unloaded", model=self.key, idle_s=self._idle_unload_s)
 
     async def _linger(self) -> None:
         """Let a batch fill up when clients send concurrently: wait, at most ``max_wait_s`` after the
@@ -264,7 +268,7 @@ class Batcher(Generic[In, Out]):
         results = predict_splitting(
             self.model.predict,
             batch,
-            model=self.model.key,
+            model=self.key,
             on_out_of_memory=lambda: release_memory(self.model.device),
         )
         checked = results if self._check is None else self._check(results)
@@ -280,12 +284,10 @@ class Batcher(Generic[In, Out]):
         try:
             await loop.run_in_executor(self._loader, self.model.load)
         except Exception as exc:
-            log.exception("model_load_failed", model=self.model.key)
-            return f"model {self.model.key!r} failed to load: {describe_error(exc)}"
+            log.exception("model_load_failed", model=self.key)
+            return f"model {self.key!r} failed to load: {describe_error(exc)}"
         self.loads += 1
-        log.info(
-            "model_loaded_on_demand", model=self.model.key, seconds=round(time.perf_counter() - started, 3)
-        )
+        log.info("model_loaded_on_demand", model=self.key, seconds=round(time.perf_counter() - started, 3))
         return None
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, taken: list[_Request[In, Out]]) -> None:
@@ -306,8 +308,8 @@ class Batcher(Generic[In, Out]):
         except Exception as exc:
             # predict() turns item failures into results; reaching here is a bug or a broken model:
             # every item of the batch gets the error, and the worker goes on.
-            log.exception("batch_crashed", model=self.model.key, size=len(flat))
-            error = f"model {self.model.key!r} failed on the batch: {describe_error(exc)}"
+            log.exception("batch_crashed", model=self.key, size=len(flat))
+            error = f"model {self.key!r} failed on the batch: {describe_error(exc)}"
             results = [ItemResult(error=error, code=ErrorCode.MODEL_ERROR) for _ in flat]
         finally:
             self._queued_items -= len(flat)
@@ -317,7 +319,7 @@ class Batcher(Generic[In, Out]):
             self._measured(len(flat), elapsed)
             log.debug(
                 "batch_done",
-                model=self.model.key,
+                model=self.key,
                 size=len(flat),
                 requests=len(taken),
                 ms=round(elapsed * 1000, 1),
@@ -336,6 +338,6 @@ class Batcher(Generic[In, Out]):
         self._seconds_per_item += _EWMA_ALPHA * (per_item - self._seconds_per_item)
         if self._observe is not None:
             try:
-                self._observe(self.model.key, items, elapsed)
+                self._observe(self.key, items, elapsed)
             except Exception:  # metrics must never stop the answers
-                log.exception("batch_observer_failed", model=self.model.key)
+                log.exception("batch_observer_failed", model=self.key)

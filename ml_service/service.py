@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from ml_service.analyze import ImageAnalyzer
 from ml_service.audio import AudioAnalyzer
 from ml_service.batching import Batcher
-from ml_service.config import AudioTask, ImageTask, MLSettings
+from ml_service.config import IMAGE_TEXT, AudioTask, ImageTask, MLSettings
 from ml_service.metrics import MLMetrics
-from ml_service.models.base import FloatArray, Image, describe_error
+from ml_service.models.base import FloatArray, Image, ServedModel, describe_error
 from ml_service.models.clip import ImageOrText
-from ml_service.models.registry import ModelRegistry
+from ml_service.models.registry import ModelRegistry, query_label
 from ml_service.outputs import output_check
+
+In = TypeVar("In")
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +29,18 @@ class Status(StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+
+
+class VersionNotServed(Exception):
+    """A query named a version of a space's model that this service does not serve."""
+
+    def __init__(self, space: str, version: str, served: list[str]) -> None:
+        super().__init__(
+            f"version {version!r} of the {space} model is not served here; served: {', '.join(served)}"
+        )
+        self.space = space
+        self.version = version
+        self.served = served
 
 
 class MLService:
@@ -60,6 +75,9 @@ class MLService:
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-load")
         self.text_batcher: Batcher[str, FloatArray] | None = None
         self.image_text_batcher: Batcher[ImageOrText, FloatArray] | None = None
+        # Earlier model versions served for queries only, by version (ML_*_QUERY_MODEL_PATHS).
+        self.text_query_batchers: dict[str, Batcher[str, FloatArray]] = {}
+        self.image_text_query_batchers: dict[str, Batcher[ImageOrText, FloatArray]] = {}
         self.image_batchers: dict[ImageTask, Batcher[Image, Any]] = {}
         self.analyzer: ImageAnalyzer | None = None
         self.audio_batchers: dict[AudioTask, Batcher[Any, Any]] = {}
@@ -110,6 +128,9 @@ class MLService:
             self.image_text_batcher = Batcher(
                 clip, self._inference, limit, observe, check=output_check(clip), **life
             )
+        # Each earlier version has a batcher of its own, with the same lifetime as the current model's.
+        self.text_query_batchers = self._query_batchers(self.registry.text_queries, life)
+        self.image_text_query_batchers = self._query_batchers(self.registry.image_text_queries, life)
         self.image_batchers = {
             task: Batcher(
                 model,
@@ -144,6 +165,24 @@ class MLService:
         self.status = Status.READY
         log.info("models_ready", load_seconds=self.registry.load_seconds)
 
+    def _query_batchers(
+        self, models: Sequence[ServedModel[In, FloatArray]], life: dict[str, Any]
+    ) -> dict[str, Batcher[In, FloatArray]]:
+        """One batcher per earlier version (identified by ``load_all``), keyed by it; logs and metrics call
+        it ``<key>@<version>``."""
+        return {
+            model.version: Batcher(
+                model,
+                self._inference,
+                self.settings.max_queue_items,
+                self.metrics.observe_batch,
+                check=output_check(model),
+                key=query_label(model),
+                **life,
+            )
+            for model in models
+        }
+
     def _batcher_failed(self, model: str, reason: str) -> None:
         """A batcher died (a bug): the service is failed until restarted; /ready and /health say why."""
         self.status = Status.FAILED
@@ -157,7 +196,23 @@ class MLService:
             batchers.append(self.text_batcher)
         if self.image_text_batcher is not None:
             batchers.append(self.image_text_batcher)
+        batchers += [*self.text_query_batchers.values(), *self.image_text_query_batchers.values()]
         return batchers
+
+    def query_batcher(self, space: str, version: str | None) -> Batcher[Any, FloatArray] | None:
+        """The batcher embedding queries of ``space`` ("text" or "image_text") with the model of ``version``:
+        None or the current model's version is the current model, an earlier one served for queries is that
+        model (``VersionNotServed`` for any other). None when the space has no model here."""
+        current: Batcher[Any, FloatArray] | None = self.text_batcher
+        earlier: dict[str, Batcher[Any, FloatArray]] = dict(self.text_query_batchers)
+        if space == IMAGE_TEXT:
+            current, earlier = self.image_text_batcher, dict(self.image_text_query_batchers)
+        if current is None or version is None or version == current.model.version:
+            return current
+        batcher = earlier.get(version)
+        if batcher is None:
+            raise VersionNotServed(space, version, [current.model.version, *earlier])
+        return batcher
 
     def capabilities(self) -> dict[str, Any]:
         """The registry's capabilities; each model also says how many items its queue takes before 429
@@ -171,7 +226,7 @@ class MLService:
 
     def queue_depths(self) -> dict[str, int]:
         """Items waiting or running per model (for the metrics' queue gauge)."""
-        return {b.model.key: b.queued_items for b in self._batchers()}
+        return {b.key: b.queued_items for b in self._batchers()}
 
     async def stop(self) -> None:
         """Cancel workers (queued requests are cancelled) and release the threads."""

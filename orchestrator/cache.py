@@ -1,8 +1,15 @@
-"""Result cache (diskcache): ML results keyed by content hash + chunk + model versions + pipeline version.
+"""Result cache (diskcache): each task's ML answers, keyed per task and per model version.
 
-A new model version misses; nothing else does. A file seen under another path or in another collection
-reuses what is cached under its hash. Writes are batched in one transaction (docs/performance-limits.md:
-~11k sets/s in transactions vs ~3k autocommitted).
+- `task_key`: one task's raw answers for one chunk (per keyframe for image tasks), keyed by the content
+  hash, the chunk plan (the settings that cut and sample the file: a new plan never reuses a result by
+  chunk index), the chunk, the task, that task's model (name@version) and the pipeline version. A new OCR
+  model misses on OCR only; every other task's answers are reused.
+- `text_key`: a text vector, keyed by the text model and a digest of the text it embeds: a new OCR result
+  changes the text, so only those chunks are embedded again.
+- `media_key`: what decoding told us (dimensions, EXIF, the chunk spans) per content and plan.
+
+A file seen under another path or in another collection reuses what is cached under its hash. Writes are
+batched in one transaction (docs/performance-limits.md: ~11k sets/s in transactions vs ~3k autocommitted).
 """
 
 from __future__ import annotations
@@ -18,19 +25,25 @@ from orchestrator.ids import PIPELINE_VERSION
 from orchestrator.serial import SerialExecutor
 
 
-def models_signature(models: dict[str, dict[str, Any]], tasks: list[str]) -> str:
-    """A short digest of the (name, version) of every model whose output a chunk record depends on."""
-    parts = [f"{t}={models[t].get('name')}@{models[t].get('version')}" for t in sorted(tasks) if t in models]
-    return hashlib.blake2b("|".join(parts).encode(), digest_size=8).hexdigest()
+def digest(text: str, size: int = 8) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
 
 
-def result_key(content_hash: str, chunk_index: int, signature: str) -> str:
-    return f"r:{content_hash}:{chunk_index}:{signature}:{PIPELINE_VERSION}"
+def task_key(content_hash: str, plan: str, chunk_index: int, task: str, model: str) -> str:
+    """One task's answers for one chunk: `model` is the task's "name@version", `plan` the chunk plan's
+    digest."""
+    return f"t:{content_hash}:{plan}:{chunk_index}:{task}:{digest(model)}:{PIPELINE_VERSION}"
 
 
-def media_key(content_hash: str) -> str:
-    """What decoding told us about a file's content (dimensions, EXIF): lets a cache hit skip decoding."""
-    return f"m:{content_hash}:{PIPELINE_VERSION}"
+def text_key(model: str, text: str) -> str:
+    """A text vector: the text model's "name@version" and the text itself (digested)."""
+    return f"x:{digest(model)}:{digest(text, 16)}"
+
+
+def media_key(content_hash: str, plan: str) -> str:
+    """What decoding told us about a file's content under one chunk plan (dimensions, EXIF, chunk spans):
+    lets a cache hit skip decoding."""
+    return f"m:{content_hash}:{plan}:{PIPELINE_VERSION}"
 
 
 class ResultCache:
@@ -54,6 +67,11 @@ class ResultCache:
         if self._cache is None:
             raise RuntimeError("ResultCache is not open")
         return self._cache
+
+    def has_all_sync(self, keys: list[str]) -> bool:
+        """Blocking: whether every key is cached (no value is read), for callers in a worker thread."""
+        store = self._store
+        return all(key in store for key in keys)
 
     def get_many_sync(self, keys: list[str]) -> dict[str, Any]:
         """Blocking look-up, for callers already in a worker thread (the prepare stage's file job)."""

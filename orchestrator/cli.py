@@ -1,4 +1,5 @@
-"""`archivist`: the same HTTP API for people at a terminal (serve, ingest, search, jobs, status, control)."""
+"""`archivist`: the same HTTP API for people at a terminal (serve, ingest, reanalyze, search, jobs, status,
+control)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,35 @@ def ingest(
             return
         status = _follow(client, job["job_id"])
     _print_status(status)
+    if status["state"] != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def reanalyze(
+    collection: str,
+    tasks: str | None = typer.Option(
+        None, "--tasks", help="Comma-separated tasks to run again whatever the cache holds (ocr,faces,...)"
+    ),
+    url: str | None = UrlOption,
+    wait: bool = typer.Option(True, help="Follow progress until the job ends"),
+) -> None:
+    """Bring COLLECTION to the ML service's models now: re-analyse what changed (a new OCR model: OCR
+    only), or build a new version beside the current one and switch to it (a new text model)."""
+    with _client(url) as client:
+        before = _check(client.get(f"/collections/{collection}"))
+        stale = before.get("stale") or {}
+        for change in stale.get("changes") or []:
+            console.print(f"stale: {change}")
+        body = {"tasks": [t.strip() for t in tasks.split(",") if t.strip()]} if tasks else None
+        job = _check(client.post(f"/collections/{collection}/reanalyze", json=body))
+        console.print(f"job [bold]{job['job_id']}[/bold] {job['state']}")
+        if not wait:
+            return
+        status = _follow(client, job["job_id"])
+        after = _check(client.get(f"/collections/{collection}"))
+    _print_status(status)
+    console.print(f"collection {collection}: version {after.get('version')}, {after.get('points')} points")
     if status["state"] != "completed":
         raise typer.Exit(1)
 
@@ -138,7 +168,12 @@ def jobs(url: str | None = UrlOption) -> None:
     for job in body["jobs"]:
         c = job["counters"]
         table.add_row(
-            job["job_id"], job["state"], job["path"], job["collection"], str(c["upserted"]), str(c["failed"])
+            job["job_id"],
+            job["state"],
+            job["path"] or f"({job.get('kind', 'reanalyze')})",
+            job["collection"],
+            str(c["upserted"]),
+            str(c["failed"]),
         )
     console.print(table)
 

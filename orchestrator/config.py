@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.clients.vector_params import EDGE_SUBDIR
@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # Edge searches exactly (brute force, ~19 ms at 100k points) until a collection is this large;
     # past it a job's end builds the HNSW index.
     ann_index_threshold: int = 50_000
+    # Versions of a collection replaced by a rebuild (a new text, image–text, face or voice model, a new
+    # chunk plan) kept after the switch, newest first; older ones are deleted. 0: delete at the switch.
+    collection_versions_kept: int = Field(default=1, ge=0)
 
     @field_validator("data_dir")
     @classmethod
@@ -153,6 +156,10 @@ class Settings(BaseSettings):
     @property
     def index_path(self) -> Path:
         return self.data_dir / "file_index.sqlite3"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.data_dir / "catalog.sqlite3"
 
     @property
     def jobs_db_path(self) -> Path:

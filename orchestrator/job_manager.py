@@ -15,9 +15,12 @@ from typing import Any
 
 import structlog
 
+from orchestrator.clients.ml import Capabilities
+from orchestrator.collection_locks import CollectionLocks
 from orchestrator.job_store import ErrorRow, JobStore
 from orchestrator.jobs import (
     ACTIVE,
+    REANALYZE,
     InvalidTransitionError,
     Job,
     JobFinishingError,
@@ -25,12 +28,14 @@ from orchestrator.jobs import (
     JobState,
 )
 from orchestrator.logs import get_logger
+from orchestrator.manifest import Manifest, compare, current_manifest
 from orchestrator.people import check_vector_sizes
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.negotiate import collection_spec, pipeline_config
 from orchestrator.pipeline.runner import run_pipeline
 from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root
 from orchestrator.services import Services
+from orchestrator.versions import drop_version, ensure_current, retire
 
 log = get_logger(__name__)
 
@@ -47,6 +52,7 @@ class JobManager:
         self._slots = asyncio.Semaphore(services.settings.max_concurrent_jobs)
         self._save_lock = asyncio.Lock()
         self._submit_lock = asyncio.Lock()
+        self.locks = CollectionLocks()  # ingests share a collection, a re-analysis or rebuild has it alone
 
     async def restore(self) -> list[Job]:
         """Resume the jobs that were active when the last process died (the stat index skips what they
@@ -57,9 +63,11 @@ class JobManager:
         resumed = []
         for row in await self._store.load_active(frozenset(ACTIVE)):
             job = Job.from_row(row)
-            refusal = await asyncio.to_thread(
-                _root_refusal, job.root, self._services.settings.allowed_root_paths
-            )
+            refusal = None
+            if job.kind != REANALYZE:  # a re-analysis checks each root when it walks it
+                refusal = await asyncio.to_thread(
+                    _root_refusal, job.root, self._services.settings.allowed_root_paths
+                )
             if refusal is not None:
                 job.error = f"not resumed after a restart: {refusal}"
                 job.transition(JobState.FAILED)
@@ -119,6 +127,22 @@ class JobManager:
                 options=dict(options),
                 idempotency_key=idempotency_key,
             )
+            self._remember(job)
+            await self.save(job)
+            job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            return job
+
+    async def submit_reanalysis(self, collection: str, tasks: list[str] | None) -> Job:
+        """Start a re-analysis of the collection (what its manifest says is stale, and `tasks` again
+        whatever the cache holds). An active re-analysis of the collection is returned instead."""
+        async with self._submit_lock:
+            for job in self._jobs.values():
+                if job.collection == collection and job.kind == REANALYZE and job.active:
+                    return job
+            options: dict[str, Any] = {"kind": REANALYZE}
+            if tasks:
+                options["tasks"] = list(tasks)
+            job = Job(id=uuid.uuid4().hex, root=Path(), collection=collection, options=options)
             self._remember(job)
             await self.save(job)
             job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
@@ -243,17 +267,103 @@ class JobManager:
                 await self.save(job)  # rows are idempotent: a write cut short is simply redone
 
     async def _execute(self, job: Job) -> None:
+        """Bring the collection to the models and settings of now (a re-analysis in place, or a new
+        version built beside the current one and switched to), then, for an ingest, ingest its root."""
+        services = self._services
+        caps = await services.ml.capabilities(on_wait=job.progress.set_waiting)
+        now = current_manifest(caps.models, services.settings)
+        reanalysis = job.kind == "reanalyze"
+        if not reanalysis:
+            await services.catalog.add_root(job.collection, str(job.root))
+        async with self.locks.shared(job.collection):
+            current = await ensure_current(services.store, services.catalog, job.collection, now, caps.models)
+            stale = compare(current.manifest, now)
+        job.progress.reanalysis = stale.to_json()
+        if stale.kind != "current" or job.refresh_tasks:
+            async with self.locks.exclusive(job.collection):
+                await self._upgrade(job, caps, now)
+        if not reanalysis and not job.cancel_requested:
+            async with self.locks.shared(job.collection):
+                current = await ensure_current(
+                    services.store, services.catalog, job.collection, now, caps.models
+                )
+                await self._pass(job, caps, current.physical, job.root)
+        # Replaced versions past COLLECTION_VERSIONS_KEPT go (also what a crash left half deleted).
+        kept = services.settings.collection_versions_kept
+        await retire(services.store, services.index, services.catalog, job.collection, kept)
+
+    async def _upgrade(self, job: Job, caps: Capabilities, now: Manifest) -> None:
+        """Under the collection's exclusive lock: what the manifest of now asks of it (checked again: the
+        job that held the lock before may have done it)."""
+        services = self._services
+        catalog = services.catalog
+        current = await ensure_current(services.store, catalog, job.collection, now, caps.models)
+        stale = compare(current.manifest, now)
+        job.progress.reanalysis = stale.to_json()
+        log.info("collection_upgrade", refresh=job.refresh_tasks, **stale.to_json())
+        roots = await self._roots(job)
+        if stale.kind == "rebuild":
+            building = await catalog.building(job.collection)
+            if building is not None and building.manifest.digest() != now.digest():
+                await drop_version(services.store, services.index, catalog, building)  # models moved on
+                building = None
+            if building is None:
+                building = await catalog.start_build(job.collection, now)
+            job.progress.reanalysis.update(building=building.version, phase="building")
+            for root in roots:
+                await self._pass(job, caps, building.physical, root)
+                if job.cancel_requested:
+                    return
+            await catalog.switch(job.collection, building.version)
+            job.progress.reanalysis["phase"] = "switched"
+            log.info("collection_switched", collection=job.collection, version=building.version)
+            return
+        if stale.kind == "derived" or job.refresh_tasks:
+            job.progress.reanalysis["phase"] = "reanalysing"
+            for root in roots:
+                await self._pass(job, caps, current.physical, root, reanalyze=True)
+                if job.cancel_requested:
+                    return
+            await catalog.set_manifest(job.collection, current.version, now)
+            job.progress.reanalysis["phase"] = "done"
+
+    async def _roots(self, job: Job) -> list[Path]:
+        """The roots the collection's files came from that may still be read (a root the settings no
+        longer allow, or that is gone, is an error of the job; its files stay as they are)."""
+        catalog = self._services.catalog
+        if not await catalog.roots(job.collection):  # a collection from before roots were recorded
+            for row in await self._store.load_all():
+                if row.collection == job.collection and row.root:
+                    await catalog.add_root(job.collection, row.root)
+        roots = []
+        for root in await catalog.roots(job.collection):
+            refusal = await asyncio.to_thread(
+                _root_refusal, Path(root), self._services.settings.allowed_root_paths
+            )
+            if refusal is None:
+                roots.append(Path(root))
+            else:
+                job.progress.fail(root, "scan", f"root not re-analysed: {refusal}")
+        return roots
+
+    async def _pass(
+        self, job: Job, caps: Capabilities, physical: str, root: Path, reanalyze: bool = False
+    ) -> None:
+        """One run of the pipeline over one root into one physical collection."""
         services = self._services
         progress = job.progress
-        caps = await services.ml.capabilities(on_wait=progress.set_waiting)
-        config = pipeline_config(services.settings, caps, job.options)
+        job.control.stop_flag.clear()  # the last pass's end; a cancel also cancels the job's task
+        job.control.finishing = False
+        config = pipeline_config(
+            services.settings, caps, job.options, reanalyze=reanalyze, refresh_tasks=job.refresh_tasks
+        )
         progress.batch_sizes.update({"infer": config.infer_batch, "upsert": config.upsert_batch})
-        await services.store.ensure_collection(job.collection, collection_spec(caps))
-        await check_vector_sizes(services.store, job.collection, caps.models)
+        await services.store.ensure_collection(physical, collection_spec(caps))
+        await check_vector_sizes(services.store, physical, caps.models)
         ctx = PipelineContext(
             job_id=job.id,
-            root=job.root,
-            collection=job.collection,
+            root=root,
+            collection=physical,
             config=config,
             store=services.store,
             index=services.index,
@@ -265,8 +375,8 @@ class JobManager:
             media_slots=asyncio.Semaphore(max(1, services.settings.media_in_flight)),
         )
         await run_pipeline(ctx)
-        if await services.store.count(job.collection) >= services.settings.ann_index_threshold:
-            await services.store.optimize(job.collection)
+        if await services.store.count(physical) >= services.settings.ann_index_threshold:
+            await services.store.optimize(physical)
 
 
 def _root_refusal(root: Path, allowed: list[Path]) -> str | None:

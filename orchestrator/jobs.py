@@ -42,6 +42,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CANCELLED: frozenset(),
 }
 ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSED})
+REANALYZE = "reanalyze"  # a job's options["kind"] for a re-analysis (api/collections.py)
 # A job's row keeps its first errors (every one is in the error table), so an old job's status shows them.
 ROW_ERRORS = 20
 
@@ -100,6 +101,16 @@ class Job:
         return self.state in ACTIVE
 
     @property
+    def kind(self) -> str:
+        """ "ingest" (a directory into a collection) or "reanalyze" (a collection's files again, no root)."""
+        return REANALYZE if self.options.get("kind") == REANALYZE else "ingest"
+
+    @property
+    def refresh_tasks(self) -> tuple[str, ...]:
+        """Tasks a re-analysis asks again whatever the cache holds (its `tasks`)."""
+        return tuple(str(t) for t in self.options.get("tasks") or ())
+
+    @property
     def finishing(self) -> bool:
         """Its stages are done and its finishing steps run (people merge, prune, index build)."""
         return self.active and self.control.finishing
@@ -113,7 +124,8 @@ class Job:
         return {
             "job_id": self.id,
             "state": self.state.value,
-            "path": str(self.root),
+            "kind": self.kind,
+            "path": None if self.kind == REANALYZE else str(self.root),
             "collection": self.collection,
             "options": self.options,
             "error": self.error,

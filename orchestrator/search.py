@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from orchestrator.catalog import Catalog
 from orchestrator.clients.ml import MLClient, MLRequestError
 from orchestrator.clients.vectors import ScoredPoint, SearchFilter, SearchRequest, VectorStore
 from orchestrator.file_index import FileIndex
@@ -40,6 +41,32 @@ class SearchQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchTarget:
+    """Where a collection's search goes: its current version's store collection, and the versions of the
+    models its vectors were made with (a query is embedded by the same ones; None: whatever serves)."""
+
+    physical: str
+    text_version: str | None = None
+    image_text_version: str | None = None
+    version: int | None = None  # the collection version (None: a collection not versioned yet)
+
+
+async def resolve_target(catalog: Catalog, collection: str) -> SearchTarget:
+    """The collection's current version (catalog.py); its own name when it has no versions yet."""
+    current = await catalog.current(collection)
+    if current is None:
+        return SearchTarget(collection)
+    models = {} if current.manifest.unknown else current.manifest.models
+    text, image_text = _version(models.get("text")), _version(models.get("image_text"))
+    return SearchTarget(current.physical, text, image_text, current.version)
+
+
+def _version(model: str | None) -> str | None:
+    """The version of a manifest's "name@version"."""
+    return model.rsplit("@", 1)[1] if model and "@" in model else None
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     id: str
     score: float
@@ -59,13 +86,23 @@ class Hit:
     taken_at: str | None = None
 
 
-async def search(store: VectorStore, ml: MLClient, index: FileIndex, query: SearchQuery) -> list[Hit]:
-    """Hits with every path of their content (from the file index: a point lists only a sample)."""
-    if not await store.collection_exists(query.collection):
+async def search(
+    store: VectorStore,
+    ml: MLClient,
+    index: FileIndex,
+    query: SearchQuery,
+    target: SearchTarget | None = None,
+) -> list[Hit]:
+    """Hits with every path of their content (from the file index: a point lists only a sample).
+    `target`: the collection's current version (resolve_target); None: the collection's own name."""
+    target = target or SearchTarget(query.collection)
+    physical = target.physical
+    if not await store.collection_exists(physical):
         return []
     # An image–text model (CLIP) made the points: the query is embedded in its space too, at the same time.
-    spaces = ["text", "image_text"] if "image" in await store.dense_vectors(query.collection) else ["text"]
-    embedded = await asyncio.gather(*(_embed(ml, query, space) for space in spaces))
+    spaces = ["text", "image_text"] if "image" in await store.dense_vectors(physical) else ["text"]
+    versions = {"text": target.text_version, "image_text": target.image_text_version}
+    embedded = await asyncio.gather(*(_embed(ml, query, space, versions[space]) for space in spaces))
     if embedded[0] is None:
         raise MLRequestError("the ML service could not embed the query")
     dense = {name: vector for name, vector in zip(("text", "image"), embedded, strict=False) if vector}
@@ -76,19 +113,21 @@ async def search(store: VectorStore, ml: MLClient, index: FileIndex, query: Sear
         filter=_filter(query),
         prefetch_limit=max(50, query.limit * 5),
     )
-    points = rerank_spoken(await store.search(query.collection, request), query.text)[: query.limit]
+    points = rerank_spoken(await store.search(physical, request), query.text)[: query.limit]
     hashes = [str(p.payload["content_hash"]) for p in points if p.payload.get("content_hash")]
-    all_paths = await index.paths_of(query.collection, hashes)
+    all_paths = await index.paths_of(physical, hashes)
     return [
         _hit(p.id, p.score, p.payload, all_paths.get(str(p.payload.get("content_hash"))), query)
         for p in points
     ]
 
 
-async def _embed(ml: MLClient, query: SearchQuery, space: str) -> list[float] | None:
+async def _embed(ml: MLClient, query: SearchQuery, space: str, version: str | None) -> list[float] | None:
+    """The query's vector by the model (and version) that made the collection's vectors of this space."""
     vectors = await ml.embed_text(
         [query.text],
         space=space,
+        version=version,
         request_id=query.request_id,
         deadline_s=SEARCH_ML_DEADLINE_S,
         timeout_s=SEARCH_ML_TIMEOUT_S,

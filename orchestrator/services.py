@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.cache import ResultCache
+from orchestrator.catalog import Catalog
 from orchestrator.clients.ml import MLClient
 from orchestrator.clients.vector_factory import open_vector_store
 from orchestrator.clients.vectors import VectorStore
@@ -19,6 +20,7 @@ class Services:
     settings: Settings
     store: VectorStore
     index: FileIndex
+    catalog: Catalog  # collection versions and roots (catalog.py)
     cache: ResultCache
     ml: MLClient
     metrics: Metrics
@@ -30,6 +32,8 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         index = FileIndex(settings.index_path)
         await index.open()
+        catalog = Catalog(settings.catalog_path)
+        await catalog.open()
         cache = ResultCache(settings.cache_dir)
         await cache.open()
         metrics = Metrics()
@@ -50,7 +54,14 @@ class Services:
             memory_limit_mb=settings.decode_memory_limit_mb or None,
         )
         return cls(
-            settings=settings, store=store, index=index, cache=cache, ml=ml, metrics=metrics, decoder=decoder
+            settings=settings,
+            store=store,
+            index=index,
+            catalog=catalog,
+            cache=cache,
+            ml=ml,
+            metrics=metrics,
+            decoder=decoder,
         )
 
     async def close(self) -> None:
@@ -59,3 +70,4 @@ class Services:
         await self.store.close()
         await self.cache.close()
         await self.index.close()
+        await self.catalog.close()

@@ -1,26 +1,22 @@
 from pathlib import Path
 
-from orchestrator.cache import ResultCache, media_key, models_signature, result_key
+from orchestrator.cache import ResultCache, media_key, task_key, text_key
 
 
-def test_signature_changes_with_any_model_version() -> None:
-    models = {"text": {"name": "minilm", "version": "1"}, "ocr": {"name": "rapidocr", "version": "a"}}
-    base = models_signature(models, ["text", "ocr"])
-    assert base == models_signature(dict(reversed(list(models.items()))), ["ocr", "text"])
-    bumped = {**models, "ocr": {"name": "rapidocr", "version": "b"}}
-    assert models_signature(bumped, ["text", "ocr"]) != base
-    assert models_signature(models, ["text"]) != base
-
-
-def test_keys_include_every_input() -> None:
-    keys = {
-        result_key("h", 0, "s"),
-        result_key("h", 1, "s"),
-        result_key("h", 0, "t"),
-        result_key("g", 0, "s"),
-    }
-    assert len(keys) == 4
-    assert media_key("h") != result_key("h", 0, "s")
+def test_task_keys_include_every_input() -> None:
+    base = ("h", "plan", 0, "ocr", "rapidocr@a")
+    variants = [
+        ("g", "plan", 0, "ocr", "rapidocr@a"),
+        ("h", "plan2", 0, "ocr", "rapidocr@a"),
+        ("h", "plan", 1, "ocr", "rapidocr@a"),
+        ("h", "plan", 0, "faces", "rapidocr@a"),
+        ("h", "plan", 0, "ocr", "rapidocr@b"),
+    ]
+    keys = {task_key(*base), *(task_key(*v) for v in variants)}
+    assert len(keys) == 1 + len(variants)
+    assert text_key("minilm@1", "a cat") != text_key("minilm@2", "a cat")
+    assert text_key("minilm@1", "a cat") != text_key("minilm@1", "a dog")
+    assert media_key("h", "plan") != media_key("h", "plan2")
 
 
 async def test_set_many_get_many_roundtrip_and_persistence(tmp_path: Path) -> None:

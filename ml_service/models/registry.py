@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -191,6 +192,59 @@ def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
     return models
 
 
+def _text_embedder(path: Path, settings: MLSettings) -> TextEmbedder:
+    """A text model at ``path`` under the settings of the text model (device, precision, batch, threads)."""
+    model = TextEmbedder(
+        path,
+        device=settings.device,
+        half_precision=settings.half_precision,
+        max_batch=settings.max_batch.get("text"),
+        preferred_batch=settings.preferred_batch.get("text"),
+        threads=settings.cpu_threads,
+    )
+    model.memory_fraction = settings.gpu_memory_fraction
+    return model
+
+
+def _clip_model(path: Path, settings: MLSettings) -> ClipModel:
+    """An image–text model at ``path`` under the settings of the image–text model."""
+    model = ClipModel(
+        path,
+        device=settings.device,
+        half_precision=settings.half_precision,
+        max_batch=settings.max_batch.get(IMAGE_TEXT),
+        preferred_batch=settings.preferred_batch.get(IMAGE_TEXT),
+        threads=settings.cpu_threads,
+    )
+    model.memory_fraction = settings.gpu_memory_fraction
+    return model
+
+
+Q = TypeVar("Q", bound=InferenceModel[Any, Any])
+
+
+def _distinct_versions(current: InferenceModel[Any, Any] | None, queries: list[Q]) -> list[Q]:
+    """``queries`` identified, without those whose version ``current`` or an earlier entry already has (the
+    same weights listed twice): such a model would only answer what the other answers."""
+    if not queries:
+        return []
+    seen = {current.identify()} if current is not None else set()
+    kept: list[Q] = []
+    for model in queries:
+        if model.identify() in seen:
+            log.warning("query_model_repeated", model=model.key, version=model.version)
+            continue
+        seen.add(model.version)
+        kept.append(model)
+    return kept
+
+
+def query_label(model: ServedModel[Any, Any]) -> str:
+    """How logs and metrics name a query model (an identified one): its key and version, ``text@<version>``;
+    the current model is its key alone."""
+    return f"{model.key}@{model.version}"
+
+
 def _shared_limits(models: list[ServedModel[Any, Any]]) -> dict[str, int]:
     """An endpoint's batch limits when every one of ``models`` must take the batch (none: 0).
 
@@ -217,11 +271,19 @@ class ModelRegistry:
         audio: dict[AudioTask, AudioModel] | None = None,
         image_text: ClipModel | None = None,
         device: DeviceSetting = "cpu",
+        text_queries: list[TextEmbedder] | None = None,
+        image_text_queries: list[ClipModel] | None = None,
     ) -> None:
         self.text = text
         self.image = image
         self.audio: dict[AudioTask, AudioModel] = audio or {}
         self.image_text = image_text
+        # Earlier versions of the text / image–text model, for queries that name their version only
+        # (ML_TEXT_QUERY_MODEL_PATHS, ML_CLIP_QUERY_MODEL_PATHS); not in ``all_models``: /ready, "models"
+        # and the image endpoints are the current models'. One whose version a model before it already has
+        # is dropped by ``load_all``.
+        self.text_queries: list[TextEmbedder] = text_queries or []
+        self.image_text_queries: list[ClipModel] = image_text_queries or []
         self.cpu_threads = cpu_threads
         self.requested_device: DeviceSetting = device
         # ML_DEVICE as resolved at start-up (``load_all``): where the torch models run.
@@ -232,36 +294,46 @@ class ModelRegistry:
     def from_settings(cls, settings: MLSettings) -> ModelRegistry:
         text = None
         if settings.text_enabled:
-            path = settings.text_model_path or packaged_text_model()
-            text = TextEmbedder(
-                path,
-                device=settings.device,
-                half_precision=settings.half_precision,
-                max_batch=settings.max_batch.get("text"),
-                preferred_batch=settings.preferred_batch.get("text"),
-                threads=settings.cpu_threads,
-            )
-            text.memory_fraction = settings.gpu_memory_fraction
+            text = _text_embedder(settings.text_model_path or packaged_text_model(), settings)
         image_text = None
         if settings.clip_model_path is not None:
-            image_text = ClipModel(
-                settings.clip_model_path,
-                device=settings.device,
-                half_precision=settings.half_precision,
-                max_batch=settings.max_batch.get(IMAGE_TEXT),
-                preferred_batch=settings.preferred_batch.get(IMAGE_TEXT),
-                threads=settings.cpu_threads,
-            )
-            image_text.memory_fraction = settings.gpu_memory_fraction
+            image_text = _clip_model(settings.clip_model_path, settings)
         image = {task: _build_image_model(task, settings) for task in settings.image_tasks}
         audio = _build_audio_models(settings)
-        return cls(text, image, settings.cpu_threads, audio, image_text=image_text, device=settings.device)
+        return cls(
+            text,
+            image,
+            settings.cpu_threads,
+            audio,
+            image_text=image_text,
+            device=settings.device,
+            text_queries=[_text_embedder(path, settings) for path in settings.text_query_model_paths],
+            image_text_queries=[_clip_model(path, settings) for path in settings.clip_query_model_paths],
+        )
 
     def all_models(self) -> list[ServedModel[Any, Any]]:
         models: list[ServedModel[Any, Any]] = [self.text] if self.text else []
         if self.image_text is not None:
             models.append(self.image_text)
         return [*models, *self.image.values(), *self.audio.values()]
+
+    def query_models(self) -> list[ServedModel[Any, Any]]:
+        """The earlier versions served for queries (each with a batcher of its own)."""
+        return [*self.text_queries, *self.image_text_queries]
+
+    def query_versions(self) -> dict[str, list[str]]:
+        """Per space of ``/v1/embed/text``, the versions a query may name: the current model's first."""
+        versions: dict[str, list[str]] = {}
+        if self.text is not None:
+            versions["text"] = [self.text.version, *(m.version for m in self.text_queries)]
+        if self.image_text is not None:
+            versions[IMAGE_TEXT] = [self.image_text.version, *(m.version for m in self.image_text_queries)]
+        return versions
+
+    def _drop_repeated_versions(self) -> None:
+        """Identify the query models, keeping one model per version (see ``_distinct_versions``)."""
+        self.text_queries = _distinct_versions(self.text, self.text_queries)
+        self.image_text_queries = _distinct_versions(self.image_text, self.image_text_queries)
 
     def close(self) -> None:
         """Release the image models' instance threads and the ASR workers."""
@@ -291,20 +363,22 @@ class ModelRegistry:
         # Only a replica with a torch model asks torch about GPUs (importing it takes seconds).
         if self.text is not None or self.image_text is not None:
             self.device = resolve_device(self.requested_device)
-        for model in self.all_models():
+        self._drop_repeated_versions()
+        served = [(m.key, m) for m in self.all_models()] + [(query_label(m), m) for m in self.query_models()]
+        for label, model in served:
             started = time.perf_counter()
             if lazy:
                 model.identify()
-                log.info("model_identified", model=model.key, name=model.name, version=model.version)
+                log.info("model_identified", model=label, name=model.name, version=model.version)
                 continue
             model.load()
-            self.load_seconds[model.key] = round(time.perf_counter() - started, 3)
+            self.load_seconds[label] = round(time.perf_counter() - started, 3)
             log.info(
                 "model_loaded",
-                model=model.key,
+                model=label,
                 name=model.name,
                 version=model.version,
-                seconds=self.load_seconds[model.key],
+                seconds=self.load_seconds[label],
             )
 
     @property
@@ -354,4 +428,6 @@ class ModelRegistry:
             # "image_text" too (the image vector), so that a client naming tasks can ask for it.
             "image_tasks": [task.value for task in self.image] + ([IMAGE_TEXT] if self.image_text else []),
             "audio_tasks": [task.value for task in self.audio],
+            # The versions /v1/embed/text serves per space (a request's "version"), the current one first.
+            "query_versions": self.query_versions(),
         }

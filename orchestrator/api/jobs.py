@@ -16,7 +16,7 @@ from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve
 router = APIRouter(tags=["jobs"])
 
 
-def _accepted(job: Job, request: Request) -> JobAccepted:
+def accepted(job: Job, request: Request) -> JobAccepted:
     return JobAccepted(
         job_id=job.id, state=job.state.value, status_url=str(request.url_for("job_status", job_id=job.id))
     )
@@ -53,7 +53,7 @@ async def create_job(
     idempotency_key: str | None = Header(default=None),
 ) -> JobAccepted:
     job = await _submit(services, jobs, deletions, body.path, body.collection, body.options, idempotency_key)
-    return _accepted(job, request)
+    return accepted(job, request)
 
 
 @router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
@@ -61,7 +61,7 @@ async def ingest_alias(
     body: IngestAlias, request: Request, services: ServicesDep, jobs: JobsDep, deletions: DeletionsDep
 ) -> JobAccepted:
     job = await _submit(services, jobs, deletions, body.directory_path, body.collection, body.options)
-    return _accepted(job, request)
+    return accepted(job, request)
 
 
 @router.get("/jobs")

@@ -18,6 +18,7 @@ router = APIRouter(tags=["media"])
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _COLLECTION = r"^[A-Za-z0-9_-]{1,64}$"
+_PLAN = re.compile(r"[0-9a-f]{16}")  # a chunk plan's digest (manifest.plan_digest), part of a file name
 
 
 async def _payload(
@@ -26,9 +27,10 @@ async def _payload(
     if not _UUID.match(media_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such media")
     name = collection or services.settings.default_collection
-    if not await services.store.collection_exists(name):
+    physical = await services.catalog.resolve(name)  # the version searches read (catalog.py)
+    if not await services.store.collection_exists(physical):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
-    found = await services.store.retrieve(name, [media_id])
+    found = await services.store.retrieve(physical, [media_id])
     if media_id not in found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such media")
     return name, found[media_id]
@@ -57,7 +59,10 @@ async def media_thumbnail(
         index = payload.get("chunk_index") or 0
         if type(index) is not int or index < 0:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no thumbnail for this media")
-        path = chunk_thumbnail_path(thumbs, content_hash, index)
+        plan = payload.get("chunk_plan")
+        if plan is not None and not (isinstance(plan, str) and _PLAN.fullmatch(plan)):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no thumbnail for this media")
+        path = chunk_thumbnail_path(thumbs, content_hash, index, plan)
     opened = await asyncio.to_thread(_open_thumbnail, thumbs, path)
     if opened is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no thumbnail for this media")

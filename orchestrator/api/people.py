@@ -25,11 +25,12 @@ async def people(
     Speaker–face linking: a voice names the person most often alone on screen while it speaks
     (`person`, seen `linked` times); a person lists the voices linked to it (`voices`)."""
     name = collection or services.settings.default_collection
-    if not await services.store.collection_exists(name):
+    physical = await services.catalog.resolve(name)  # the version searches read (catalog.py)
+    if not await services.store.collection_exists(physical):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
     clusters: dict[str, dict[str, Any]] = {}
     for kind, suffix in (("face", FACE_SUFFIX), ("voice", VOICE_SUFFIX)):
-        companion = f"{name}{suffix}"
+        companion = f"{physical}{suffix}"
         if not await services.store.collection_exists(companion):
             continue
         offset: str | None = None

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_COLLECTION = r"^[A-Za-z0-9_-]{1,64}$"
+COLLECTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class _Request(BaseModel):
@@ -38,7 +38,7 @@ class JobCreate(_Request):
     path: str = Field(
         min_length=1, max_length=4096, description="Absolute path of a directory under one of ALLOWED_ROOTS"
     )
-    collection: str | None = Field(default=None, pattern=_COLLECTION)
+    collection: str | None = Field(default=None, pattern=COLLECTION_NAME)
     options: JobOptions = Field(default_factory=JobOptions)
 
 
@@ -46,8 +46,20 @@ class IngestAlias(_Request):
     """Seed-compatible body of POST /ingest."""
 
     directory_path: str = Field(min_length=1, max_length=4096)
-    collection: str | None = Field(default=None, pattern=_COLLECTION)
+    collection: str | None = Field(default=None, pattern=COLLECTION_NAME)
     options: JobOptions = Field(default_factory=JobOptions)
+
+
+# What a re-analysis may ask again, cached or not (the image tasks, the image–text vector, the audio tasks).
+ReanalyzeTask = Literal["ocr", "faces", "tags", "objects", "caption", "image_text", "asr", "speakers"]
+
+
+class ReanalyzeBody(_Request):
+    tasks: list[ReanalyzeTask] | None = Field(
+        default=None,
+        max_length=8,
+        description="Tasks to run again whatever the cache holds; unset: what the models changed",
+    )
 
 
 class JobAccepted(BaseModel):
@@ -61,7 +73,7 @@ MediaType = Literal["image", "video", "audio"]
 
 class SearchBody(_Request):
     query: str = Field(min_length=1, max_length=2000)
-    collection: str | None = Field(default=None, pattern=_COLLECTION)
+    collection: str | None = Field(default=None, pattern=COLLECTION_NAME)
     limit: int = Field(default=10, ge=1, le=200)
     media_type: MediaType | None = None
     path_prefix: str | None = Field(default=None, max_length=4096)

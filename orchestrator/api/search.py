@@ -11,14 +11,15 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from orchestrator.api.deps import ServicesDep
 from orchestrator.api.schemas import MediaType, SearchBody
 from orchestrator.clients.ml import MLRequestError, MLUnavailableError
-from orchestrator.search import SearchQuery, search
+from orchestrator.search import SearchQuery, resolve_target, search
 
 router = APIRouter(tags=["search"])
 
 
 async def _run(services: ServicesDep, query: SearchQuery) -> dict[str, Any]:
     try:
-        hits = await search(services.store, services.ml, services.index, query)
+        target = await resolve_target(services.catalog, query.collection)
+        hits = await search(services.store, services.ml, services.index, query, target)
     except MLUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
     except MLRequestError as exc:
@@ -26,6 +27,10 @@ async def _run(services: ServicesDep, query: SearchQuery) -> dict[str, Any]:
     return {
         "query": query.text,
         "collection": query.collection,
+        # Which version of the collection answered, and the model versions the query was embedded with
+        # (those its vectors were made with: never another model's space).
+        "version": target.version,
+        "query_models": {"text": target.text_version, "image_text": target.image_text_version},
         "hits": [dataclasses.asdict(h) for h in hits],
     }
 

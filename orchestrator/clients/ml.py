@@ -64,6 +64,22 @@ class MLRequestError(Exception):
         self.status = status
 
 
+class MLReplicasDisagreeError(Exception):
+    """ML replicas run different versions of a model: refused, never mixed."""
+
+    def __init__(self, answered: list[tuple[str, Capabilities]]) -> None:
+        keys = sorted({k for _, c in answered for k in c.versions()})
+        differ = [k for k in keys if len({c.versions().get(k) for _, c in answered}) > 1]
+        shown = "; ".join(
+            f"{key}: " + ", ".join(f"{c.versions().get(key)} at {url}" for url, c in answered)
+            for key in differ
+        )
+        super().__init__(
+            f"ML replicas run different model versions ({shown}); a job would mix vectors of two models "
+            "in one collection: give every replica the same models (or upgrade them all) and start again"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointLimits:
     max_batch: int
@@ -188,22 +204,29 @@ class MLClient:
     def replica_stats(self) -> list[dict[str, Any]]:
         return [r.snapshot() for r in self._replicas.replicas]
 
-    async def capabilities(self, on_wait: WaitHook | None = None) -> Capabilities:
+    async def capabilities(
+        self, on_wait: WaitHook | None = None, deadline_s: float | None = None
+    ) -> Capabilities:
         """What every replica can do: models from the first that answers, each endpoint's limits the
-        smallest any replica reports (so a batch sized from them fits whichever replica takes it)."""
+        smallest any replica reports (so a batch sized from them fits whichever replica takes it).
+        Replicas that run different model versions raise MLReplicasDisagreeError: a job fed by both
+        would mix vectors of two models in one collection."""
         first = Capabilities.parse(
-            await self._call("GET", "/capabilities", None, count=False, on_wait=on_wait)
+            await self._call(
+                "GET", "/capabilities", None, count=False, on_wait=on_wait, deadline_s=deadline_s
+            )
         )
         # Which replica answered is the balancer's choice: ask every healthy one (one GET more than needed),
         # so that none is left out of the narrowing. A single replica has nothing to compare.
         replicas = self._replicas.replicas
         others = [r for r in replicas if r.healthy] if len(replicas) > 1 else []
         bodies = await asyncio.gather(*(self._peek(r, "/capabilities") for r in others))
-        caps = [Capabilities.parse(b) for b in bodies if b is not None]
-        for other in caps:
-            if other.versions() != first.versions():
-                log.warning("ml_replicas_differ", first=first.versions(), other=other.versions())
-        return first.narrowed(caps)
+        answered = [
+            (r.url, Capabilities.parse(b)) for r, b in zip(others, bodies, strict=True) if b is not None
+        ]
+        if any(c.versions() != first.versions() for _, c in answered):
+            raise MLReplicasDisagreeError(answered)
+        return first.narrowed([c for _, c in answered])
 
     async def ready(self) -> bool:
         """At least one replica is ready."""
@@ -228,11 +251,16 @@ class MLClient:
         on_wait: WaitHook | None = None,
         space: str = "text",
         timeout_s: float | None = None,
+        version: str | None = None,
     ) -> list[list[float] | None]:
         """Vectors in request order; None for a text the service could not embed. `deadline_s` bounds the
         whole call and `timeout_s` each request (interactive search: both short). `space="image_text"`:
-        the image–text model's space, to compare with stored image vectors (docs/ml-api.md)."""
-        extra = {} if space == "text" else {"space": space}
+        the image–text model's space, to compare with stored image vectors (docs/ml-api.md). `version`:
+        the model version that must embed (a collection built with an earlier model than the current
+        one; the service answers 404 `version_not_served` when it does not keep that one)."""
+        extra: dict[str, Any] = {} if space == "text" else {"space": space}
+        if version is not None:
+            extra["version"] = version
 
         def results(body: dict[str, Any], part: list[str]) -> list[list[float] | None]:
             vectors: list[list[float] | None] = body["vectors"]

@@ -11,6 +11,12 @@ def thumbnail_path(thumbnails_dir: Path, content_hash: str) -> Path:
     return thumbnails_dir / content_hash[:2] / f"{content_hash}.jpg"
 
 
-def chunk_thumbnail_path(thumbnails_dir: Path, content_hash: str, index: int) -> Path:
-    """A video chunk's thumbnail (its middle keyframe)."""
-    return thumbnails_dir / content_hash[:2] / f"{content_hash}_{index}.jpg"
+def chunk_thumbnail_path(
+    thumbnails_dir: Path, content_hash: str, index: int, plan: str | None = None
+) -> Path:
+    """A video chunk's thumbnail (its middle keyframe) under one chunk plan (manifest.plan_digest: another
+    CHUNK_SECONDS cuts other chunks, so a rebuilt version never overwrites the one still searched).
+    None: the name of points written before plans were recorded."""
+    if plan is None:
+        return thumbnails_dir / content_hash[:2] / f"{content_hash}_{index}.jpg"
+    return thumbnails_dir / content_hash[:2] / f"{content_hash}_{plan}_{index}.jpg"

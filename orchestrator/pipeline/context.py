@@ -66,8 +66,15 @@ class PipelineConfig:
     include_hidden: bool
     prune: bool  # remove the points of files gone from the tree once a full scan completed
     thumbnails_dir: Path
-    models_signature: str
+    models_signature: str  # the manifest's digest (manifest.py), written on every point as "models"
     image_vectors: bool
+    # Each record model's "name@version" (result-cache keys per task) and the chunk plans' digests.
+    task_models: dict[str, str] = field(default_factory=dict)
+    plans: dict[str, str] = field(default_factory=dict)
+    # Re-analysis in place: files the stat index has as done are read again (their results come from the
+    # cache, but for the tasks whose model changed).
+    reanalyze: bool = False
+    refresh_tasks: tuple[str, ...] = ()  # asked again whatever the cache holds (a re-analysis's `tasks`)
     text_batch: int = 64  # texts per embed request
     audio_batch: int | None = None  # audio items per request; None: the ML service has no audio models
     audio_tasks: tuple[str, ...] = ()

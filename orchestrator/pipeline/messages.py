@@ -3,7 +3,7 @@
 Queue contracts (each queue is bounded; each ends with one SENTINEL per downstream worker), typed below
 (`ScanQueue`, `PrepareQueue`, `InferQueue`) so mypy checks every put and get; no runtime assert:
     scan    -> prepare : list[DirBatch]    (directories' changed entries + unchanged names, stat'ed)
-    prepare -> infer   : PreparedFile | PathLink
+    prepare -> infer   : PreparedFile | PathLink     (answers cached per task are read by infer)
     infer   -> upsert  : AnalyzedFile | PathLink
 """
 
@@ -110,7 +110,8 @@ class Frame:
 class ChunkInput:
     """One unit of ML work: an image (one chunk, one frame), or a time span of a video/audio file with its
     keyframes and its audio (int16 mono 16 kHz PCM from `audio_start_s`, a little wider than the span).
-    `frames` is empty and `audio` None when the chunk's results are cached."""
+    `has_frames`/`has_audio` say which tasks it needs; `frames` is empty and `audio` None when the file
+    was not decoded (every task's answers are cached)."""
 
     index: int
     start_s: float | None
@@ -118,10 +119,8 @@ class ChunkInput:
     frames: tuple[Frame, ...] = ()
     audio: bytes | None = None
     audio_start_s: float = 0.0
-
-    @property
-    def needs_ml(self) -> bool:
-        return bool(self.frames) or self.audio is not None
+    has_frames: bool = True
+    has_audio: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +181,12 @@ class ChunkAnalysis:
 
 @dataclass(frozen=True, slots=True)
 class PreparedFile:
-    """A changed or new file, hashed and decoded; `cached` holds results found under its hash."""
+    """A changed or new file, hashed, and decoded unless every task's answers are cached under its hash."""
 
     entry: FileEntry
     content_hash: str
     media: MediaInfo
     chunks: list[ChunkInput]
-    cached: dict[int, ChunkAnalysis]
     previous: IndexedFile | None  # what the file index had for this path, when the content changed
     decoded: bool = False  # a decoded video/audio file: holds one of the job's media slots until inferred
 

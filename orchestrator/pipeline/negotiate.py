@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.cache import models_signature
 from orchestrator.clients.ml import Capabilities
 from orchestrator.clients.vectors import CollectionSpec
 from orchestrator.config import Settings
+from orchestrator.manifest import current_manifest
 from orchestrator.media.av_decode import AVOptions
 from orchestrator.pipeline.context import PipelineConfig
 from orchestrator.pipeline.records import FLOAT_FIELDS, KEYWORD_FIELDS
@@ -18,17 +18,23 @@ AUDIO_ENDPOINT = "/v1/analyze/audio"
 # The vector-store adapter measured durable Edge upserts at ~14-19k points/s in batches of 256 (the flush
 # is amortised); larger batches gain nothing measurable.
 DEFAULT_UPSERT_BATCH = 256
-# Models whose output a chunk record depends on: their versions go into every result-cache key.
-RECORD_MODELS = ["text", "ocr", "faces", "tags", "objects", "captions", "image_text", "asr", "speakers"]
 
 
-def pipeline_config(settings: Settings, caps: Capabilities, options: dict[str, Any]) -> PipelineConfig:
-    """Batch sizes come from the service (ML_INFERENCE_BATCH_SIZE wins, capped at what it accepts)."""
+def pipeline_config(
+    settings: Settings,
+    caps: Capabilities,
+    options: dict[str, Any],
+    reanalyze: bool = False,
+    refresh_tasks: tuple[str, ...] = (),
+) -> PipelineConfig:
+    """Batch sizes come from the service (ML_INFERENCE_BATCH_SIZE wins, capped at what it accepts).
+    `reanalyze`: read every indexed file again; `refresh_tasks`: ask these tasks again, cached or not."""
     image_limits = caps.limits(IMAGE_ENDPOINT)
     text_limits = caps.limits(TEXT_ENDPOINT)
     negotiated = min(image_limits.preferred_batch, text_limits.max_batch)
     infer_batch = settings.ml_inference_batch_size or negotiated
     infer_batch = max(1, min(infer_batch, image_limits.max_batch, text_limits.max_batch))
+    manifest = current_manifest(caps.models, settings)
     audio_batch = None
     if caps.audio_tasks and AUDIO_ENDPOINT in caps.endpoints:
         audio_batch = max(1, caps.limits(AUDIO_ENDPOINT).preferred_batch)
@@ -47,7 +53,11 @@ def pipeline_config(settings: Settings, caps: Capabilities, options: dict[str, A
         include_hidden=bool(options.get("include_hidden", settings.include_hidden)),
         prune=bool(options.get("prune", True)),
         thumbnails_dir=settings.thumbnails_dir,
-        models_signature=models_signature(caps.models, RECORD_MODELS),
+        models_signature=manifest.digest(),
+        task_models=manifest.models,
+        plans=manifest.plan_digests(),
+        reanalyze=reanalyze,
+        refresh_tasks=refresh_tasks,
         image_vectors=caps.image_dim is not None,
         text_batch=max(1, text_limits.max_batch),
         audio_batch=audio_batch,

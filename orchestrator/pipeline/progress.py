@@ -71,6 +71,10 @@ class JobProgress:
     stages: dict[str, StageTimer] = field(default_factory=lambda: {s: StageTimer() for s in STAGES})
     errors: list[FileError] = field(default_factory=list)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    # ML requests by the task they asked for (a request for OCR and faces counts for both; "text": embeds)
+    ml_calls_by_task: dict[str, int] = field(default_factory=dict)
+    # What the job found against the collection's manifest (manifest.Staleness), and a version it builds
+    reanalysis: dict[str, Any] = field(default_factory=dict)
     queues: dict[str, asyncio.Queue[Any]] = field(default_factory=dict)  # read for their depth only
     started_at: float | None = None
     finished_at: float | None = None
@@ -82,6 +86,11 @@ class JobProgress:
 
     def add(self, counter: str, n: int = 1) -> None:
         self.counters[counter] += n
+
+    def ml_call(self, tasks: list[str] | tuple[str, ...]) -> None:
+        self.counters["ml_requests"] += 1
+        for task in tasks:
+            self.ml_calls_by_task[task] = self.ml_calls_by_task.get(task, 0) + 1
 
     def fail(self, path: str, stage: str, reason: str) -> None:
         self.errors.append(FileError(path=path, stage=stage, reason=reason, at=time.time()))
@@ -122,6 +131,8 @@ class JobProgress:
                 for name, t in self.stages.items()
             },
             "batch_sizes": dict(self.batch_sizes),
+            "ml_calls_by_task": dict(self.ml_calls_by_task),
+            "reanalysis": dict(self.reanalysis),
             "queue_depths": {name: q.qsize() for name, q in self.queues.items()},
             "elapsed_s": round(elapsed, 3),
             "files_done": done,

@@ -23,7 +23,9 @@ def build_points(
     paths: list[str],
     models_signature: str,
     people: dict[tuple[str, int], Assignment] | None = None,
+    plan: str | None = None,
 ) -> list[PointRecord]:
+    """`plan`: the chunk plan's digest of a video or audio file (its chunk thumbnails are named by it)."""
     prepared = item.prepared
     media = prepared.media
     exif = dict(media.exif)
@@ -58,6 +60,7 @@ def build_points(
             "content_hash": prepared.content_hash,
             "chunk_index": chunk.index,
             "chunk_count": len(prepared.chunks),
+            "chunk_plan": plan,
             "start_s": chunk.start_s,
             "end_s": chunk.end_s,
             "size": prepared.entry.size,

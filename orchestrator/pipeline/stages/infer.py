@@ -2,8 +2,10 @@
 
 Each worker assembles a batch of chunks from the queue: it takes what is there, and when the batch is
 not full waits at most LINGER_S for more, so a trickle is not held back and a flood fills batches.
-Files whose every chunk was cached pass straight through; an item the ML service could not analyse
-fails that file only. The ML service being gone for good raises, which fails the job.
+Each chunk's answers are read from the result cache per task first; the ML service is asked only for
+the tasks not cached (a new OCR model: OCR only), and a text only when its vector is not cached. An
+item the ML service could not analyse fails that file only. The ML service being gone for good raises,
+which fails the job.
 
 A batch is analysed in rounds of at most `infer_batch` chunks, and each round's results are cached as it
 ends (per chunk, also the good chunks of a file that fails): a failure or crash late in a long video keeps
@@ -18,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from orchestrator import answers
-from orchestrator.cache import media_key, result_key
+from orchestrator.cache import media_key, task_key, text_key
 from orchestrator.clients.ml import AudioRequestItem, ImageRequestItem
+from orchestrator.manifest import model_key
+from orchestrator.pipeline import task_results
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import (
     SENTINEL,
@@ -50,11 +54,25 @@ def _only_caption_failed(result: dict[str, Any]) -> bool:
 
 
 @dataclass(slots=True)
+class _Chunk:
+    """One chunk in a round: each keyframe's answers by task, its audio's answers by task, and which
+    tasks were answered now (to be cached)."""
+
+    chunk: ChunkInput
+    plan: str
+    times: list[float | None] = field(default_factory=list)
+    frames: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # per keyframe: task -> fields
+    audio: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> fields
+    image_tasks: tuple[str, ...] = ()  # what this chunk's keyframes need
+    audio_tasks: tuple[str, ...] = ()
+    fresh: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
 class _Pending:
     prepared: PreparedFile
     results: dict[int, ChunkAnalysis] = field(default_factory=dict)
-    frames: dict[int, list[tuple[float | None, dict[str, Any]]]] = field(default_factory=dict)
-    audio: dict[int, dict[str, Any]] = field(default_factory=dict)
+    chunks: dict[int, _Chunk] = field(default_factory=dict)  # this round's
     partial: set[int] = field(default_factory=set)  # chunks stored without a caption: not cached, retried
     error: str | None = None
 
@@ -113,26 +131,21 @@ class InferStage:
     async def _route(
         self, item: PreparedFile | PathLink, batch: list[PreparedFile], out_q: InferQueue
     ) -> int:
-        """Pass through what needs no ML; add the rest to the batch. Returns the chunks added."""
+        """Pass duplicates through; add files to the batch (their cached answers are read per round).
+        Returns the chunks added."""
         if isinstance(item, PathLink):
             await out_q.put(item)
             return 0
-        missing = len(item.chunks) - len(item.cached)
-        if missing == 0:
-            if item.decoded:  # decoded only for its thumbnails: its results were all cached
-                self._ctx.media_slots.release()
-            await out_q.put(AnalyzedFile(item, dict(item.cached)))
-            return 0
         batch.append(item)
-        return missing
+        return len(item.chunks)
 
     async def _infer(self, files: list[PreparedFile]) -> list[AnalyzedFile]:
         """Analyse every missing chunk of these files in rounds of at most `infer_batch` chunks, each round
         cached as it ends. A file with a failed chunk still has its other chunks analysed and cached: the
         next run asks for the failed one only."""
         ctx = self._ctx
-        pending = [_Pending(f, results=dict(f.cached)) for f in files]
-        todo = [(p, c) for p in pending for c in p.prepared.chunks if c.index not in p.results]
+        pending = [_Pending(f) for f in files]
+        todo = [(p, c) for p in pending for c in p.prepared.chunks]
         try:
             with ctx.progress.busy("infer", len(todo)):
                 for part in _slices(todo, ctx.config.infer_batch):
@@ -152,120 +165,195 @@ class InferStage:
         return out
 
     async def _round(self, part: list[tuple[_Pending, ChunkInput]]) -> None:
-        """One round: its chunks' keyframes/images, then their audio, then their text vectors; the
-        results of every chunk that got all of its answers are cached before this returns."""
+        """One round: the chunks' cached answers per task, then the ML service for the tasks not cached
+        (keyframes/images, then audio), then their text vectors (cached per text); every answer is
+        cached before this returns."""
         if not part:
             return
-        images: list[_ImageJob] = []
-        audio: list[tuple[_Pending, int, AudioRequestItem]] = []
+        config = self._ctx.config
         for p, chunk in part:
-            middle = len(chunk.frames) // 2
-            for n, frame in enumerate(chunk.frames):
-                item = ImageRequestItem(str(len(images)), frame.jpeg)
-                # One scene description (VLM) per chunk, from its middle keyframe, not one per frame.
-                images.append(_ImageJob(p, chunk.index, frame.t_s, item, caption=n == middle))
-            p.frames[chunk.index] = []
-            if chunk.audio is not None:
-                audio.append((p, chunk.index, AudioRequestItem(str(len(audio)), chunk.audio)))
+            plan = config.plans.get("image" if p.prepared.media.media_type == "image" else "av", "")
+            p.chunks[chunk.index] = _Chunk(
+                chunk,
+                plan,
+                image_tasks=config.image_tasks if chunk.has_frames else (),
+                audio_tasks=config.audio_tasks if chunk.has_audio else (),
+            )
+        await self._read_cached(part)
+        images: list[_ImageJob] = []
+        audio: list[_AudioJob] = []
+        for p, chunk in part:
+            self._plan_requests(p, p.chunks[chunk.index], images, audio)
         self._ctx.progress.batch_sizes["infer_last"] = len(images) + len(audio)
         await self._analyze_images(images)
         await self._analyze_audio(audio)
         pending = list({id(p): p for p, _ in part}.values())
         fresh = await self._unify(pending)
-        for p in pending:  # this round's raw answers are in p.results now
-            p.frames.clear()
-            p.audio.clear()
+        for p in pending:  # this round's answers are in p.results (and the cache) now
+            p.chunks.clear()
         await self._ctx.cache.set_many(fresh)
+
+    def _task_key(self, p: _Pending, c: _Chunk, task: str) -> str:
+        model = self._ctx.config.task_models.get(model_key(task), "none")
+        return task_key(p.prepared.content_hash, c.plan, c.chunk.index, task, model)
+
+    async def _read_cached(self, part: list[tuple[_Pending, ChunkInput]]) -> None:
+        """Each chunk's cached answers per task (one cache hop per round)."""
+        keys: list[str] = []
+        for p, chunk in part:
+            c = p.chunks[chunk.index]
+            keys.extend(self._task_key(p, c, t) for t in (*c.image_tasks, *c.audio_tasks))
+        hits = await self._ctx.cache.get_many(keys)
+        for p, chunk in part:  # a re-analysis asked for these tasks again
+            c = p.chunks[chunk.index]
+            for task in self._ctx.config.refresh_tasks:
+                hits.pop(self._task_key(p, c, task), None)
+        for p, chunk in part:
+            c = p.chunks[chunk.index]
+            c.times = [f.t_s for f in chunk.frames]
+            for task in c.image_tasks:
+                entry = hits.get(self._task_key(p, c, task))
+                if entry is None:
+                    continue
+                if not c.times and not c.frames:  # not decoded: the cache tells the keyframes
+                    c.times = [t for t, _ in entry]
+                if not c.frames:
+                    c.frames = [{} for _ in c.times]
+                if len(entry) != len(c.frames):
+                    continue  # another keyframe count: asked again
+                for n, (_, fields) in enumerate(entry):
+                    c.frames[n][task] = fields
+            if not c.frames:
+                c.frames = [{} for _ in c.times]
+            for task in c.audio_tasks:
+                entry = hits.get(self._task_key(p, c, task))
+                if entry is not None:
+                    c.audio[task] = entry
+        self._ctx.progress.add("cache_hits", sum(1 for p, ch in part if _complete(p.chunks[ch.index])))
+
+    def _plan_requests(self, p: _Pending, c: _Chunk, images: list[_ImageJob], audio: list[_AudioJob]) -> None:
+        """The requests for what this chunk's cache did not have."""
+        missing = [t for t in c.image_tasks if any(t not in frame for frame in c.frames) or not c.frames]
+        if missing:
+            if not c.chunk.frames:
+                p.fail("results missing from the cache and the file was not decoded; run the job again")
+                return
+            middle = len(c.chunk.frames) // 2
+            for n, frame in enumerate(c.chunk.frames):
+                # One scene description (VLM) per chunk, from its middle keyframe, not one per frame.
+                needed = tuple(
+                    t for t in missing if t not in c.frames[n] and (t != CAPTION_TASK or n == middle)
+                )
+                if needed:
+                    item = ImageRequestItem(str(len(images)), frame.jpeg)
+                    images.append(_ImageJob(p, c, n, item, needed))
+        missing_audio = tuple(t for t in c.audio_tasks if t not in c.audio)
+        if missing_audio:
+            if c.chunk.audio is None:
+                p.fail("results missing from the cache and the file was not decoded; run the job again")
+                return
+            audio.append(_AudioJob(p, c, AudioRequestItem(str(len(audio)), c.chunk.audio), missing_audio))
 
     async def _analyze_images(self, requests: list[_ImageJob]) -> None:
         ctx = self._ctx
-        tasks = ctx.config.image_tasks
-        without_caption = [t for t in tasks if t != CAPTION_TASK] if CAPTION_TASK in tasks else None
-        groups = [
-            ([r for r in requests if r.caption or without_caption is None], None),
-            ([r for r in requests if not r.caption and without_caption is not None], without_caption),
-        ]
-        for group, group_tasks in groups:
+        groups: dict[tuple[str, ...], list[_ImageJob]] = {}
+        for r in requests:
+            groups.setdefault(r.tasks, []).append(r)
+        for tasks, group in groups.items():
             for part in _slices(group, ctx.config.infer_batch):
-                ctx.progress.add("ml_requests")
+                ctx.progress.ml_call(tasks)
                 results = await ctx.ml.analyze_images(
                     [r.item for r in part],
-                    tasks=group_tasks,
+                    tasks=list(tasks),
                     request_id=ctx.job_id,
                     on_wait=ctx.progress.set_waiting,
                 )
                 for job, result in zip(part, results, strict=True):
-                    error = result.get("error")
-                    if result.get("ok"):
-                        job.pending.frames[job.index].append((job.t_s, result))
-                    elif _only_caption_failed(result):
-                        # The VLM failed (slow, bad answer): keep what the local models found, store the
-                        # chunk without a caption, and do not cache it, so a later run asks again.
-                        job.pending.frames[job.index].append((job.t_s, result))
-                        job.pending.partial.add(job.index)
+                    if result.get("ok") or _only_caption_failed(result):
+                        frame = job.chunk.frames[job.frame]
+                        for task in tasks:
+                            if task == CAPTION_TASK and not result.get("ok"):
+                                # The VLM failed (slow, bad answer): keep what the local models found,
+                                # store the chunk without a caption, and do not cache it, so a later
+                                # run asks again.
+                                job.pending.partial.add(job.chunk.chunk.index)
+                                frame[task] = {}
+                                continue
+                            frame[task] = task_results.split(result, task)
+                            job.chunk.fresh.add(task)
                     else:
+                        error = result.get("error")
                         job.pending.fail(str(error or "the ML service could not analyse this item"))
 
-    async def _analyze_audio(self, requests: list[tuple[_Pending, int, AudioRequestItem]]) -> None:
+    async def _analyze_audio(self, requests: list[_AudioJob]) -> None:
         ctx = self._ctx
         if not requests:
             return
         if ctx.config.audio_batch is None:
-            for p, _, _ in requests:
-                p.fail("the ML service has no audio models")
+            for r in requests:
+                r.pending.fail("the ML service has no audio models")
             return
-        for part in _slices(requests, ctx.config.audio_batch):
-            ctx.progress.add("ml_requests")
-            results = await ctx.ml.analyze_audio(
-                [r[2] for r in part], request_id=ctx.job_id, on_wait=ctx.progress.set_waiting
-            )
-            for (p, index, _), result in zip(part, results, strict=True):
-                if result.get("ok"):
-                    p.audio[index] = result
-                else:
-                    p.fail(str(result.get("error") or "the ML service could not analyse this audio"))
+        groups: dict[tuple[str, ...], list[_AudioJob]] = {}
+        for r in requests:
+            groups.setdefault(r.tasks, []).append(r)
+        for tasks, group in groups.items():
+            for part in _slices(group, ctx.config.audio_batch):
+                ctx.progress.ml_call(tasks)
+                results = await ctx.ml.analyze_audio(
+                    [r.item for r in part],
+                    tasks=list(tasks),
+                    request_id=ctx.job_id,
+                    on_wait=ctx.progress.set_waiting,
+                )
+                for job, result in zip(part, results, strict=True):
+                    if result.get("ok"):
+                        for task in tasks:
+                            job.chunk.audio[task] = task_results.split(result, task)
+                            job.chunk.fresh.add(task)
+                    else:
+                        error = result.get("error")
+                        job.pending.fail(str(error or "the ML service could not analyse this audio"))
 
     async def _unify(self, pending: list[_Pending]) -> dict[str, Any]:
-        """One ChunkAnalysis per analysed chunk (text vectors embedded in batches); returns cache entries."""
+        """One ChunkAnalysis per chunk with all its answers (text vectors from the cache, else embedded in
+        batches); returns the cache entries of what was answered now."""
         ctx = self._ctx
+        config = ctx.config
+        fresh: dict[str, Any] = {}
         # (file, chunk, what it shows, what is said, its image vector when an image–text model runs)
         parts: list[tuple[_Pending, int, Visual, Speech, list[float] | None]] = []
-        config = ctx.config
         for p in pending:
-            chunks = {c.index: c for c in p.prepared.chunks}
-            last = max(chunks)
-            for index, frames in p.frames.items():
-                chunk = chunks[index]
-                if len(frames) < len(chunk.frames) or (chunk.audio is not None and index not in p.audio):
+            last = max(c.index for c in p.prepared.chunks)
+            for index, c in p.chunks.items():
+                fresh.update(self._fresh_entries(p, c))
+                if not _complete(c):
                     continue  # one of its items failed (so did its file): the others' chunks go on
-                visual = merge_frames(frames, config.face_dim) if frames else Visual()
+                frames = [
+                    (t, task_results.join([frame[task] for task in c.image_tasks]))
+                    for t, frame in zip(c.times, c.frames, strict=True)
+                ]
+                visual = merge_frames(frames, config.face_dim) if frames and c.image_tasks else Visual()
                 said = Speech("", [], [], None)
-                if index in p.audio:
+                if c.audio_tasks:
                     said = speech(
-                        p.audio[index],
-                        chunk.audio_start_s,
-                        chunk.start_s or 0.0,
-                        chunk.end_s or 0.0,
+                        task_results.join([c.audio[t] for t in c.audio_tasks]),
+                        c.chunk.audio_start_s,
+                        c.chunk.start_s or 0.0,
+                        c.chunk.end_s or 0.0,
                         index == last,
                         config.voice_dim,
                     )
                 given = [r["image_vector"] for _, r in frames if r.get("image_vector") is not None]
                 checked = [answers.vector(v, config.image_dim) for v in given]
-                bad = next((v for v, c in zip(given, checked, strict=True) if c is None), None)
+                bad = next((v for v, ok in zip(given, checked, strict=True) if ok is None), None)
                 if bad is not None:
                     why = answers.describe_vector(bad, config.image_dim)
                     p.fail(f"the ML service returned an invalid image vector: {why}")
                     continue
-                image_vector = mean_vector([c for c in checked if c is not None])
+                image_vector = mean_vector([v for v in checked if v is not None])
                 parts.append((p, index, visual, said, image_vector))
         texts = [compose_text(v, s.transcript) for _, _, v, s, _ in parts]
-        vectors: list[list[float] | None] = []
-        for part in _slices(texts, ctx.config.text_batch):
-            ctx.progress.add("ml_requests")
-            vectors.extend(
-                await ctx.ml.embed_text(part, request_id=ctx.job_id, on_wait=ctx.progress.set_waiting)
-            )
-        fresh: dict[str, Any] = {}
+        vectors = await self._text_vectors(texts, fresh)
         for (p, index, visual, said, image_vector), text, vector in zip(parts, texts, vectors, strict=True):
             if vector is None:
                 p.fail("the ML service could not embed this chunk's text")
@@ -274,14 +362,13 @@ class InferStage:
                 why = answers.describe_vector(vector, config.text_dim)
                 p.fail(f"the ML service returned an invalid text vector: {why}")
                 continue
-            vector = checked_text
-            analysis = ChunkAnalysis(
+            p.results[index] = ChunkAnalysis(
                 visual.ocr_text,
                 visual.tags,
                 visual.caption,
                 visual.faces,
                 text,
-                vector,
+                checked_text,
                 image_vector,
                 said.transcript,
                 said.words,
@@ -289,24 +376,66 @@ class InferStage:
                 said.language,
                 visual.scene,
             )
-            p.results[index] = analysis
-            if index in p.partial:
-                continue
-            fresh[result_key(p.prepared.content_hash, index, ctx.config.models_signature)] = (
-                analysis.to_dict()
-            )
-            fresh[media_key(p.prepared.content_hash)] = media_dict(p.prepared)
+            if index not in p.partial:
+                fresh[text_key(config.task_models.get("text", "none"), text)] = checked_text
+            if p.prepared.decoded or p.prepared.media.media_type == "image":
+                plan = p.chunks[index].plan
+                fresh[media_key(p.prepared.content_hash, plan)] = media_dict(p.prepared)
         ctx.progress.add("inferred", len(parts))
         return fresh
+
+    def _fresh_entries(self, p: _Pending, c: _Chunk) -> dict[str, Any]:
+        """Cache entries of the tasks this chunk had answered now, each complete over its keyframes."""
+        out: dict[str, Any] = {}
+        for task in c.fresh:
+            if task in c.audio_tasks:
+                out[self._task_key(p, c, task)] = c.audio[task]
+            elif all(task in frame for frame in c.frames) and not (
+                task == CAPTION_TASK and c.chunk.index in p.partial
+            ):
+                out[self._task_key(p, c, task)] = [
+                    [t, frame[task]] for t, frame in zip(c.times, c.frames, strict=True)
+                ]
+        return out
+
+    async def _text_vectors(self, texts: list[str], fresh: dict[str, Any]) -> list[list[float] | None]:
+        """The text vector of each text: from the cache (or this round), else embedded in batches."""
+        ctx = self._ctx
+        model = ctx.config.task_models.get("text", "none")
+        keys = [text_key(model, t) for t in texts]
+        known = await ctx.cache.get_many([k for k in dict.fromkeys(keys) if k not in fresh])
+        known.update({k: fresh[k] for k in keys if k in fresh})
+        wanted = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in known))
+        embedded: dict[str, list[float] | None] = {}
+        for part in _slices(wanted, ctx.config.text_batch):
+            ctx.progress.ml_call(("text",))
+            answers_ = await ctx.ml.embed_text(part, request_id=ctx.job_id, on_wait=ctx.progress.set_waiting)
+            embedded.update(zip(part, answers_, strict=True))
+        return [known[k] if k in known else embedded.get(t) for t, k in zip(texts, keys, strict=True)]
+
+
+def _complete(c: _Chunk) -> bool:
+    """Every task of the chunk has its answer (on every keyframe)."""
+    if c.image_tasks and (not c.frames or any(t not in f for f in c.frames for t in c.image_tasks)):
+        return False
+    return all(t in c.audio for t in c.audio_tasks)
 
 
 @dataclass(slots=True)
 class _ImageJob:
     pending: _Pending
-    index: int  # chunk
-    t_s: float | None
+    chunk: _Chunk
+    frame: int  # the keyframe's position in the chunk
     item: ImageRequestItem
-    caption: bool  # this frame asks for the scene description when a VLM runs
+    tasks: tuple[str, ...]  # what it is asked for (the scene description only on a chunk's middle frame)
+
+
+@dataclass(slots=True)
+class _AudioJob:
+    pending: _Pending
+    chunk: _Chunk
+    item: AudioRequestItem
+    tasks: tuple[str, ...]
 
 
 _T = TypeVar("_T")
@@ -327,5 +456,6 @@ def media_dict(prepared: PreparedFile) -> dict[str, Any]:
         "exif": m.exif,
         "duration_s": m.duration_s,
         "av": m.av,
-        "chunks": [[c.start_s, c.end_s] for c in prepared.chunks],
+        # Each chunk's span, and whether it has keyframes and audio (which tasks it needs).
+        "chunks": [[c.start_s, c.end_s, c.has_frames, c.has_audio] for c in prepared.chunks],
     }

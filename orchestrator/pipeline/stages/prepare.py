@@ -26,8 +26,9 @@ from typing import Any, BinaryIO, TypeVar
 
 import blake3
 
-from orchestrator.cache import media_key, result_key
+from orchestrator.cache import media_key, task_key
 from orchestrator.file_index import IndexedFile
+from orchestrator.manifest import model_key
 from orchestrator.media.av_decode import DecodedAV
 from orchestrator.media.images import MediaDecodeError, decode_image, taken_at_fields, write_thumbnail
 from orchestrator.media.sniff import MEDIA_EXTENSIONS, Sniffed, describe_unknown, sniff
@@ -35,7 +36,6 @@ from orchestrator.media.thumbnails import chunk_thumbnail_path, thumbnail_path
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import (
     SENTINEL,
-    ChunkAnalysis,
     ChunkInput,
     DirBatch,
     FileEntry,
@@ -78,7 +78,6 @@ class _NeedsDecode:
     content_hash: str
     mime: str
     previous: IndexedFile | None
-    cached: dict[int, ChunkAnalysis]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +149,8 @@ class PrepareStage:
         for entry in batch.entries:
             row = batch.known.get(entry.name)
             if (  # a symlinked file: the scanner's fast path sees only regular files
-                row is not None
+                not ctx.config.reanalyze  # (a re-analysis reads every indexed file again)
+                and row is not None
                 and row.size == entry.size
                 and row.mtime_ns == entry.mtime_ns
                 and row.inode == entry.inode
@@ -199,7 +199,6 @@ class PrepareStage:
             ctx.progress.add("duplicates")
             return PathLink(entry=result.entry, content_hash=result.content_hash, previous=result.previous)
         ctx.progress.add("chunks", len(result.chunks))
-        ctx.progress.add("cache_hits", len(result.cached))
         return result
 
     async def _decode(self, job: _NeedsDecode) -> PreparedFile | _Failed:
@@ -288,29 +287,40 @@ def _empty(entry: FileEntry) -> _Failed | _Skipped:
 def _cached_av(
     entry: FileEntry, content_hash: str, mime: str, previous: IndexedFile | None, ctx: PipelineContext
 ) -> PreparedFile | _NeedsDecode:
-    """A fully cached video/audio file (chunk plan, every chunk's results, thumbnails) needs no decoding."""
+    """A video/audio file whose chunk plan, every task's answers for every chunk and thumbnails are cached
+    needs no decoding (infer reads the answers)."""
     config = ctx.config
-    mkey = media_key(content_hash)
+    plan = config.plans.get("av", "")
+    mkey = media_key(content_hash, plan)
     media = ctx.cache.get_many_sync([mkey]).get(mkey)
-    if media is None or "chunks" not in media:
-        return _NeedsDecode(entry, content_hash, mime, previous, {})
-    plan = [(float(a), float(b)) for a, b in media["chunks"]]
-    keys = [result_key(content_hash, i, config.models_signature) for i in range(len(plan))]
-    hits = ctx.cache.get_many_sync(keys)
-    cached = {i: ChunkAnalysis.from_dict(hits[k]) for i, k in enumerate(keys) if k in hits}
+    if media is None or not all(len(c) == 4 for c in media.get("chunks") or [[]]):
+        return _NeedsDecode(entry, content_hash, mime, previous)
+    chunks = [
+        ChunkInput(index=i, start_s=float(a), end_s=float(b), has_frames=bool(v), has_audio=bool(s))
+        for i, (a, b, v, s) in enumerate(media["chunks"])
+    ]
     thumbs_ok = media["media_type"] != "video" or all(
-        chunk_thumbnail_path(config.thumbnails_dir, content_hash, i).exists() for i in range(len(plan))
+        chunk_thumbnail_path(config.thumbnails_dir, content_hash, c.index, config.plans.get("av")).exists()
+        for c in chunks
     )
-    if len(cached) < len(plan) or not thumbs_ok:
-        return _NeedsDecode(entry, content_hash, mime, previous, cached)
+    if not thumbs_ok or not _all_cached(ctx, content_hash, plan, chunks):
+        return _NeedsDecode(entry, content_hash, mime, previous)
     return PreparedFile(
-        entry=entry,
-        content_hash=content_hash,
-        media=_media_info(media),
-        chunks=[ChunkInput(index=i, start_s=a, end_s=b) for i, (a, b) in enumerate(plan)],
-        cached=cached,
-        previous=previous,
+        entry=entry, content_hash=content_hash, media=_media_info(media), chunks=chunks, previous=previous
     )
+
+
+def _all_cached(ctx: PipelineContext, content_hash: str, plan: str, chunks: list[ChunkInput]) -> bool:
+    """Every task each chunk needs has its answers in the cache (under the task's current model)."""
+    config = ctx.config
+    if config.refresh_tasks:  # asked again: decode
+        return False
+    keys = [
+        task_key(content_hash, plan, c.index, task, config.task_models.get(model_key(task), "none"))
+        for c in chunks
+        for task in (config.image_tasks if c.has_frames else ()) + (config.audio_tasks if c.has_audio else ())
+    ]
+    return ctx.cache.has_all_sync(keys)
 
 
 def _media_info(media: dict[str, Any]) -> MediaInfo:
@@ -327,7 +337,7 @@ def _media_info(media: dict[str, Any]) -> MediaInfo:
 
 def _finish_av(job: _NeedsDecode, decoded: DecodedAV, ctx: PipelineContext) -> PreparedFile | _Failed:
     """In a worker thread: check the file did not change since it was hashed, write the chunk thumbnails,
-    and turn the decoded chunks into chunk inputs (cached chunks carry no bytes)."""
+    and turn the decoded chunks into chunk inputs."""
     entry = job.entry
     try:
         st = os.stat(entry.open_path, follow_symlinks=False)
@@ -345,18 +355,20 @@ def _finish_av(job: _NeedsDecode, decoded: DecodedAV, ctx: PipelineContext) -> P
     chunks = []
     for chunk in decoded.chunks:
         if chunk.thumbnail_jpeg is not None:
-            write_thumbnail(chunk_thumbnail_path(thumbs, job.content_hash, chunk.index), chunk.thumbnail_jpeg)
+            path = chunk_thumbnail_path(thumbs, job.content_hash, chunk.index, ctx.config.plans.get("av"))
+            write_thumbnail(path, chunk.thumbnail_jpeg)
         if chunk.index == 0 and chunk.thumbnail_jpeg is not None:
             write_thumbnail(thumbnail_path(thumbs, job.content_hash), chunk.thumbnail_jpeg)
-        cached = chunk.index in job.cached
         chunks.append(
             ChunkInput(
                 index=chunk.index,
                 start_s=chunk.start_s,
                 end_s=chunk.end_s,
-                frames=() if cached else tuple(Frame(k.t_s, k.jpeg) for k in chunk.keyframes),
-                audio=None if cached else chunk.audio_pcm,
+                frames=tuple(Frame(k.t_s, k.jpeg) for k in chunk.keyframes),
+                audio=chunk.audio_pcm,
                 audio_start_s=chunk.audio_start_s,
+                has_frames=bool(chunk.keyframes),
+                has_audio=chunk.audio_pcm is not None,
             )
         )
     probe = decoded.probe
@@ -380,7 +392,6 @@ def _finish_av(job: _NeedsDecode, decoded: DecodedAV, ctx: PipelineContext) -> P
             decoded.media_type, job.mime, probe.width, probe.height, exif, round(probe.duration_s, 3), av
         ),
         chunks=chunks,
-        cached=dict(job.cached),
         previous=job.previous,
         decoded=True,
     )
@@ -395,18 +406,14 @@ def _prepare_image(
     ctx: PipelineContext,
 ) -> PreparedFile | _Failed:
     config = ctx.config
-    rkey = result_key(content_hash, 0, config.models_signature)
-    mkey = media_key(content_hash)
-    hits = ctx.cache.get_many_sync([rkey, mkey])
+    plan = config.plans.get("image", "")
+    mkey = media_key(content_hash, plan)
     thumb = thumbnail_path(config.thumbnails_dir, content_hash)
-    if rkey in hits and mkey in hits and thumb.exists():
+    whole = [ChunkInput(index=0, start_s=None, end_s=None)]
+    media = ctx.cache.get_many_sync([mkey]).get(mkey)
+    if media is not None and thumb.exists() and _all_cached(ctx, content_hash, plan, whole):
         return PreparedFile(
-            entry=entry,
-            content_hash=content_hash,
-            media=_media_info(hits[mkey]),
-            chunks=[ChunkInput(index=0, start_s=None, end_s=None)],
-            cached={0: ChunkAnalysis.from_dict(hits[rkey])},
-            previous=previous,
+            entry=entry, content_hash=content_hash, media=_media_info(media), chunks=whole, previous=previous
         )
     try:
         decoded = decode_image(
@@ -418,17 +425,11 @@ def _prepare_image(
     except MediaDecodeError as exc:
         return _Failed(str(exc), remember=True)
     write_thumbnail(thumb, decoded.thumbnail_jpeg)
-    cached = {0: ChunkAnalysis.from_dict(hits[rkey])} if rkey in hits else {}
     return PreparedFile(
         entry=entry,
         content_hash=content_hash,
         media=MediaInfo("image", mime, decoded.width, decoded.height, decoded.exif),
-        chunks=[
-            ChunkInput(
-                index=0, start_s=None, end_s=None, frames=() if cached else (Frame(None, decoded.ml_jpeg),)
-            )
-        ],
-        cached=cached,
+        chunks=[ChunkInput(index=0, start_s=None, end_s=None, frames=(Frame(None, decoded.ml_jpeg),))],
         previous=previous,
     )
 

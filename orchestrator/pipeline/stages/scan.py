@@ -100,6 +100,7 @@ class _Walker:
     def _directory(self, directory: str, stack: list[str], reader: sqlite3.Connection) -> None:
         ctx = self.ctx
         hidden_ok = ctx.config.include_hidden
+        fast_path = not ctx.config.reanalyze  # a re-analysis reads every indexed file again
         known: dict[str, StatRow] | None = None
         failed: dict[str, KnownFailureRow] | None = None  # remembered failures, read at the first new file
         matched = 0  # indexed names met in this listing: fewer than indexed means some are gone
@@ -119,7 +120,7 @@ class _Walker:
                     if row is not None:
                         matched += 1
                         # The hot path of a re-scan: positional compares, no object built per file.
-                        if entry.is_file(follow_symlinks=False):
+                        if fast_path and entry.is_file(follow_symlinks=False):
                             st = entry.stat(follow_symlinks=False)
                             if row[0] == st.st_size and row[1] == st.st_mtime_ns and row[2] == st.st_ino:
                                 unchanged.append(name)

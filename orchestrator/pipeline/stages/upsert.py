@@ -159,7 +159,8 @@ class UpsertStage:
             paths = {prepared.entry.path}
             paths.update(existing.get(prepared.point_ids[0], {}).get("paths", []))
             paths.update(e.path for e in unparked.get(prepared.content_hash, []))
-            points.extend(build_points(f, sorted(paths), ctx.config.models_signature, assigned))
+            plan = None if f.prepared.media.media_type == "image" else ctx.config.plans.get("av")
+            points.extend(build_points(f, sorted(paths), ctx.config.models_signature, assigned, plan))
         await ctx.store.upsert(ctx.collection, points)
         ctx.progress.add("upsert_requests")
         ctx.progress.add("upserted", len(points))
