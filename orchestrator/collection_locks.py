@@ -1,82 +1,38 @@
-"""Shared/exclusive locks per collection, for the jobs of one process.
+"""Shared/exclusive locks per collection, for the jobs of one process (aiorwlock's RWLock, one per name).
 
 Ingest jobs share a collection (several roots at once); a re-analysis or rebuild takes it alone, so no
 ingest writes into a version while it is re-analysed or replaced, and two jobs never build two versions.
-A waiting exclusive holder goes first (new shared holders wait behind it). asyncio has no
-readers–writer lock and no maintained package in our lock offers one that is cancellation-safe; this one
-releases synchronously (no await in a `finally`), so a cancelled job never leaves a lock held.
+A waiting exclusive holder goes first: shared holders that come after it wait behind it (aiorwlock lets
+readers yield to waiting writers), so a steady stream of ingests cannot starve an upgrade.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
-
-@dataclass(slots=True)
-class _State:
-    readers: int = 0
-    writer: bool = False
-    writers_waiting: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    async def wait_until(self, ready: Callable[[], bool]) -> None:
-        while not ready():  # nothing awaits between the check and taking the event
-            await self.changed.wait()
-
-    @property
-    def idle(self) -> bool:
-        return not self.readers and not self.writer and not self.writers_waiting
+import aiorwlock
 
 
 class CollectionLocks:
     def __init__(self) -> None:
-        self._states: dict[str, _State] = {}
+        # One small lock per collection name a job of this process touched (as many as collections).
+        self._locks: dict[str, aiorwlock.RWLock] = {}
 
-    def _state(self, name: str) -> _State:
-        return self._states.setdefault(name, _State())
-
-    def _release(self, name: str, state: _State) -> None:
-        state.notify()
-        if state.idle:
-            self._states.pop(name, None)
+    def _lock(self, name: str) -> aiorwlock.RWLock:
+        return self._locks.setdefault(name, aiorwlock.RWLock())
 
     @asynccontextmanager
     async def shared(self, name: str) -> AsyncIterator[None]:
-        state = self._state(name)
-        await state.wait_until(lambda: not state.writer and not state.writers_waiting)
-        state.readers += 1
-        try:
+        async with self._lock(name).reader_lock:
             yield
-        finally:
-            state.readers -= 1
-            self._release(name, state)
 
     @asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[None]:
-        state = self._state(name)
-        state.writers_waiting += 1
-        try:
-            await state.wait_until(lambda: not state.writer and not state.readers)
-        except BaseException:
-            state.writers_waiting -= 1
-            self._release(name, state)  # shared holders waiting behind it may go
-            raise
-        state.writers_waiting -= 1
-        state.writer = True
-        try:
+        async with self._lock(name).writer_lock:
             yield
-        finally:
-            state.writer = False
-            self._release(name, state)
 
     def busy(self, name: str) -> bool:
-        """Some job holds or waits for the collection."""
-        state = self._states.get(name)
-        return state is not None and not state.idle
+        """Some job holds the collection (shared or alone)."""
+        lock = self._locks.get(name)
+        return lock is not None and (lock.reader_lock.locked or lock.writer_lock.locked)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +64,15 @@ def sample_copy(samples: SampleManifest, tmp_path: Path) -> Path:
     dest = tmp_path / "media"
     shutil.copytree(samples.root, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """A directory outside pytest's tmp (whose parents are 0700 root) that an orchestrator process serving
+    as the unprivileged user (tests/support/orchestrator_process.py) can use."""
+    path = Path(tempfile.mkdtemp(prefix="archivist-test-"))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -22,9 +22,8 @@ import asyncio
 import os
 import shutil
 import sqlite3
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
@@ -63,17 +62,6 @@ LIGHT = {
 }
 ACTIVE = ("queued", "running", "paused")
 _POLL_S = 0.05  # between polls of a condition (each wait is bounded)
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    """A directory outside pytest's tmp (whose parents are 0700 root) that the orchestrator's user can use."""
-    path = Path(tempfile.mkdtemp(prefix="archivist-chaos-"))
-    try:
-        path.chmod(0o755)
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class Orchestrator:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ from ml_service.config import packaged_text_model
 from orchestrator.manifest import current_manifest
 from orchestrator.media.images import decode_image
 from scripts.bench_pipeline import make_images
+from scripts.ml_process import free_port
 from tests.support.app_factory import make_settings
 from tests.support.ml_gate import ml_gate
 from tests.support.ml_server import MLService, running_ml_service
 from tests.support.model_variants import text_model_variant
+from tests.support.orchestrator_process import give_away, kill, start_orchestrator, stop
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
 
 pytestmark = pytest.mark.slow
@@ -64,6 +68,11 @@ def new_text(new_text_model: Path) -> Iterator[MLService]:
     }
     with running_ml_service(env=env) as service:
         yield service
+
+
+def _names_a_version(body: bytes) -> bool:
+    """A search's embed request (it names the model version); the gate holds the others (a job's)."""
+    return b'"version"' in body
 
 
 def _caps(url: str) -> dict[str, Any]:
@@ -164,7 +173,7 @@ async def test_a_new_text_model_builds_a_version_beside_the_old_and_switches(
         v1 = await _payloads(orch, "txt")
 
     # The build's own ML requests wait at the gate; searches (which name their model version) pass.
-    with ml_gate(new_text.url, passes=lambda body: b'"version"' in body) as gate:
+    with ml_gate(new_text.url, passes=_names_a_version) as gate:
         settings = make_settings(data, gate.url, [tmp_path], ml_retry_deadline_s=120.0)
         async with running_orchestrator(settings) as orch:
             shown = (await orch.client.get("/collections/txt")).json()
@@ -187,7 +196,7 @@ async def test_a_new_text_model_builds_a_version_beside_the_old_and_switches(
                 assert body["version"] == 1 and body["query_models"]["text"] == old_text, body
                 assert body["hits"]
             gate.release()
-            done = dict(await orch.wait_job(job_id, timeout_s=600))
+            done: dict[str, Any] = dict(await orch.wait_job(job_id, timeout_s=600))
             assert done["state"] == "completed" and done["counters"]["failed"] == 0, done
             assert done["reanalysis"]["phase"] == "switched"
             assert set(done["ml_calls_by_task"]) == {"text"}, done["ml_calls_by_task"]  # OCR and tags cached
@@ -229,3 +238,127 @@ async def test_replicas_with_different_text_models_refuse_the_job(
         assert old_text in done["error"] and new_version in done["error"]
         assert light.url in done["error"] and new_text.url in done["error"]
         assert not await orch.services.store.collection_exists("mixed")
+
+
+class _SearchPoller:
+    """Searches the collection over and over from a thread while the test kills and restarts the
+    orchestrator; records every answer (a refused connection while the process is down is not one)."""
+
+    def __init__(self, url: str, collection: str) -> None:
+        self._url = url
+        self._collection = collection
+        self.answers: list[tuple[int, int | None, str | None]] = []  # status, version, query text model
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="search-poller", daemon=True)
+
+    def __enter__(self) -> _SearchPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self._url, timeout=30) as client:
+            while not self._stop.wait(0.05):
+                try:
+                    resp = client.get("/search", params={"q": "circle", "collection": self._collection})
+                except httpx.TransportError:
+                    continue  # the process is down (killed, restarting)
+                body = resp.json() if resp.status_code == 200 else {}
+                self.answers.append(
+                    (resp.status_code, body.get("version"), (body.get("query_models") or {}).get("text"))
+                )
+
+
+def _job_state(client: httpx.Client, job_id: str) -> str:
+    return str(client.get(f"/jobs/{job_id}").json()["state"])
+
+
+def _wait_for(check: Callable[[], bool], what: str, timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_kill_9_during_the_build_and_after_the_switch(
+    base: Path, light: MLService, new_text: MLService
+) -> None:
+    tmp_path = base
+    media = tmp_path / "media"
+    make_images(media, FILES)
+    data = tmp_path / "data"
+    data.mkdir()
+    give_away(tmp_path)  # the orchestrator serves as an unprivileged user when the tests run as root
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "DATA_DIR": str(data),
+        "ALLOWED_ROOTS": str(tmp_path),
+        "PORT": str(port),
+        "ML_RETRY_DEADLINE_S": "120",
+    }
+    log = tmp_path / "orchestrator.log"
+    old_text = _caps(light.url)["models"]["text"]["version"]
+    new_version = _caps(new_text.url)["models"]["text"]["version"]
+    expected = {1: old_text, 2: new_version}
+
+    proc = start_orchestrator({**env, "ML_SERVICE_URL": light.url}, tmp_path, log)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            job_id = client.post("/jobs", json={"path": str(media), "collection": "k"}).json()["job_id"]
+            _wait_for(
+                lambda: client.get(f"/jobs/{job_id}").json()["state"] == "completed", "the first ingest"
+            )
+    finally:
+        stop(proc)
+
+    with (
+        ml_gate(new_text.url, passes=lambda body: b'"version"' in body) as gate,
+        _SearchPoller(url, "k") as poller,
+    ):
+        upgraded = {**env, "ML_SERVICE_URL": gate.url}
+        proc = start_orchestrator(upgraded, tmp_path, log)
+        try:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                job_id = client.post("/collections/k/reanalyze").json()["job_id"]
+                _wait_for(lambda: gate.held >= 1, "the build's first ML request")
+                kill(proc)  # 1. during the build (version 2 exists, is being written)
+                held_before = gate.held
+                proc = start_orchestrator(upgraded, tmp_path, log)  # the job resumes by itself
+                status = client.get(f"/jobs/{job_id}").json()
+                assert status["state"] in ("queued", "running"), status
+                _wait_for(
+                    lambda: gate.held > held_before or client.get(f"/jobs/{job_id}").json()["runs"] >= 2,
+                    "the resumed build",
+                )
+                gate.release()
+
+                def switched() -> bool:
+                    shown = client.get("/collections/k").json()
+                    return bool(shown.get("version") == 2)
+
+                _wait_for(switched, "the switch")
+                kill(proc)  # 2. right after the switch, before or while the job finishes
+                proc = start_orchestrator(upgraded, tmp_path, log)
+                _wait_for(
+                    lambda: client.get(f"/jobs/{job_id}").json()["state"] == "completed", "the job's end"
+                )
+                status = client.get(f"/jobs/{job_id}").json()
+                assert status["counters"]["failed"] == 0, status
+                shown = client.get("/collections/k").json()
+                assert [(v["version"], v["state"]) for v in shown["versions"]] == [
+                    (1, "retired"),
+                    (2, "current"),
+                ]
+                assert shown["points"] == FILES and shown["stale"]["kind"] == "current"
+                _wait_for(lambda: any(a[1] == 2 for a in poller.answers), "a search answered by version 2")
+        finally:
+            stop(proc)
+
+    errors = [a for a in poller.answers if a[0] != 200]
+    mixed = [a for a in poller.answers if a[0] == 200 and expected.get(a[1] or 0) != a[2]]
+    assert poller.answers and not errors and not mixed, (errors[:5], mixed[:5])
+    assert {a[1] for a in poller.answers} == {1, 2}

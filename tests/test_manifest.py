@@ -1,0 +1,61 @@
+"""What a change of models or settings costs a collection (manifest.compare)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from orchestrator.manifest import Manifest, compare
+
+BUILT = Manifest(
+    models={"text": "minilm@1", "ocr": "rapidocr@a", "tags": "mobilenet@x", "faces": "sface@f"},
+    plans={"image": {"ml_image_max_side": 1024}, "av": {"chunk_seconds": 15.0}},
+    pipeline="1",
+)
+
+
+def test_the_same_manifest_is_current() -> None:
+    assert compare(BUILT, Manifest.from_json(BUILT.to_json())).kind == "current"
+
+
+@pytest.mark.parametrize("task", ["ocr", "tags"])
+def test_a_derived_text_model_is_reanalysed_in_place(task: str) -> None:
+    now = replace(BUILT, models={**BUILT.models, task: "new@2"})
+    stale = compare(BUILT, now)
+    assert (stale.kind, stale.tasks) == ("derived", [task])
+    assert stale.changes == [f"{task}: {BUILT.models[task]} -> new@2"]
+
+
+def test_a_task_added_or_removed_is_derived() -> None:
+    assert compare(BUILT, replace(BUILT, models={**BUILT.models, "objects": "yolo@1"})).kind == "derived"
+    models = {k: v for k, v in BUILT.models.items() if k != "tags"}
+    assert compare(BUILT, replace(BUILT, models=models)).kind == "derived"
+
+
+@pytest.mark.parametrize("task", ["text", "faces"])
+def test_a_vector_model_builds_a_new_version(task: str) -> None:
+    stale = compare(BUILT, replace(BUILT, models={**BUILT.models, task: "new@2"}))
+    assert stale.kind == "rebuild" and task in stale.tasks
+
+
+def test_an_image_text_model_added_builds_a_new_version() -> None:
+    assert compare(BUILT, replace(BUILT, models={**BUILT.models, "image_text": "clip@1"})).kind == "rebuild"
+
+
+def test_a_chunk_plan_or_pipeline_change_builds_a_new_version() -> None:
+    plans = {**BUILT.plans, "av": {"chunk_seconds": 10.0}}
+    assert compare(BUILT, replace(BUILT, plans=plans)).kind == "rebuild"
+    assert compare(BUILT, replace(BUILT, pipeline="2")).kind == "rebuild"
+    assert compare(replace(BUILT, unknown=True), BUILT).kind == "rebuild"
+
+
+def test_digest_follows_every_part() -> None:
+    digests = {
+        BUILT.digest(),
+        replace(BUILT, pipeline="2").digest(),
+        replace(BUILT, models={**BUILT.models, "ocr": "rapidocr@b"}).digest(),
+        replace(BUILT, plans={**BUILT.plans, "image": {"ml_image_max_side": 512}}).digest(),
+    }
+    assert len(digests) == 4
+    assert Manifest.from_json(BUILT.to_json()).digest() == BUILT.digest()
