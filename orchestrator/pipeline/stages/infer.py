@@ -256,34 +256,28 @@ class InferStage:
 
     async def _analyze_images(self, requests: list[_ImageJob]) -> None:
         ctx = self._ctx
-        groups: dict[tuple[str, ...], list[_ImageJob]] = {}
-        for r in requests:
-            groups.setdefault(r.tasks, []).append(r)
-        for tasks, group in groups.items():
-            for part in _slices(group, ctx.config.infer_batch):
-                ctx.progress.ml_call(tasks)
-                results = await ctx.ml.analyze_images(
-                    [r.item for r in part],
-                    tasks=list(tasks),
-                    request_id=ctx.job_id,
-                    on_wait=ctx.progress.set_waiting,
-                )
-                for job, result in zip(part, results, strict=True):
-                    if result.get("ok") or _only_caption_failed(result):
-                        frame = job.chunk.frames[job.frame]
-                        for task in tasks:
-                            if task == CAPTION_TASK and not result.get("ok"):
-                                # The VLM failed (slow, bad answer): keep what the local models found,
-                                # store the chunk without a caption, and do not cache it, so a later
-                                # run asks again.
-                                job.pending.partial.add(job.chunk.chunk.index)
-                                frame[task] = {}
-                                continue
-                            frame[task] = task_results.split(result, task)
-                            job.chunk.fresh.add(task)
-                    else:
-                        error = result.get("error")
-                        job.pending.fail(str(error or "the ML service could not analyse this item"))
+        for tasks, part in _by_tasks(requests, ctx.config.infer_batch):
+            ctx.progress.ml_call(tasks)
+            results = await ctx.ml.analyze_images(
+                [r.item for r in part],
+                tasks=list(tasks),
+                request_id=ctx.job_id,
+                on_wait=ctx.progress.set_waiting,
+            )
+            for job, result in zip(part, results, strict=True):
+                if not (result.get("ok") or _only_caption_failed(result)):
+                    job.pending.fail(str(result.get("error") or "the ML service could not analyse this item"))
+                    continue
+                frame = job.chunk.frames[job.frame]
+                for task in tasks:
+                    if task == CAPTION_TASK and not result.get("ok"):
+                        # The VLM failed (slow, bad answer): keep what the local models found, store the
+                        # chunk without a caption, and do not cache it, so a later run asks again.
+                        job.pending.partial.add(job.chunk.chunk.index)
+                        frame[task] = {}
+                        continue
+                    frame[task] = task_results.split(result, task)
+                    job.chunk.fresh.add(task)
 
     async def _analyze_audio(self, requests: list[_AudioJob]) -> None:
         ctx = self._ctx
@@ -293,26 +287,23 @@ class InferStage:
             for r in requests:
                 r.pending.fail("the ML service has no audio models")
             return
-        groups: dict[tuple[str, ...], list[_AudioJob]] = {}
-        for r in requests:
-            groups.setdefault(r.tasks, []).append(r)
-        for tasks, group in groups.items():
-            for part in _slices(group, ctx.config.audio_batch):
-                ctx.progress.ml_call(tasks)
-                results = await ctx.ml.analyze_audio(
-                    [r.item for r in part],
-                    tasks=list(tasks),
-                    request_id=ctx.job_id,
-                    on_wait=ctx.progress.set_waiting,
-                )
-                for job, result in zip(part, results, strict=True):
-                    if result.get("ok"):
-                        for task in tasks:
-                            job.chunk.audio[task] = task_results.split(result, task)
-                            job.chunk.fresh.add(task)
-                    else:
-                        error = result.get("error")
-                        job.pending.fail(str(error or "the ML service could not analyse this audio"))
+        for tasks, part in _by_tasks(requests, ctx.config.audio_batch):
+            ctx.progress.ml_call(tasks)
+            results = await ctx.ml.analyze_audio(
+                [r.item for r in part],
+                tasks=list(tasks),
+                request_id=ctx.job_id,
+                on_wait=ctx.progress.set_waiting,
+            )
+            for job, result in zip(part, results, strict=True):
+                if not result.get("ok"):
+                    job.pending.fail(
+                        str(result.get("error") or "the ML service could not analyse this audio")
+                    )
+                    continue
+                for task in tasks:
+                    job.chunk.audio[task] = task_results.split(result, task)
+                    job.chunk.fresh.add(task)
 
     async def _unify(self, pending: list[_Pending]) -> dict[str, Any]:
         """One ChunkAnalysis per chunk with all its answers (text vectors from the cache, else embedded in
@@ -443,6 +434,18 @@ _T = TypeVar("_T")
 
 def _slices(items: list[_T], size: int) -> list[list[_T]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
+
+
+_Job = TypeVar("_Job", "_ImageJob", "_AudioJob")
+
+
+def _by_tasks(requests: list[_Job], size: int) -> list[tuple[tuple[str, ...], list[_Job]]]:
+    """The requests grouped by what they ask (one ML request asks the same tasks of all its items), each
+    group cut to the endpoint's batch size."""
+    groups: dict[tuple[str, ...], list[_Job]] = {}
+    for r in requests:
+        groups.setdefault(r.tasks, []).append(r)
+    return [(tasks, part) for tasks, group in groups.items() for part in _slices(group, size)]
 
 
 def media_dict(prepared: PreparedFile) -> dict[str, Any]:
