@@ -272,7 +272,7 @@ class JobManager:
         services = self._services
         caps = await services.ml.capabilities(on_wait=job.progress.set_waiting)
         now = current_manifest(caps.models, services.settings)
-        reanalysis = job.kind == "reanalyze"
+        reanalysis = job.kind == REANALYZE
         if not reanalysis:
             await services.catalog.add_root(job.collection, str(job.root))
         async with self.locks.shared(job.collection):
@@ -301,8 +301,13 @@ class JobManager:
         stale = compare(current.manifest, now)
         job.progress.reanalysis = stale.to_json()
         log.info("collection_upgrade", refresh=job.refresh_tasks, **stale.to_json())
-        roots = await self._roots(job)
+        roots, refused = await self._roots(job)
         if stale.kind == "rebuild":
+            if refused:  # a version without those files would drop them from every search
+                raise RuntimeError(
+                    f"cannot build a new version of {job.collection}: {len(refused)} of its roots cannot be "
+                    f"read now ({'; '.join(refused)}); their files would leave the collection"
+                )
             building = await catalog.building(job.collection)
             if building is not None and building.manifest.digest() != now.digest():
                 await drop_version(services.store, services.index, catalog, building)  # models moved on
@@ -324,18 +329,22 @@ class JobManager:
                 await self._pass(job, caps, current.physical, root, reanalyze=True)
                 if job.cancel_requested:
                     return
+            if refused:  # their files keep the old results: the collection stays stale (GET shows it)
+                job.progress.reanalysis["phase"] = "partial"
+                return
             await catalog.set_manifest(job.collection, current.version, now)
             job.progress.reanalysis["phase"] = "done"
 
-    async def _roots(self, job: Job) -> list[Path]:
-        """The roots the collection's files came from that may still be read (a root the settings no
-        longer allow, or that is gone, is an error of the job; its files stay as they are)."""
+    async def _roots(self, job: Job) -> tuple[list[Path], list[str]]:
+        """The roots the collection's files came from that may still be read, and why the others may not
+        (the settings no longer allow one, or it is gone: an error of the job; its files stay as they are)."""
         catalog = self._services.catalog
         if not await catalog.roots(job.collection):  # a collection from before roots were recorded
             for row in await self._store.load_all():
                 if row.collection == job.collection and row.root:
                     await catalog.add_root(job.collection, row.root)
-        roots = []
+        roots: list[Path] = []
+        refused: list[str] = []
         for root in await catalog.roots(job.collection):
             refusal = await asyncio.to_thread(
                 _root_refusal, Path(root), self._services.settings.allowed_root_paths
@@ -343,8 +352,9 @@ class JobManager:
             if refusal is None:
                 roots.append(Path(root))
             else:
+                refused.append(f"{root}: {refusal}")
                 job.progress.fail(root, "scan", f"root not re-analysed: {refusal}")
-        return roots
+        return roots, refused
 
     async def _pass(
         self, job: Job, caps: Capabilities, physical: str, root: Path, reanalyze: bool = False

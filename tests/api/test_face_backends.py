@@ -63,9 +63,11 @@ async def test_insightface_faces_form_people_of_their_own_size(
         assert [(p["kind"], p["count"]) for p in people] == [("face", 2)]
 
 
-async def test_a_collection_keeps_its_face_backend(
+async def test_a_new_face_backend_builds_a_new_version_beside_the_old(
     tmp_path: Path, ml_service_url: str, insightface_ml: MLService
 ) -> None:
+    """Face vectors of two models never share a collection's people: a new face backend (other vectors,
+    here of another size) builds version 2 with its own people; version 1 keeps its 128-d faces."""
     media = tmp_path / "media"
     media.mkdir()
     Image.fromarray(astronaut()).save(media / "astronaut.jpg")
@@ -81,7 +83,16 @@ async def test_a_collection_keeps_its_face_backend(
     async with running_orchestrator(other, store) as orch:
         resp = await orch.client.post("/jobs", json={"path": str(media), "collection": "mixed"})
         status = await orch.wait_job(resp.json()["job_id"], timeout_s=120)
-        assert status["state"] == "failed", status
-        assert "'mixed_faces' holds 128-d face vectors" in str(status["error"])
-        assert "(insightface) gives 512-d" in str(status["error"])
-        assert await store.count("mixed_faces") == 1  # the astronaut, untouched
+        assert status["state"] == "completed", status
+        reanalysis = status["reanalysis"]
+        assert (
+            isinstance(reanalysis, dict)
+            and reanalysis["kind"] == "rebuild"
+            and "faces" in reanalysis["tasks"]
+        )
+        assert await store.dense_vectors("mixed__v2_faces") == {"face": VECTOR_SIZE}
+        assert await store.dense_vectors("mixed_faces") == {"face": 128}
+        assert await store.count("mixed_faces") == 1  # the astronaut, untouched in version 1
+        shown = (await orch.client.get("/collections/mixed")).json()
+        assert [(v["version"], v["state"]) for v in shown["versions"]] == [(1, "retired"), (2, "current")]
+        assert shown["points"] == 2

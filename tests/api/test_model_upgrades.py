@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,12 @@ from scripts.bench_pipeline import make_images
 from scripts.ml_process import free_port
 from tests.support.app_factory import make_settings
 from tests.support.ml_gate import ml_gate
-from tests.support.ml_server import MLService, running_ml_service
+from tests.support.ml_server import (
+    DEFAULT_READY_TIMEOUT_S,
+    MLService,
+    running_ml_service,
+    wait_until_ready,
+)
 from tests.support.model_variants import text_model_variant
 from tests.support.orchestrator_process import give_away, kill, start_orchestrator, stop
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
@@ -102,18 +108,23 @@ async def _payloads(orch: RunningOrchestrator, physical: str) -> dict[str, dict[
 
 
 async def test_a_new_ocr_model_reanalyses_ocr_only(tmp_path: Path, light: MLService) -> None:
-    media = tmp_path / "media"
-    files = make_images(media, FILES)
-    data = tmp_path / "data"
-    settings = make_settings(data, light.url, [tmp_path])
-    async with running_orchestrator(settings) as orch:
-        first = await _ingest(orch, media, "ocr")
-        assert first["state"] == "completed" and first["counters"]["upserted"] == FILES, first
-        before = await _payloads(orch, "ocr")
-        shown = (await orch.client.get("/collections/ocr")).json()
-        assert shown["version"] == 1 and shown["stale"]["kind"] == "current", shown
+    # The upgraded service loads its models while the first ingest runs (it is used only afterwards).
+    with running_ml_service(env=NEW_OCR, wait_ready=False) as upgraded:
+        media = tmp_path / "media"
+        files = make_images(media, FILES)
+        data = tmp_path / "data"
+        settings = make_settings(data, light.url, [tmp_path])
+        async with running_orchestrator(settings) as orch:
+            first = await _ingest(orch, media, "ocr")
+            assert first["state"] == "completed" and first["counters"]["upserted"] == FILES, first
+            before = await _payloads(orch, "ocr")
+            shown = (await orch.client.get("/collections/ocr")).json()
+            assert shown["version"] == 1 and shown["stale"]["kind"] == "current", shown
 
-    with running_ml_service(env=NEW_OCR) as upgraded:
+        port = int(upgraded.url.rsplit(":", 1)[1])
+        await asyncio.to_thread(
+            wait_until_ready, port, upgraded.process, upgraded.log_path, DEFAULT_READY_TIMEOUT_S
+        )
         settings = make_settings(data, upgraded.url, [tmp_path])
         old_ocr, new_ocr = before[next(iter(before))]["models"], None
         async with running_orchestrator(settings) as orch:
@@ -362,3 +373,23 @@ def test_kill_9_during_the_build_and_after_the_switch(
     mixed = [a for a in poller.answers if a[0] == 200 and expected.get(a[1] or 0) != a[2]]
     assert poller.answers and not errors and not mixed, (errors[:5], mixed[:5])
     assert {a[1] for a in poller.answers} == {1, 2}
+
+
+async def test_a_rebuild_that_cannot_read_a_root_keeps_the_current_version(
+    tmp_path: Path, light: MLService, new_text: MLService
+) -> None:
+    kept, gone = tmp_path / "kept", tmp_path / "gone"
+    make_images(kept, 2)
+    make_images(gone, 2, seed=3)
+    data = tmp_path / "data"
+    async with running_orchestrator(make_settings(data, light.url, [tmp_path])) as orch:
+        for root in (kept, gone):
+            assert (await _ingest(orch, root, "roots"))["state"] == "completed"
+    shutil.rmtree(gone)  # e.g. an unmounted disk: its files must not silently leave the collection
+    async with running_orchestrator(make_settings(data, new_text.url, [tmp_path])) as orch:
+        done = await _job(orch, await orch.client.post("/collections/roots/reanalyze"))
+        assert done["state"] == "failed" and "cannot build a new version" in done["error"], done
+        assert str(gone) in done["error"]
+        shown = (await orch.client.get("/collections/roots")).json()
+        assert [(v["version"], v["state"]) for v in shown["versions"]] == [(1, "current")]
+        assert shown["points"] == 4 and shown["stale"]["kind"] == "rebuild"

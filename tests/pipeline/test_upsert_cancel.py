@@ -48,7 +48,7 @@ def _analyzed(root: Path) -> AnalyzedFile:
     entry = FileEntry(str(path), str(root), "a.jpg", st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
     analysis = ChunkAnalysis("", ["cat"], None, [], "Shows: cat.", [1.0, 0.0, 0.0, 0.0], None)
     prepared = PreparedFile(
-        entry, "c" * 64, MediaInfo("image", "image/jpeg", 1, 1, {}), [ChunkInput(0, None, None)], {}, None
+        entry, "c" * 64, MediaInfo("image", "image/jpeg", 1, 1, {}), [ChunkInput(0, None, None)], None
     )
     return AnalyzedFile(prepared, {0: analysis})
 

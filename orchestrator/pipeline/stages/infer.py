@@ -66,6 +66,7 @@ class _Chunk:
     image_tasks: tuple[str, ...] = ()  # what this chunk's keyframes need
     audio_tasks: tuple[str, ...] = ()
     fresh: set[str] = field(default_factory=set)
+    cached: bool = False  # every task's answers came from the cache (no ML request for it)
 
 
 @dataclass(slots=True)
@@ -229,7 +230,10 @@ class InferStage:
                 entry = hits.get(self._task_key(p, c, task))
                 if entry is not None:
                     c.audio[task] = entry
-        self._ctx.progress.add("cache_hits", sum(1 for p, ch in part if _complete(p.chunks[ch.index])))
+        for p, chunk in part:
+            c = p.chunks[chunk.index]
+            c.cached = _complete(c)
+        self._ctx.progress.add("cache_hits", sum(1 for p, ch in part if p.chunks[ch.index].cached))
 
     def _plan_requests(self, p: _Pending, c: _Chunk, images: list[_ImageJob], audio: list[_AudioJob]) -> None:
         """The requests for what this chunk's cache did not have."""
@@ -372,7 +376,7 @@ class InferStage:
             if p.prepared.decoded or p.prepared.media.media_type == "image":
                 plan = p.chunks[index].plan
                 fresh[media_key(p.prepared.content_hash, plan)] = media_dict(p.prepared)
-        ctx.progress.add("inferred", len(parts))
+        ctx.progress.add("inferred", sum(1 for p, index, *_ in parts if not p.chunks[index].cached))
         return fresh
 
     def _fresh_entries(self, p: _Pending, c: _Chunk) -> dict[str, Any]:
