@@ -49,9 +49,19 @@ async def test_cli_ingest_search_jobs_and_request_ids(
         first = next(line for line in out.splitlines() if line.strip().startswith("1."))
         assert "invoice_0173.png" in first
 
+        # A re-analysis: nothing is stale, but the tags are asked again (--tasks), whatever the cache holds.
+        code, out = await _cli(orch.url, "reanalyze", "cli", "--tasks", "tags")
+        assert code == 0, out
+        assert "completed" in out and "collection cli: version 1" in out
+        again = (await orch.client.get("/jobs")).json()["jobs"][0]
+        assert again["kind"] == "reanalyze" and set(again["ml_calls_by_task"]) <= {"tags", "text"}
+        assert again["ml_calls_by_task"]["tags"] >= 1
+        code, out = await _cli(orch.url, "reanalyze", "nothing-here")
+        assert code == 2 and "404" in out
+
         code, out = await _cli(orch.url, "jobs")
-        assert code == 0 and "completed" in out
-        job_id = (await orch.client.get("/jobs")).json()["jobs"][0]["job_id"]
+        assert code == 0 and "completed" in out and "(reanalyze)" in out
+        job_id = (await orch.client.get("/jobs")).json()["jobs"][-1]["job_id"]  # the ingest
         code, out = await _cli(orch.url, "pause", job_id)
         assert code == 2 and "409" in out  # a finished job cannot be paused: said, and a non-zero exit
 
