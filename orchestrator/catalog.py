@@ -116,7 +116,8 @@ class Catalog(SqliteDb):
         """Version 1, current, stored under the collection's own name (a new or a pre-version collection)."""
         await self.run(self._insert, collection, 1, "current", manifest)
         current = await self.current(collection)
-        assert current is not None  # just written, on the only thread that writes
+        if current is None:  # another version took the name's place (a rebuild switched meanwhile)
+            raise RuntimeError(f"collection {collection} has versions but none is current")
         return current
 
     async def start_build(self, collection: str, manifest: Manifest) -> CollectionVersion:
