@@ -19,6 +19,7 @@ from orchestrator.api.jobs import accepted
 from orchestrator.api.schemas import COLLECTION_NAME, JobAccepted, ReanalyzeBody
 from orchestrator.catalog import CollectionVersion
 from orchestrator.clients.ml import MLReplicasDisagreeError, MLRequestError, MLUnavailableError
+from orchestrator.jobs import REANALYZE
 from orchestrator.manifest import compare, current_manifest
 from orchestrator.people import FACE_SUFFIX, VOICE_SUFFIX, companions, is_companion
 from orchestrator.services import Services
@@ -94,7 +95,7 @@ async def collection(name: str, services: ServicesDep, jobs: JobsDep) -> dict[st
         "reanalysis": [
             j.status(max_errors=3)
             for j in active
-            if j.kind == "reanalyze" or (j.progress.reanalysis.get("kind") not in (None, "current"))
+            if j.kind == REANALYZE or (j.progress.reanalysis.get("kind") not in (None, "current"))
         ],
         "jobs": [j.id for j in active],
     }

@@ -198,6 +198,14 @@ def _finish(track: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _absolute(item: dict[str, Any], audio_start_s: float) -> tuple[float, float] | None:
+    """An answer's `start`/`end` (relative to its audio item) in the file's seconds; None when not finite."""
+    start, end = answers.number(item.get("start")), answers.number(item.get("end"))
+    if start is None or end is None:
+        return None
+    return round(audio_start_s + start, 2), round(audio_start_s + end, 2)
+
+
 def speech(
     result: dict[str, Any],
     audio_start_s: float,
@@ -217,22 +225,17 @@ def speech(
     words: list[list[Any]] = []
     for segment in answers.items(result.get("segments")):
         for word in answers.items(segment.get("words")):
-            w_start, w_end = answers.number(word.get("start")), answers.number(word.get("end"))
-            if w_start is None or w_end is None:
+            if (span := _absolute(word, audio_start_s)) is None:
                 continue
-            a = round(audio_start_s + w_start, 2)
-            b = round(audio_start_s + w_end, 2)
+            a, b = span
             text = str(word.get("word", "")).strip()
             if text and inside(a, b):
                 words.append([text, a, b])
     turns: list[dict[str, Any]] = []
     for turn in answers.items(result.get("turns")):
-        t_start, t_end = answers.number(turn.get("start")), answers.number(turn.get("end"))
-        if t_start is None or t_end is None:
+        if (span := _absolute(turn, audio_start_s)) is None:
             continue
-        a = round(audio_start_s + t_start, 2)
-        b = round(audio_start_s + t_end, 2)
-        a, b = max(a, start_s), b if last else min(b, end_s)
+        a, b = max(span[0], start_s), span[1] if last else min(span[1], end_s)
         if b - a > 0.2:
             embedding = (
                 answers.vector(turn.get("embedding"), voice_dim) if b - a >= MIN_VOICE_TURN_S else None

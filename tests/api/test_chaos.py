@@ -41,7 +41,7 @@ from tests.support.app_factory import counting_store, make_settings
 from tests.support.counting_store import CountingStore
 from tests.support.edge_snapshot import Snapshot, read_store
 from tests.support.ml_gate import ml_gate
-from tests.support.ml_server import MLService, running_ml_service, wait_until_ready
+from tests.support.ml_server import LIGHT_TAGS, MLService, running_ml_service, wait_until_ready
 from tests.support.orchestrator_process import give_away, kill, start_orchestrator, stop
 from tests.support.orchestrator_server import running_orchestrator
 from tests.support.read_only import read_only
@@ -50,16 +50,9 @@ pytestmark = pytest.mark.slow
 
 FILES = 100  # distinct images
 COPIES = 10  # copies of some of them under other names
-# Light replicas (tags and the text model, one thread each): processes and faults are under test here,
-# not the models; both replicas run the same models, so their answers are interchangeable.
-LIGHT = {
-    "ML_IMAGE_TASKS": "tags",
-    "ML_ASR_ENABLED": "false",
-    "ML_VOICES_ENABLED": "false",
-    "ML_CPU_THREADS": "1",
-    "ML_MAX_BATCH": '{"tags": 4}',
-    "ML_PREFERRED_BATCH": '{"tags": 4}',
-}
+# Light replicas: processes and faults are under test here, not the models; both replicas run the same
+# models, so their answers are interchangeable.
+LIGHT = LIGHT_TAGS
 ACTIVE = ("queued", "running", "paused")
 _POLL_S = 0.05  # between polls of a condition (each wait is bounded)
 

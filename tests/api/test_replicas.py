@@ -10,20 +10,13 @@ import pytest
 
 from scripts.bench_pipeline import make_images
 from tests.support.app_factory import counting_store, make_settings
-from tests.support.ml_server import running_ml_service
+from tests.support.ml_server import LIGHT_TAGS, running_ml_service
 from tests.support.orchestrator_server import running_orchestrator
 
 pytestmark = pytest.mark.slow
 
-# Light replicas: tags and the text model only (the routing is under test, not the models).
-LIGHT = {
-    "ML_IMAGE_TASKS": "tags",
-    "ML_ASR_ENABLED": "false",
-    "ML_VOICES_ENABLED": "false",
-    "ML_CPU_THREADS": "1",
-    "ML_MAX_BATCH": '{"tags": 4}',
-    "ML_PREFERRED_BATCH": '{"tags": 4}',
-}
+# Light replicas (the routing is under test, not the models).
+LIGHT = LIGHT_TAGS
 
 
 async def test_a_replica_killed_mid_job_loses_nothing(tmp_path: Path) -> None:

@@ -98,6 +98,16 @@ def running_ml_service(
 
 
 # Every model off: a service for one backend's test turns on only what that test needs.
+# Light replicas for tests of processes, routing and faults (not of the models): tags and the text model only,
+# one thread each, small tag batches; two such replicas answer alike.
+LIGHT_TAGS = {
+    "ML_IMAGE_TASKS": "tags",
+    "ML_ASR_ENABLED": "false",
+    "ML_VOICES_ENABLED": "false",
+    "ML_CPU_THREADS": "1",
+    "ML_MAX_BATCH": '{"tags": 4}',
+    "ML_PREFERRED_BATCH": '{"tags": 4}',
+}
 NO_MODELS = {
     "ML_IMAGE_TASKS": "",
     "ML_TEXT_ENABLED": "false",

@@ -199,16 +199,14 @@ class InferStage:
         return task_key(p.prepared.content_hash, c.plan, c.chunk.index, task, model)
 
     async def _read_cached(self, part: list[tuple[_Pending, ChunkInput]]) -> None:
-        """Each chunk's cached answers per task (one cache hop per round)."""
+        """Each chunk's cached answers per task (one cache hop per round); the tasks a re-analysis asks
+        again (`refresh_tasks`) are not read."""
+        refresh = self._ctx.config.refresh_tasks
         keys: list[str] = []
         for p, chunk in part:
             c = p.chunks[chunk.index]
-            keys.extend(self._task_key(p, c, t) for t in (*c.image_tasks, *c.audio_tasks))
+            keys.extend(self._task_key(p, c, t) for t in (*c.image_tasks, *c.audio_tasks) if t not in refresh)
         hits = await self._ctx.cache.get_many(keys)
-        for p, chunk in part:  # a re-analysis asked for these tasks again
-            c = p.chunks[chunk.index]
-            for task in self._ctx.config.refresh_tasks:
-                hits.pop(self._task_key(p, c, task), None)
         for p, chunk in part:
             c = p.chunks[chunk.index]
             c.times = [f.t_s for f in chunk.frames]
@@ -319,6 +317,10 @@ class InferStage:
         parts: list[tuple[_Pending, int, Visual, Speech, list[float] | None]] = []
         for p in pending:
             last = max(c.index for c in p.prepared.chunks)
+            analysed = any(_complete(c) for c in p.chunks.values())
+            if analysed and (p.prepared.decoded or p.prepared.media.media_type == "image"):
+                plan = next(iter(p.chunks.values())).plan  # what decoding found: once per file
+                fresh[media_key(p.prepared.content_hash, plan)] = media_dict(p.prepared)
             for index, c in p.chunks.items():
                 fresh.update(self._fresh_entries(p, c))
                 if not _complete(c):
@@ -373,9 +375,6 @@ class InferStage:
             )
             if index not in p.partial:
                 fresh[text_key(config.task_models.get("text", "none"), text)] = checked_text
-            if p.prepared.decoded or p.prepared.media.media_type == "image":
-                plan = p.chunks[index].plan
-                fresh[media_key(p.prepared.content_hash, plan)] = media_dict(p.prepared)
         ctx.progress.add("inferred", sum(1 for p, index, *_ in parts if not p.chunks[index].cached))
         return fresh
 

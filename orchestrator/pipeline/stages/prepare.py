@@ -313,12 +313,16 @@ def _cached_av(
 def _all_cached(ctx: PipelineContext, content_hash: str, plan: str, chunks: list[ChunkInput]) -> bool:
     """Every task each chunk needs has its answers in the cache (under the task's current model)."""
     config = ctx.config
-    if config.refresh_tasks:  # asked again: decode
-        return False
-    keys = [
-        task_key(content_hash, plan, c.index, task, config.task_models.get(model_key(task), "none"))
+    needed = [
+        (c.index, task)
         for c in chunks
         for task in (config.image_tasks if c.has_frames else ()) + (config.audio_tasks if c.has_audio else ())
+    ]
+    if any(task in config.refresh_tasks for _, task in needed):  # asked again: decode
+        return False
+    keys = [
+        task_key(content_hash, plan, index, task, config.task_models.get(model_key(task), "none"))
+        for index, task in needed
     ]
     return ctx.cache.has_all_sync(keys)
 
