@@ -24,6 +24,7 @@ from orchestrator.cache import media_key, task_key, text_key
 from orchestrator.clients.ml import AudioRequestItem, ImageRequestItem
 from orchestrator.manifest import model_key
 from orchestrator.pipeline import task_results
+from orchestrator.pipeline.chunk_answers import CAPTION_TASK, ChunkAnswers
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import (
     SENTINEL,
@@ -43,9 +44,6 @@ from orchestrator.pipeline.unify import Speech, Visual, compose_text, mean_vecto
 LINGER_S = 0.05
 
 
-CAPTION_TASK = "caption"  # the VLM's image task (docs/ml-api.md)
-
-
 def _only_caption_failed(result: dict[str, Any]) -> bool:
     """An analyze/images item answered except for its caption: its only failed task (``task_errors``,
     docs/ml-api.md) is the VLM's. An item that failed as a whole has no task errors."""
@@ -54,26 +52,10 @@ def _only_caption_failed(result: dict[str, Any]) -> bool:
 
 
 @dataclass(slots=True)
-class _Chunk:
-    """One chunk in a round: each keyframe's answers by task, its audio's answers by task, and which
-    tasks were answered now (to be cached)."""
-
-    chunk: ChunkInput
-    plan: str
-    times: list[float | None] = field(default_factory=list)
-    frames: list[dict[str, dict[str, Any]]] = field(default_factory=list)  # per keyframe: task -> fields
-    audio: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> fields
-    image_tasks: tuple[str, ...] = ()  # what this chunk's keyframes need
-    audio_tasks: tuple[str, ...] = ()
-    fresh: set[str] = field(default_factory=set)
-    cached: bool = False  # every task's answers came from the cache (no ML request for it)
-
-
-@dataclass(slots=True)
 class _Pending:
     prepared: PreparedFile
     results: dict[int, ChunkAnalysis] = field(default_factory=dict)
-    chunks: dict[int, _Chunk] = field(default_factory=dict)  # this round's
+    chunks: dict[int, ChunkAnswers] = field(default_factory=dict)  # this round's
     partial: set[int] = field(default_factory=set)  # chunks stored without a caption: not cached, retried
     error: str | None = None
 
@@ -174,7 +156,7 @@ class InferStage:
         config = self._ctx.config
         for p, chunk in part:
             plan = config.plans.get("image" if p.prepared.media.media_type == "image" else "av", "")
-            p.chunks[chunk.index] = _Chunk(
+            p.chunks[chunk.index] = ChunkAnswers(
                 chunk,
                 plan,
                 image_tasks=config.image_tasks if chunk.has_frames else (),
@@ -194,7 +176,7 @@ class InferStage:
             p.chunks.clear()
         await self._ctx.cache.set_many(fresh)
 
-    def _task_key(self, p: _Pending, c: _Chunk, task: str) -> str:
+    def _task_key(self, p: _Pending, c: ChunkAnswers, task: str) -> str:
         model = self._ctx.config.task_models.get(model_key(task), "none")
         return task_key(p.prepared.content_hash, c.plan, c.chunk.index, task, model)
 
@@ -209,33 +191,15 @@ class InferStage:
         hits = await self._ctx.cache.get_many(keys)
         for p, chunk in part:
             c = p.chunks[chunk.index]
-            c.times = [f.t_s for f in chunk.frames]
-            for task in c.image_tasks:
-                entry = hits.get(self._task_key(p, c, task))
-                if entry is None:
-                    continue
-                if not c.times and not c.frames:  # not decoded: the cache tells the keyframes
-                    c.times = [t for t, _ in entry]
-                if not c.frames:
-                    c.frames = [{} for _ in c.times]
-                if len(entry) != len(c.frames):
-                    continue  # another keyframe count: asked again
-                for n, (_, fields) in enumerate(entry):
-                    c.frames[n][task] = fields
-            if not c.frames:
-                c.frames = [{} for _ in c.times]
-            for task in c.audio_tasks:
-                entry = hits.get(self._task_key(p, c, task))
-                if entry is not None:
-                    c.audio[task] = entry
-        for p, chunk in part:
-            c = p.chunks[chunk.index]
-            c.cached = _complete(c)
+            tasks = (*c.image_tasks, *c.audio_tasks)
+            c.take_cached({t: hits[k] for t in tasks if (k := self._task_key(p, c, t)) in hits})
         self._ctx.progress.add("cache_hits", sum(1 for p, ch in part if p.chunks[ch.index].cached))
 
-    def _plan_requests(self, p: _Pending, c: _Chunk, images: list[_ImageJob], audio: list[_AudioJob]) -> None:
+    def _plan_requests(
+        self, p: _Pending, c: ChunkAnswers, images: list[_ImageJob], audio: list[_AudioJob]
+    ) -> None:
         """The requests for what this chunk's cache did not have."""
-        missing = [t for t in c.image_tasks if any(t not in frame for frame in c.frames) or not c.frames]
+        missing = c.missing_image_tasks()
         if missing:
             if not c.chunk.frames:
                 p.fail("results missing from the cache and the file was not decoded; run the job again")
@@ -249,7 +213,7 @@ class InferStage:
                 if needed:
                     item = ImageRequestItem(str(len(images)), frame.jpeg)
                     images.append(_ImageJob(p, c, n, item, needed))
-        missing_audio = tuple(t for t in c.audio_tasks if t not in c.audio)
+        missing_audio = c.missing_audio_tasks()
         if missing_audio:
             if c.chunk.audio is None:
                 p.fail("results missing from the cache and the file was not decoded; run the job again")
@@ -317,23 +281,21 @@ class InferStage:
         parts: list[tuple[_Pending, int, Visual, Speech, list[float] | None]] = []
         for p in pending:
             last = max(c.index for c in p.prepared.chunks)
-            analysed = any(_complete(c) for c in p.chunks.values())
+            analysed = any(c.complete for c in p.chunks.values())
             if analysed and (p.prepared.decoded or p.prepared.media.media_type == "image"):
                 plan = next(iter(p.chunks.values())).plan  # what decoding found: once per file
                 fresh[media_key(p.prepared.content_hash, plan)] = media_dict(p.prepared)
             for index, c in p.chunks.items():
-                fresh.update(self._fresh_entries(p, c))
-                if not _complete(c):
+                entries = c.fresh_entries(caption_partial=index in p.partial)
+                fresh.update({self._task_key(p, c, task): entry for task, entry in entries.items()})
+                if not c.complete:
                     continue  # one of its items failed (so did its file): the others' chunks go on
-                frames = [
-                    (t, task_results.join([frame[task] for task in c.image_tasks]))
-                    for t, frame in zip(c.times, c.frames, strict=True)
-                ]
+                frames = c.joined_frames()
                 visual = merge_frames(frames, config.face_dim) if frames and c.image_tasks else Visual()
                 said = Speech("", [], [], None)
                 if c.audio_tasks:
                     said = speech(
-                        task_results.join([c.audio[t] for t in c.audio_tasks]),
+                        c.joined_audio(),
                         c.chunk.audio_start_s,
                         c.chunk.start_s or 0.0,
                         c.chunk.end_s or 0.0,
@@ -378,20 +340,6 @@ class InferStage:
         ctx.progress.add("inferred", sum(1 for p, index, *_ in parts if not p.chunks[index].cached))
         return fresh
 
-    def _fresh_entries(self, p: _Pending, c: _Chunk) -> dict[str, Any]:
-        """Cache entries of the tasks this chunk had answered now, each complete over its keyframes."""
-        out: dict[str, Any] = {}
-        for task in c.fresh:
-            if task in c.audio_tasks:
-                out[self._task_key(p, c, task)] = c.audio[task]
-            elif all(task in frame for frame in c.frames) and not (
-                task == CAPTION_TASK and c.chunk.index in p.partial
-            ):
-                out[self._task_key(p, c, task)] = [
-                    [t, frame[task]] for t, frame in zip(c.times, c.frames, strict=True)
-                ]
-        return out
-
     async def _text_vectors(self, texts: list[str], fresh: dict[str, Any]) -> list[list[float] | None]:
         """The text vector of each text: from the cache (or this round), else embedded in batches."""
         ctx = self._ctx
@@ -408,17 +356,10 @@ class InferStage:
         return [known[k] if k in known else embedded.get(t) for t, k in zip(texts, keys, strict=True)]
 
 
-def _complete(c: _Chunk) -> bool:
-    """Every task of the chunk has its answer (on every keyframe)."""
-    if c.image_tasks and (not c.frames or any(t not in f for f in c.frames for t in c.image_tasks)):
-        return False
-    return all(t in c.audio for t in c.audio_tasks)
-
-
 @dataclass(slots=True)
 class _ImageJob:
     pending: _Pending
-    chunk: _Chunk
+    chunk: ChunkAnswers
     frame: int  # the keyframe's position in the chunk
     item: ImageRequestItem
     tasks: tuple[str, ...]  # what it is asked for (the scene description only on a chunk's middle frame)
@@ -427,7 +368,7 @@ class _ImageJob:
 @dataclass(slots=True)
 class _AudioJob:
     pending: _Pending
-    chunk: _Chunk
+    chunk: ChunkAnswers
     item: AudioRequestItem
     tasks: tuple[str, ...]
 
