@@ -158,6 +158,9 @@ async def test_pause_or_cancel_at_each_last_step(
             expected = "cancelled"
 
         final = await orch.wait_job(job_id, timeout_s=120)
+        # A cancelled job's state changes at once; its task ends once the write in flight has landed
+        # (and been marked done): wait for that before counting.
+        await asyncio.wait_for(orch.app.state.jobs.wait(job_id), 60)
         assert final["state"] == expected and final["error"] is None, final
         assert final["finishing"] is False
         stored = await store.count(COLLECTION)
