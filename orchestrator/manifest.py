@@ -6,9 +6,9 @@ service's /capabilities and the settings is compared with it (`compare`):
 - nothing differs: the job ingests as always;
 - only models whose output is derived text differ (OCR, tags, objects, captions, ASR): those tasks are
   re-analysed for every file in place; the text vectors follow the new text (same text model);
-- anything that makes a vector or a point id (the text, image–text, face or voice model, a chunk plan,
-  the pipeline version) differs: a new collection version is built beside the old one and replaces it
-  when complete. Vectors of two models never share a space.
+- anything that makes a vector or a point id (the text, image–text, face or voice model, the keyword
+  analysis, a chunk plan, the pipeline version) differs: a new collection version is built beside the
+  old one and replaces it when complete. Vectors of two models never share a space.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import orjson
 
 from orchestrator.config import Settings
 from orchestrator.ids import PIPELINE_VERSION
+from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER
 
 # Models whose output enters chunk records (their /capabilities keys), split by what a change costs.
 VECTOR_MODELS = ("text", "image_text", "faces", "speakers")
@@ -68,6 +69,7 @@ class Manifest:
     plans: dict[str, dict[str, Any]]  # "image" / "av" -> the settings that shape the chunks
     pipeline: str = PIPELINE_VERSION
     unknown: bool = False  # a collection from before manifests whose points say other models
+    keywords: str = ANALYZER  # the keyword analysis of its sparse vectors (keywords.py)
 
     def plan_digests(self) -> dict[str, str]:
         return {kind: plan_digest(values) for kind, values in self.plans.items()}
@@ -76,7 +78,12 @@ class Manifest:
         return plan_digest(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"models": self.models, "plans": self.plans, "pipeline": self.pipeline}
+        out: dict[str, Any] = {
+            "models": self.models,
+            "plans": self.plans,
+            "pipeline": self.pipeline,
+            "keywords": self.keywords,
+        }
         if self.unknown:
             out["unknown"] = True
         return out
@@ -88,6 +95,8 @@ class Manifest:
             plans={str(k): dict(v) for k, v in dict(data.get("plans") or {}).items()},
             pipeline=str(data.get("pipeline", "")),
             unknown=bool(data.get("unknown", False)),
+            # Manifests from before the keyword analysis was recorded: made with the legacy one.
+            keywords=str(data.get("keywords", LEGACY_ANALYZER)),
         )
 
 
@@ -115,6 +124,9 @@ def compare(built: Manifest, now: Manifest) -> Staleness:
     if built.pipeline != now.pipeline:
         rebuild = True
         changes.append(f"pipeline version: {built.pipeline} -> {now.pipeline}")
+    if built.keywords != now.keywords:
+        rebuild = True
+        changes.append(f"keyword analysis: {built.keywords or 'legacy'} -> {now.keywords or 'legacy'}")
     for kind in sorted(set(built.plans) | set(now.plans)):
         if built.plans.get(kind) != now.plans.get(kind):
             rebuild = True

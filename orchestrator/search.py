@@ -1,19 +1,22 @@
-"""Semantic search: the query's text vector, its image–text vector (when the collection has image vectors)
-and its keyword vector, fused by the engine (RRF), with filters; spoken phrases re-ranked, placed in time."""
+"""Search: the query's text vector, its image–text vector (when the collection has image vectors) and its
+keyword vector (BM25, keywords.py), fused by the engine (RRF) in one Query API call, with filters;
+spoken phrases re-ranked and placed in time; hits grouped by file on request; a relevance floor that
+says when nothing matches well (relevance.py); snippets with the matched words marked (snippets.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from orchestrator.catalog import Catalog
 from orchestrator.clients.ml import MLClient, MLRequestError
 from orchestrator.clients.vectors import ScoredPoint, SearchFilter, SearchRequest, VectorStore
 from orchestrator.file_index import FileIndex
-from orchestrator.keywords import sparse_vector, tokenize
+from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER, keyword_query, query_words
+from orchestrator.relevance import Floors, evidence, relevant
+from orchestrator.snippets import locate, make_snippet
 
 # Interactive: a search waits at most this long for the ML service (retries and requests together: a
 # replica restarting or slow), then answers 503; each embedding request gets SEARCH_ML_TIMEOUT_S (a live
@@ -21,10 +24,15 @@ from orchestrator.keywords import sparse_vector, tokenize
 # search tries another replica or tries again, so one slow replica cannot hold it.
 SEARCH_ML_DEADLINE_S = 5.0
 SEARCH_ML_TIMEOUT_S = 2.0
-_SNIPPET_CHARS = 160
 # Fused hits looked at again for spoken phrases (rerank_spoken), and how much of a phrase must be spoken.
 RERANK_DEPTH = 20
 PHRASE_COVERAGE = 0.5  # tiny.en garbles ~1 word in 5 of these voices; half the words still place a sentence
+# How deep one search reads the fused list: offset + limit (+1, to know whether there is more), for
+# grouped results GROUP_DEPTH times that (a file's moments fold under its best), at most MAX_DEPTH.
+GROUP_DEPTH = 5
+MAX_DEPTH = 1000
+# The fused hits whose evidence decides the relevance floor (no_good_match).
+FLOOR_DEPTH = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,38 +40,61 @@ class SearchQuery:
     text: str
     collection: str
     limit: int = 10
+    offset: int = 0  # hits (or files, grouped) skipped: the previous page's next_offset
+    group_by: Literal["media"] | None = None
     media_type: str | None = None
     path_prefix: str | None = None
-    taken_after: float | None = None
+    taken_after: float | None = None  # epoch seconds (EXIF / container date)
     taken_before: float | None = None
+    ingested_after: float | None = None  # epoch seconds (when the chunk was indexed)
+    ingested_before: float | None = None
     person: str | None = None  # a face or voice cluster id ("person-…", "voice-…")
+    speaker: str | None = None  # a voice cluster id: chunks where it speaks
+    has_text: bool | None = None  # words read on screen or spoken (OCR, transcript)
+    min_duration_s: float | None = None  # of the whole file (video and audio)
+    max_duration_s: float | None = None
+    language: str | None = None  # the chunk's spoken language (ASR's code: "en", "es")
     request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SearchTarget:
-    """Where a collection's search goes: its current version's store collection, and the versions of the
-    models its vectors were made with (a query is embedded by the same ones; None: whatever serves)."""
+    """Where a collection's search goes: its current version's store collection, the versions of the
+    models its vectors were made with (a query is embedded by the same ones; None: whatever serves), and
+    the keyword analysis of its sparse vectors."""
 
     physical: str
     text_version: str | None = None
     image_text_version: str | None = None
     version: int | None = None  # the collection version (None: a collection not versioned yet)
+    analyzer: str = ANALYZER
 
 
 async def resolve_target(catalog: Catalog, collection: str) -> SearchTarget:
     """The collection's current version (catalog.py); its own name when it has no versions yet."""
     current = await catalog.current(collection)
-    if current is None:
-        return SearchTarget(collection)
+    if current is None:  # never ingested (nothing to find) or from before versions (legacy keywords)
+        return SearchTarget(collection, analyzer=LEGACY_ANALYZER)
     models = {} if current.manifest.unknown else current.manifest.models
     text, image_text = _version(models.get("text")), _version(models.get("image_text"))
-    return SearchTarget(current.physical, text, image_text, current.version)
+    return SearchTarget(current.physical, text, image_text, current.version, current.manifest.keywords)
 
 
 def _version(model: str | None) -> str | None:
     """The version of a manifest's "name@version"."""
     return model.rsplit("@", 1)[1] if model and "@" in model else None
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """Another matching moment of a hit's file (group_by=media)."""
+
+    id: str
+    score: float
+    start_s: float | None
+    end_s: float | None
+    snippet_html: str
+    thumbnail_url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +108,27 @@ class Hit:
     end_s: float | None
     snippet: str
     thumbnail_url: str
+    stream_url: str = ""
+    snippet_html: str = ""  # the snippet HTML-escaped, matched words in <mark>
+    snippet_source: str = ""  # transcript / ocr / caption / tags / text / filename
+    highlights: list[tuple[int, int]] = field(default_factory=list)  # offsets in `snippet`
     chunk_start_s: float | None = None
     chunk_end_s: float | None = None
     transcript: str = ""
     people: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     ocr_text: str = ""
+    caption: str = ""
     taken_at: str | None = None
+    relevance: dict[str, float | None] = field(default_factory=dict)  # evidence (relevance.py)
+    moments: list[Moment] = field(default_factory=list)  # the file's other moments (group_by=media)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    hits: list[Hit]
+    no_good_match: bool  # nothing found clears the relevance floor (relevance.py)
+    next_offset: int | None  # the next page's offset; None: this is the last page
 
 
 async def search(
@@ -92,13 +137,15 @@ async def search(
     index: FileIndex,
     query: SearchQuery,
     target: SearchTarget | None = None,
-) -> list[Hit]:
-    """Hits with every path of their content (from the file index: a point lists only a sample).
-    `target`: the collection's current version (resolve_target); None: the collection's own name."""
+    floors: Floors | None = None,
+) -> SearchResult:
+    """One page of hits with every path of their content (from the file index: a point lists only a
+    sample). `target`: the collection's current version (resolve_target); None: the collection's own name
+    with today's analysis. `floors`: the relevance floor (None: relevance.Floors' defaults)."""
     target = target or SearchTarget(query.collection)
     physical = target.physical
     if not await store.collection_exists(physical):
-        return []
+        return SearchResult([], True, None)
     # An image–text model (CLIP) made the points: the query is embedded in its space too, at the same time.
     spaces = ["text", "image_text"] if "image" in await store.dense_vectors(physical) else ["text"]
     versions = {"text": target.text_version, "image_text": target.image_text_version}
@@ -106,20 +153,39 @@ async def search(
     if embedded[0] is None:
         raise MLRequestError("the ML service could not embed the query")
     dense = {name: vector for name, vector in zip(("text", "image"), embedded, strict=False) if vector}
+    wanted = query.offset + query.limit + 1  # one more than the page: is there a next one?
+    depth = min(MAX_DEPTH, max(RERANK_DEPTH, wanted * (GROUP_DEPTH if query.group_by else 1)))
+    keywords = keyword_query(query.text, target.analyzer)
     request = SearchRequest(
         dense=dense,
-        sparse={"sparse": sparse_vector(query.text)} if tokenize(query.text) else {},
-        limit=max(query.limit, RERANK_DEPTH),
-        filter=_filter(query),
-        prefetch_limit=max(50, query.limit * 5),
+        sparse={"sparse": keywords} if keywords.indices else {},
+        limit=depth,
+        filter=search_filter(query),
+        prefetch_limit=max(50, depth),
+        with_vectors=tuple(dense),
     )
-    points = rerank_spoken(await store.search(physical, request), query.text)[: query.limit]
-    hashes = [str(p.payload["content_hash"]) for p in points if p.payload.get("content_hash")]
+    points = rerank_spoken(await store.search(physical, request), query.text)
+    floor = floors or Floors()
+    proofs = {p.id: evidence(p, dense, query.text) for p in points[:FLOOR_DEPTH]}
+    no_good_match = not any(relevant(e, floor) for e in proofs.values())
+    groups = _group(points) if query.group_by == "media" else [[p] for p in points]
+    page = groups[query.offset : query.offset + query.limit]
+    more = len(groups) > query.offset + query.limit
+    hashes = [str(g[0].payload["content_hash"]) for g in page if g[0].payload.get("content_hash")]
     all_paths = await index.paths_of(physical, hashes)
-    return [
-        _hit(p.id, p.score, p.payload, all_paths.get(str(p.payload.get("content_hash"))), query)
-        for p in points
+    hits = [
+        make_hit(group, all_paths.get(str(group[0].payload.get("content_hash"))), query, proofs, dense)
+        for group in page
     ]
+    return SearchResult(hits, no_good_match, query.offset + query.limit if more else None)
+
+
+def _group(points: list[ScoredPoint]) -> list[list[ScoredPoint]]:
+    """The hits of each file (content), files in the order of their best hit, each file's hits in order."""
+    groups: dict[str, list[ScoredPoint]] = {}
+    for p in points:
+        groups.setdefault(str(p.payload.get("content_hash") or p.id), []).append(p)
+    return list(groups.values())
 
 
 async def _embed(ml: MLClient, query: SearchQuery, space: str, version: str | None) -> list[float] | None:
@@ -135,141 +201,99 @@ async def _embed(ml: MLClient, query: SearchQuery, space: str, version: str | No
     return vectors[0]
 
 
-def _filter(query: SearchQuery) -> SearchFilter | None:
+def search_filter(query: SearchQuery) -> SearchFilter | None:
     match: dict[str, Any] = {}
     ranges: dict[str, tuple[float | None, float | None]] = {}
     if query.media_type:
         match["media_type"] = query.media_type
     if query.path_prefix:
         match["dirs"] = query.path_prefix.rstrip("/") or "/"
-    if query.person:
-        match["people"] = query.person
-    if query.taken_after is not None or query.taken_before is not None:
-        ranges["taken_at_ts"] = (query.taken_after, query.taken_before)
+    if query.person and query.speaker and query.person != query.speaker:
+        # Both on the same field (`people`): a chunk must hold both ids; one match can say only one.
+        raise ValueError("person and speaker together: give one of them")
+    if query.person or query.speaker:
+        match["people"] = query.person or query.speaker
+    if query.language:
+        match["language"] = query.language
+    for name, low, high in (
+        ("taken_at_ts", query.taken_after, query.taken_before),
+        ("indexed_at", query.ingested_after, query.ingested_before),
+        ("duration_s", query.min_duration_s, query.max_duration_s),
+    ):
+        if low is not None or high is not None:
+            ranges[name] = (low, high)
+    if query.has_text is not None:
+        ranges["text_chars"] = (1.0, None) if query.has_text else (None, 0.0)
     return SearchFilter(match=match, ranges=ranges) if match or ranges else None
 
 
-def _hit(
-    point_id: str, score: float, payload: dict[str, Any], paths: list[str] | None, query: SearchQuery
+def media_urls(point_id: str, collection: str) -> tuple[str, str]:
+    """A hit's thumbnail and original-file URLs (the API signs them when a key is set)."""
+    base = f"/media/{point_id}"
+    return f"{base}/thumbnail?collection={quote(collection)}", f"{base}/stream?collection={quote(collection)}"
+
+
+def make_hit(
+    group: list[ScoredPoint],
+    paths: list[str] | None,
+    query: SearchQuery,
+    proofs: dict[str, Any],
+    dense: dict[str, list[float]],
 ) -> Hit:
+    best, payload = group[0], group[0].payload
     paths = paths or list(payload.get("paths") or [])
+    shown = make_snippet(payload, query.text)
     start_s, end_s = payload.get("start_s"), payload.get("end_s")
-    text = snippet(str(payload.get("text") or ""), query.text)
-    spoken = locate(payload.get("words") or [], query.text)
-    if spoken is not None:
-        start_s, end_s, text = spoken.start_s, spoken.end_s, spoken.snippet
+    if shown.start_s is not None:  # the matched words are spoken: the hit is where
+        start_s, end_s = shown.start_s, shown.end_s
+    proof = proofs.get(best.id) or evidence(best, dense, query.text)
+    thumbnail, stream = media_urls(best.id, query.collection)
+    moments = []
+    for other in group[1:]:
+        seen = make_snippet(other.payload, query.text)
+        moments.append(
+            Moment(
+                id=other.id,
+                score=other.score,
+                start_s=seen.start_s if seen.start_s is not None else other.payload.get("start_s"),
+                end_s=seen.end_s if seen.start_s is not None else other.payload.get("end_s"),
+                snippet_html=seen.html,
+                thumbnail_url=media_urls(other.id, query.collection)[0],
+            )
+        )
     return Hit(
-        id=point_id,
-        score=score,
+        id=best.id,
+        score=best.score,
         path=paths[0] if paths else payload.get("path"),
         paths=paths,
         media_type=payload.get("media_type"),
         start_s=start_s,
         end_s=end_s,
-        snippet=text,
-        thumbnail_url=f"/media/{point_id}/thumbnail?collection={quote(query.collection)}",
+        snippet=shown.text,
+        snippet_html=shown.html,
+        snippet_source=shown.source,
+        highlights=shown.highlights,
+        thumbnail_url=thumbnail,
+        stream_url=stream,
         chunk_start_s=payload.get("start_s"),
         chunk_end_s=payload.get("end_s"),
         transcript=str(payload.get("transcript") or ""),
         people=list(payload.get("people") or []),
         tags=list(payload.get("tags") or []),
         ocr_text=str(payload.get("ocr_text") or ""),
+        caption=str(payload.get("caption") or ""),
         taken_at=payload.get("taken_at"),
+        relevance=proof.to_json(),
+        moments=moments,
     )
-
-
-def snippet(text: str, query: str, width: int = _SNIPPET_CHARS) -> str:
-    """The part of the chunk's text around the first query word it contains (else its beginning)."""
-    text = " ".join(text.split())
-    if len(text) <= width:
-        return text
-    positions = [
-        m.start()
-        for term in tokenize(query)
-        if (m := re.search(rf"\b{re.escape(term)}", text, flags=re.IGNORECASE)) is not None
-    ]
-    if not positions:
-        return text[:width].rstrip() + "…"
-    start = max(0, min(positions) - width // 3)
-    end = min(len(text), start + width)
-    return ("…" if start > 0 else "") + text[start:end].strip() + ("…" if end < len(text) else "")
-
-
-# Words that say nothing about where a phrase is spoken.
-_STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have he her his in is it its of on or our she so that the "
-    "their them they this to was we were what when where which who will with you your".split()
-)
-_CONTEXT_WORDS = (8, 12)  # words of transcript shown before / after the match
-# Whisper writes most numbers as digits ("17 seagulls"); people type them as words, or the other way round.
-_NUMBERS = {
-    word: str(value)
-    for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen twenty".split()
-    )
-} | {w: str(10 * n) for n, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)}
-
-
-def _number(token: str) -> str:
-    return _NUMBERS.get(token, token)
-
-
-@dataclass(frozen=True, slots=True)
-class SpokenMatch:
-    matched: int  # distinct query words spoken in the window
-    terms: int  # distinct query words (stopwords aside)
-    start_s: float
-    end_s: float
-    snippet: str
-
-    @property
-    def coverage(self) -> float:
-        return self.matched / self.terms
-
-
-def locate(words: list[list[Any]], query: str) -> SpokenMatch | None:
-    """Where in a chunk's words ([word, start_s, end_s]) the query is spoken: the window of about the
-    query's length holding the most distinct query words (the earliest of equals), with a snippet of the
-    transcript around it; None when no query word is spoken."""
-    terms = {_number(t) for t in tokenize(query) if t not in _STOPWORDS} or set(tokenize(query))
-    if not terms or not words:
-        return None
-    spoken = [_number(" ".join(tokenize(str(w[0])))) for w in words]
-    span = len(tokenize(query)) + 3
-    best: tuple[int, int, int] | None = None  # (matched terms, first, last)
-    for i in range(len(words)):
-        if spoken[i] not in terms:
-            continue
-        seen: set[str] = set()
-        last = i
-        for j in range(i, min(len(words), i + span)):
-            if spoken[j] in terms:
-                seen.add(spoken[j])
-                last = j
-        if best is None or len(seen) > best[0]:
-            best = (len(seen), i, last)
-    if best is None:
-        return None
-    matched, first, last = best
-    # The phrase's first words may have been misheard: when the first match is the k-th word of the query,
-    # the phrase began about k words earlier (not before the previous sentence's end).
-    query_words = [_number(t) for t in tokenize(query)]
-    k = query_words.index(spoken[first]) if spoken[first] in query_words else 0
-    begin = first
-    while begin > 0 and first - begin < k and not str(words[begin - 1][0]).rstrip().endswith((".", "?", "!")):
-        begin -= 1
-    lo, hi = max(0, begin - _CONTEXT_WORDS[0]), min(len(words), last + 1 + _CONTEXT_WORDS[1])
-    text = " ".join(str(w[0]) for w in words[lo:hi])
-    text = ("…" if lo > 0 else "") + text + ("…" if hi < len(words) else "")
-    return SpokenMatch(matched, len(terms), float(words[begin][1]), float(words[last][2]), text)
 
 
 def rerank_spoken(points: list[ScoredPoint], query: str) -> list[ScoredPoint]:
-    """A sentence spoken almost word for word outranks chunks that are only about the same thing: chunks
-    whose transcript holds at least PHRASE_COVERAGE of a phrase's words (3+ of them) in one window come
-    first, best coverage first; the fused order is kept otherwise."""
-    if len({t for t in tokenize(query) if t not in _STOPWORDS}) < 3:
+    """A sentence spoken almost word for word outranks chunks that are only about the same thing: among
+    the first RERANK_DEPTH fused hits, chunks whose transcript holds at least PHRASE_COVERAGE of a
+    phrase's words (3+ of them) in one window come first, best coverage first; the fused order is kept
+    otherwise (and below RERANK_DEPTH, so pages stay consistent whatever depth a search read)."""
+    if len(set(query_words(query))) < 3:
         return points
 
     def key(item: tuple[int, ScoredPoint]) -> tuple[float, int]:
@@ -278,4 +302,5 @@ def rerank_spoken(points: list[ScoredPoint], query: str) -> list[ScoredPoint]:
         coverage = match.coverage if match is not None else 0.0
         return (-round(coverage, 2) if coverage >= PHRASE_COVERAGE else 0.0, rank)
 
-    return [p for _, p in sorted(enumerate(points), key=key)]
+    head = [p for _, p in sorted(enumerate(points[:RERANK_DEPTH]), key=key)]
+    return head + points[RERANK_DEPTH:]

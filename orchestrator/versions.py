@@ -10,6 +10,7 @@ from typing import Any
 from orchestrator.catalog import Catalog, CollectionVersion
 from orchestrator.clients.vectors import VectorStore
 from orchestrator.file_index import FileIndex
+from orchestrator.keywords import LEGACY_ANALYZER
 from orchestrator.logs import get_logger
 from orchestrator.manifest import Manifest, legacy_signature
 from orchestrator.people import companions
@@ -31,8 +32,10 @@ async def ensure_current(
     if await store.collection_exists(collection) and await store.count(collection) > 0:
         page, _ = await store.scroll(collection, None, 1, None)
         built_with = page[0].payload.get("models") if page else None
+        # Its keyword vectors are the legacy analysis: the first job rebuilds them (manifest.compare).
+        manifest = replace(now, keywords=LEGACY_ANALYZER)
         if built_with not in (legacy_signature(models), now.digest()):
-            manifest = replace(now, unknown=True)
+            manifest = replace(manifest, unknown=True)
     return await catalog.register(collection, manifest)
 
 

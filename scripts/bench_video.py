@@ -50,9 +50,11 @@ async def ingest_and_search(settings: Settings, root: Path, manifest: TalkManife
         hits = 0
         misses = []
         for phrase in manifest.phrases:
-            found = await search(
-                services.store, services.ml, services.index, SearchQuery(phrase.text, "bench", limit=3)
-            )
+            found = (
+                await search(
+                    services.store, services.ml, services.index, SearchQuery(phrase.text, "bench", limit=3)
+                )
+            ).hits
             top = found[0] if found else None
             if (
                 top is not None

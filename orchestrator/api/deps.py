@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from starlette.requests import HTTPConnection
 
+from orchestrator.api.signing import signed
 from orchestrator.job_manager import JobManager
 from orchestrator.people import companions
 from orchestrator.services import Services
@@ -46,7 +47,8 @@ def get_deletions(request: Request) -> CollectionDeletions:
 
 def has_api_key(conn: HTTPConnection) -> bool:
     """True when API_KEY is unset, or the request carries it: X-API-Key, Authorization: Bearer, or (for a
-    browser's WebSocket, which cannot set headers) the `api_key` query parameter."""
+    browser's WebSocket, which cannot set headers) the `api_key` query parameter; or, for a thumbnail or
+    stream, a signed URL (api/signing.py)."""
     expected: str | None = conn.app.state.settings.api_key
     if not expected:
         return True
@@ -56,7 +58,9 @@ def has_api_key(conn: HTTPConnection) -> bool:
         given = auth[7:].strip()
     if given is None and conn.scope["type"] == "websocket":
         given = conn.query_params.get("api_key")
-    return given is not None and secrets.compare_digest(given.encode(), expected.encode())
+    if given is None:  # a thumbnail or stream URL from a search answer, signed with the key (signing.py)
+        return signed(conn, expected)
+    return secrets.compare_digest(given.encode(), expected.encode())
 
 
 def require_api_key(request: Request) -> None:

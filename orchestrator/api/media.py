@@ -44,9 +44,18 @@ async def media_record(
     return {"id": media_id, "collection": name, **payload}
 
 
+# A signed URL's expiry and signature (api/signing.py); checked with the API key, before the route runs.
+_EXP = Query(None, pattern=r"^[0-9]{1,12}$", description="signed URL: expiry (epoch seconds)")
+_SIG = Query(None, pattern=r"^[0-9a-f]{64}$", description="signed URL: signature")
+
+
 @router.get("/media/{media_id}/thumbnail")
 async def media_thumbnail(
-    media_id: str, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
+    media_id: str,
+    services: ServicesDep,
+    collection: str | None = Query(None, pattern=_COLLECTION),
+    exp: str | None = _EXP,
+    sig: str | None = _SIG,
 ) -> OpenedFileResponse:
     """The stored thumbnail. Its name comes from the payload, so it is used only when it is a content hash
     (and a video chunk's index a non-negative integer), and served only from under the thumbnails folder."""
@@ -75,7 +84,11 @@ def _open_thumbnail(thumbs: Path, path: Path) -> OpenedFile | None:
 
 @router.get("/media/{media_id}/stream")
 async def media_stream(
-    media_id: str, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
+    media_id: str,
+    services: ServicesDep,
+    collection: str | None = Query(None, pattern=_COLLECTION),
+    exp: str | None = _EXP,
+    sig: str | None = _SIG,
 ) -> OpenedFileResponse:
     """The original file; Starlette's FileResponse answers Range requests (a player can seek). Only a
     regular file, reached without a symlink as its last component, whose opened descriptor lies under

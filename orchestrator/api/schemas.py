@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 COLLECTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -71,12 +71,39 @@ class JobAccepted(BaseModel):
 MediaType = Literal["image", "video", "audio"]
 
 
-class SearchBody(_Request):
-    query: str = Field(min_length=1, max_length=2000)
+class SearchFilters(_Request):
+    """What narrows a search (GET /search takes the same as query parameters)."""
+
     collection: str | None = Field(default=None, pattern=COLLECTION_NAME)
     limit: int = Field(default=10, ge=1, le=200)
+    offset: int = Field(default=0, ge=0, le=800, description="the previous page's next_offset")
+    group_by: Literal["media"] | None = Field(
+        default=None, description="media: the best moment per file, its other moments under it"
+    )
     media_type: MediaType | None = None
     path_prefix: str | None = Field(default=None, max_length=4096)
-    taken_after: float | None = None
+    taken_after: float | None = Field(default=None, description="epoch seconds")
     taken_before: float | None = None
-    person: str | None = Field(default=None, max_length=64)
+    ingested_after: float | None = Field(default=None, description="epoch seconds")
+    ingested_before: float | None = None
+    person: str | None = Field(default=None, max_length=64, description="a person-… or voice-… id")
+    speaker: str | None = Field(default=None, pattern=r"^voice-[A-Za-z0-9-]{1,58}$")
+    has_text: bool | None = Field(default=None, description="words read on screen or spoken")
+    min_duration_s: float | None = Field(default=None, ge=0)
+    max_duration_s: float | None = Field(default=None, ge=0)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
+
+
+class SearchBody(SearchFilters):
+    """Words (`query`), or an example: a stored moment (`media_id`) or an image (`image_base64`)."""
+
+    query: str | None = Field(default=None, min_length=1, max_length=2000)
+    media_id: str | None = Field(default=None, pattern=r"^[0-9a-fA-F-]{36}$")
+    image_base64: str | None = Field(default=None, min_length=4, description="an image file, base64")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchBody:
+        given = [n for n in ("query", "media_id", "image_base64") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of query, media_id, image_base64")
+        return self

@@ -1,29 +1,51 @@
-"""Routes for search: GET with query parameters, POST with a JSON body; same answer. An unknown parameter
-or field (`type=audio` for `media_type=audio`) is a 422, never a silently unfiltered search."""
+"""Routes for search: GET with query parameters, POST with a JSON body (words, or an example: a media id
+or an image in base64), POST /search/image with a multipart upload. An unknown parameter or field
+(`type=audio` for `media_type=audio`) is a 422, never a silently unfiltered search."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
+from pydantic import ValidationError
 
 from orchestrator.api.deps import ServicesDep
-from orchestrator.api.schemas import MediaType, SearchBody
+from orchestrator.api.schemas import SearchBody, SearchFilters
+from orchestrator.api.signing import sign_url
 from orchestrator.clients.ml import MLRequestError, MLUnavailableError
-from orchestrator.search import SearchQuery, resolve_target, search
+from orchestrator.example_search import ExampleError, ExampleResult, search_by_image, search_by_media
+from orchestrator.media.images import MediaDecodeError
+from orchestrator.relevance import Floors
+from orchestrator.search import SearchQuery, SearchResult, SearchTarget, resolve_target, search
+from orchestrator.services import Services
 
 router = APIRouter(tags=["search"])
 
 
-async def _run(services: ServicesDep, query: SearchQuery) -> dict[str, Any]:
-    try:
-        target = await resolve_target(services.catalog, query.collection)
-        hits = await search(services.store, services.ml, services.index, query, target)
-    except MLUnavailableError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
-    except MLRequestError as exc:
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
+def _query(services: Services, text: str, filters: SearchFilters, request: Request) -> SearchQuery:
+    fields = filters.model_dump(exclude={"query", "media_id", "image_base64"})
+    fields["collection"] = filters.collection or services.settings.default_collection
+    return SearchQuery(text=text, request_id=request.headers.get("x-request-id"), **fields)
+
+
+def _answer(
+    services: Services, query: SearchQuery, target: SearchTarget, result: SearchResult
+) -> dict[str, Any]:
+    settings = services.settings
+
+    def signed(url: str) -> str:
+        return sign_url(url, settings.api_key, settings.media_url_ttl_s)
+
+    hits = []
+    for hit in result.hits:
+        body = dataclasses.asdict(hit)
+        body["thumbnail_url"], body["stream_url"] = signed(hit.thumbnail_url), signed(hit.stream_url)
+        for moment in body["moments"]:
+            moment["thumbnail_url"] = signed(moment["thumbnail_url"])
+        hits.append(body)
     return {
         "query": query.text,
         "collection": query.collection,
@@ -31,48 +53,132 @@ async def _run(services: ServicesDep, query: SearchQuery) -> dict[str, Any]:
         # (those its vectors were made with: never another model's space).
         "version": target.version,
         "query_models": {"text": target.text_version, "image_text": target.image_text_version},
-        "hits": [dataclasses.asdict(h) for h in hits],
+        "no_good_match": result.no_good_match,
+        "offset": query.offset,
+        "next_offset": result.next_offset,
+        "group_by": query.group_by,
+        "hits": hits,
     }
+
+
+async def _words(services: Services, query: SearchQuery) -> dict[str, Any]:
+    settings = services.settings
+    floors = Floors(settings.search_text_floor, settings.search_image_floor, settings.search_keyword_floor)
+    try:
+        target = await resolve_target(services.catalog, query.collection)
+        result = await search(services.store, services.ml, services.index, query, target, floors)
+    except MLUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    except MLRequestError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
+    except ValueError as exc:  # filters that cannot hold together
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    return _answer(services, query, target, result)
+
+
+async def _example(
+    services: Services, query: SearchQuery, media_id: str | None, image: bytes | None
+) -> dict[str, Any]:
+    settings = services.settings
+    try:
+        target = await resolve_target(services.catalog, query.collection)
+        found: ExampleResult
+        if media_id is not None:
+            found = await search_by_media(services.store, services.index, query, target, media_id.lower())
+        else:
+            assert image is not None
+            found = await search_by_image(
+                services.store,
+                services.ml,
+                services.index,
+                query,
+                target,
+                image,
+                face_threshold=settings.face_cluster_threshold,
+                max_pixels=settings.max_image_pixels,
+                ml_max_side=settings.ml_image_max_side,
+            )
+    except MediaDecodeError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"the example: {exc}") from exc
+    except ExampleError as exc:
+        code = (
+            status.HTTP_404_NOT_FOUND if "no such media" in str(exc) else status.HTTP_422_UNPROCESSABLE_ENTITY
+        )
+        raise HTTPException(code, str(exc)) from exc
+    except MLUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    except MLRequestError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
+    answer = _answer(services, query, target, found.result)
+    answer["example"] = {"by": found.by, "person": found.person, "description": found.description}
+    return answer
+
+
+def _get_filters(
+    collection: str | None = Query(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
+    limit: int = Query(10, ge=1, le=200),
+    offset: int = Query(0, ge=0, le=800),
+    group_by: str | None = Query(default=None, pattern="^media$"),
+    media_type: str | None = Query(default=None, pattern="^(image|video|audio)$"),
+    path_prefix: str | None = Query(default=None, max_length=4096),
+    taken_after: float | None = None,
+    taken_before: float | None = None,
+    ingested_after: float | None = None,
+    ingested_before: float | None = None,
+    person: str | None = Query(default=None, max_length=64),
+    speaker: str | None = Query(default=None, max_length=64),
+    has_text: bool | None = None,
+    min_duration_s: float | None = Query(default=None, ge=0),
+    max_duration_s: float | None = Query(default=None, ge=0),
+    language: str | None = Query(default=None, max_length=3),
+) -> SearchFilters:
+    values = {k: v for k, v in locals().items() if v is not None}
+    try:
+        return SearchFilters.model_validate(values)
+    except ValidationError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.errors(include_url=False)) from exc
 
 
 @router.get("/search")
 async def search_get(
     request: Request,
     services: ServicesDep,
+    filters: Annotated[SearchFilters, Depends(_get_filters)],
     q: str = Query(min_length=1, max_length=2000),
-    collection: str | None = Query(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$"),
-    limit: int = Query(10, ge=1, le=200),
-    media_type: MediaType | None = None,
-    path_prefix: str | None = Query(default=None, max_length=4096),
-    taken_after: float | None = None,
-    taken_before: float | None = None,
-    person: str | None = Query(default=None, max_length=64),
 ) -> dict[str, Any]:
-    query = SearchQuery(
-        text=q,
-        collection=collection or services.settings.default_collection,
-        limit=limit,
-        media_type=media_type,
-        path_prefix=path_prefix,
-        taken_after=taken_after,
-        taken_before=taken_before,
-        person=person,
-        request_id=request.headers.get("x-request-id"),
-    )
-    return await _run(services, query)
+    return await _words(services, _query(services, q, filters, request))
 
 
 @router.post("/search")
 async def search_post(body: SearchBody, request: Request, services: ServicesDep) -> dict[str, Any]:
-    query = SearchQuery(
-        text=body.query,
-        collection=body.collection or services.settings.default_collection,
-        limit=body.limit,
-        media_type=body.media_type,
-        path_prefix=body.path_prefix,
-        taken_after=body.taken_after,
-        taken_before=body.taken_before,
-        person=body.person,
-        request_id=request.headers.get("x-request-id"),
+    query = _query(services, body.query or "", body, request)
+    if body.query is not None:
+        return await _words(services, query)
+    image = None
+    if body.image_base64 is not None:
+        data = (
+            body.image_base64.split(",", 1)[1] if body.image_base64.startswith("data:") else body.image_base64
+        )
+        try:
+            image = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "image_base64 is not base64") from exc
+    return await _example(services, query, body.media_id, image)
+
+
+@router.post("/search/image")
+async def search_image(
+    request: Request,
+    services: ServicesDep,
+    image: Annotated[UploadFile, File(description="an image: its faces, look or content are searched for")],
+    collection: Annotated[str | None, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+    limit: Annotated[int, Form(ge=1, le=200)] = 10,
+    media_type: Annotated[str | None, Form(pattern="^(image|video|audio)$")] = None,
+) -> dict[str, Any]:
+    """The multipart form of search by example (`curl -F image=@photo.jpg`); the body is capped by
+    MAX_REQUEST_BYTES like every request."""
+    filters = SearchFilters.model_validate(
+        {k: v for k, v in {"collection": collection, "limit": limit, "media_type": media_type}.items() if v}
     )
-    return await _run(services, query)
+    data = await image.read()
+    return await _example(services, _query(services, "", filters, request), None, data)

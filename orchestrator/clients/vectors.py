@@ -90,6 +90,7 @@ class SearchRequest:
     filter: SearchFilter | None = None
     prefetch_limit: int = 50  # per branch when fusing
     # one branch -> plain nearest search; several -> Reciprocal Rank Fusion (k=60) of the branches
+    with_vectors: tuple[str, ...] = ()  # named dense vectors to return with each hit (ScoredPoint.vectors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class ScoredPoint:
     id: str
     score: float
     payload: dict[str, Any]
+    vectors: dict[str, list[float]] = field(default_factory=dict)  # those asked for (SearchRequest)
 
 
 class VectorStore(Protocol):
@@ -108,6 +110,8 @@ class VectorStore(Protocol):
     async def delete_collection(self, name: str) -> None: ...
     async def upsert(self, name: str, points: list[PointRecord]) -> None: ...  # durable on return
     async def retrieve(self, name: str, ids: list[str]) -> dict[str, dict[str, Any]]: ...
+    # The named dense vectors of points (missing ids and vectors left out).
+    async def retrieve_vectors(self, name: str, ids: list[str]) -> dict[str, dict[str, list[float]]]: ...
     async def set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None: ...
     # Per-point payload merges in one durable write (missing ids skipped, as set_payload does).
     async def set_payloads(self, name: str, updates: dict[str, dict[str, Any]]) -> None: ...

@@ -226,6 +226,16 @@ class EdgeVectorStore:
             return
         await self._run(self._set_payload_sync, name, ids, payload)
 
+    async def retrieve_vectors(self, name: str, ids: list[str]) -> dict[str, dict[str, list[float]]]:
+        if not ids:
+            return {}
+        return await self._run(self._retrieve_vectors_sync, name, ids)
+
+    def _retrieve_vectors_sync(self, name: str, ids: list[str]) -> dict[str, dict[str, list[float]]]:
+        wanted = {canonical_id(i): i for i in ids}
+        records = self._get(name).shard.retrieve(list(wanted), False, True)
+        return {wanted[str(r.id)]: _dense_vectors(r.vector) for r in records}
+
     def _set_payload_sync(self, name: str, ids: list[str], payload: dict[str, Any]) -> None:
         shard = self._get(name).shard
         # By filter rather than by id list: by id, one missing point fails the whole call.
@@ -281,6 +291,7 @@ class EdgeVectorStore:
         branches = search_branches(request)
         edge_filter = _edge_filter(request.filter)
         params = qe.SearchParams(hnsw_ef=self._index.hnsw_ef)
+        with_vector = list(request.with_vectors) if request.with_vectors else False
         if len(branches) == 1:
             vname, vector = branches[0]
             query = qe.QueryRequest(
@@ -289,6 +300,7 @@ class EdgeVectorStore:
                 filter=edge_filter,
                 params=params,
                 with_payload=True,
+                with_vector=with_vector,
             )
         else:
             # The filter goes on every branch so each prefetch fills its limit with allowed points.
@@ -308,9 +320,13 @@ class EdgeVectorStore:
                 prefetches=prefetches,
                 filter=edge_filter,
                 with_payload=True,
+                with_vector=with_vector,
             )
         hits = await self._run(lambda: self._get(name).shard.query(query))
-        return [ScoredPoint(str(h.id), float(h.score), dict(h.payload or {})) for h in hits]
+        return [
+            ScoredPoint(str(h.id), float(h.score), dict(h.payload or {}), _dense_vectors(h.vector))
+            for h in hits
+        ]
 
     # --- maintenance --------------------------------------------------------------------------
 
@@ -363,6 +379,13 @@ def _edge_vectors(point: PointRecord) -> dict[str, qe.NamedVector]:
     for vname, sparse in point.sparse.items():
         vectors[vname] = qe.SparseVector(list(sparse.indices), list(sparse.values))
     return vectors
+
+
+def _dense_vectors(vector: object) -> dict[str, list[float]]:
+    """The named dense vectors of an answer (sparse ones and an unnamed vector left out)."""
+    if not isinstance(vector, dict):
+        return {}
+    return {k: list(v) for k, v in vector.items() if isinstance(v, list)}
 
 
 def _edge_query_vector(vector: list[float] | SparseVector) -> list[float] | qe.SparseVector:

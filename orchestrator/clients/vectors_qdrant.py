@@ -121,6 +121,16 @@ class QdrantServerVectorStore:
         )
         return {wanted[str(r.id)]: dict(r.payload or {}) for r in records}
 
+    async def retrieve_vectors(self, name: str, ids: list[str]) -> dict[str, dict[str, list[float]]]:
+        if not ids:
+            return {}
+        wanted = {canonical_id(i): i for i in ids}
+        records = await self._guard(
+            name,
+            lambda: self._client.retrieve(name, list(wanted), with_payload=False, with_vectors=True),
+        )
+        return {wanted[str(r.id)]: _dense_vectors(r.vector) for r in records}
+
     async def set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None:
         if not ids:
             return
@@ -191,6 +201,7 @@ class QdrantServerVectorStore:
                 search_params=self._search_params,
                 limit=request.limit,
                 with_payload=True,
+                with_vectors=list(request.with_vectors) if request.with_vectors else False,
             )
         else:
             prefetch = [
@@ -211,9 +222,13 @@ class QdrantServerVectorStore:
                 query_filter=query_filter,
                 limit=request.limit,
                 with_payload=True,
+                with_vectors=list(request.with_vectors) if request.with_vectors else False,
             )
         response = await self._guard(name, call)
-        return [ScoredPoint(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+        return [
+            ScoredPoint(str(p.id), float(p.score), dict(p.payload or {}), _dense_vectors(p.vector))
+            for p in response.points
+        ]
 
     async def optimize(self, name: str) -> None:
         """A server builds its indexes in the background; nothing to do but check the name."""
@@ -221,6 +236,13 @@ class QdrantServerVectorStore:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _dense_vectors(vector: object) -> dict[str, list[float]]:
+    """The named dense vectors of an answer (sparse ones and an unnamed vector left out)."""
+    if not isinstance(vector, dict):
+        return {}
+    return {str(k): [float(x) for x in v] for k, v in vector.items() if isinstance(v, list)}
 
 
 def _check_vectors(name: str, spec: CollectionSpec, info: models.CollectionInfo) -> None:

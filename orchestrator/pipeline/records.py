@@ -7,15 +7,15 @@ from typing import Any
 
 from orchestrator.clients.vectors import PointRecord
 from orchestrator.ids import PIPELINE_VERSION, point_id
-from orchestrator.keywords import sparse_vector
+from orchestrator.keywords import filename_words, sparse_vector
 from orchestrator.people import Assignment
 from orchestrator.pipeline.messages import AnalyzedFile
 from orchestrator.points import path_fields
 
 # Payload fields with a keyword index (filters) and a float index (time ranges). `paths` is not indexed:
 # nothing filters on it, and with many copies per content its index grew with every path (memory).
-KEYWORD_FIELDS = ("media_type", "content_hash", "dirs", "people")
-FLOAT_FIELDS = ("taken_at_ts", "start_s")
+KEYWORD_FIELDS = ("media_type", "content_hash", "dirs", "people", "language")
+FLOAT_FIELDS = ("taken_at_ts", "start_s", "indexed_at", "duration_s", "text_chars")
 
 
 def build_points(
@@ -30,6 +30,7 @@ def build_points(
     media = prepared.media
     exif = dict(media.exif)
     taken_at, taken_at_ts = exif.pop("taken_at", None), exif.pop("taken_at_ts", None)
+    names = filename_words(paths)
     points = []
     for chunk in prepared.chunks:
         analysis = item.chunks[chunk.index]
@@ -83,6 +84,8 @@ def build_points(
             "speakers": speakers,
             "people": assigned.people,
             "text": analysis.text,
+            # What was read or heard (the has_text filter): OCR and transcript, not tags or captions.
+            "text_chars": len(analysis.ocr_text.strip()) + len(analysis.transcript.strip()),
             "models": models_signature,
             "pipeline_version": PIPELINE_VERSION,
             "indexed_at": time.time(),
@@ -94,7 +97,8 @@ def build_points(
             PointRecord(
                 id=point_id(prepared.content_hash, chunk.index),
                 dense=dense,
-                sparse={"sparse": sparse_vector(analysis.text)},
+                # Keywords: the chunk's text and its files' names (one search box for both).
+                sparse={"sparse": sparse_vector(f"{analysis.text}\n{names}")},
                 payload=payload,
             )
         )

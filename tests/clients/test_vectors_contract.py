@@ -280,6 +280,23 @@ async def test_rrf_fuses_dense_and_sparse(coll: VectorStore) -> None:
     assert fused[0].score == pytest.approx(2 / 62, rel=0.05)
 
 
+async def test_search_and_retrieve_return_the_vectors_asked_for(coll: VectorStore) -> None:
+    await coll.upsert(COLL, [point("a", [3, 4, 0, 0]), point("b", [0, 1, 0, 0])])
+    fused = SearchRequest(
+        dense={"text": [1, 0, 0, 0]},
+        sparse={"sparse": SparseVector([1], [1.0])},
+        limit=2,
+        with_vectors=("text",),
+    )
+    for request in (fused, SearchRequest(dense={"text": [1, 0, 0, 0]}, sparse={}, with_vectors=("text",))):
+        hits = {h.id: h.vectors for h in await coll.search(COLL, request)}
+        assert hits[pid("a")]["text"] == pytest.approx([0.6, 0.8, 0, 0])  # cosine: stored normalised
+    plain = await coll.search(COLL, SearchRequest(dense={"text": [1, 0, 0, 0]}, sparse={}))
+    assert all(h.vectors == {} for h in plain)
+    got = await coll.retrieve_vectors(COLL, [pid("b"), pid("missing")])
+    assert list(got) == [pid("b")] and got[pid("b")]["text"] == pytest.approx([0, 1, 0, 0])
+
+
 async def test_search_needs_a_query_vector(coll: VectorStore) -> None:
     with pytest.raises(ValueError, match="at least one"):
         await coll.search(COLL, SearchRequest(dense={}, sparse={}))

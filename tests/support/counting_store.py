@@ -45,6 +45,9 @@ class CountingStore:
     async def retrieve(self, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         return await self.inner.retrieve(name, ids)
 
+    async def retrieve_vectors(self, name: str, ids: list[str]) -> dict[str, dict[str, list[float]]]:
+        return await self.inner.retrieve_vectors(name, ids)
+
     async def set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None:
         self.payload_updates += 1
         await self.inner.set_payload(name, ids, payload)

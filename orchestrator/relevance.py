@@ -1,0 +1,77 @@
+"""The relevance floor: whether a hit is a good match on its own evidence, not on its fused rank.
+
+Fusion (RRF) ranks; it cannot say "nothing here is relevant": the first of a list of unrelated chunks
+still ranks first. A hit's evidence is what each branch saw: the cosine of the query's text vector with
+the chunk's (the vectors come back with the fused query), the same for the image–text vector, and the
+share of the query's words the chunk holds (its text or its file's name, by the keyword analysis). A
+hit clears the floor when any of them reaches its threshold; `no_good_match` says that none of the
+first hits does. The thresholds depend on the models: the defaults are calibrated for the default text
+model by scripts/eval_search.py (README, "Search quality") and are settings (SEARCH_*_FLOOR).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from orchestrator.clients.vectors import ScoredPoint
+from orchestrator.keywords import query_words, stems, tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Floors:
+    text: float = 0.40  # cosine, text vectors (all-MiniLM-L6-v2)
+    image: float = 0.27  # cosine, image–text vectors (CLIP ViT-B/32 scale)
+    keywords: float = 0.67  # share of the query's words present (all of one or two, two of three, …)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    text: float | None  # cosine of the query's and the chunk's text vectors (None: not returned)
+    image: float | None
+    keywords: float  # share of the query's words the chunk holds
+
+    def to_json(self) -> dict[str, float | None]:
+        def rounded(x: float | None) -> float | None:
+            return None if x is None else round(x, 4)
+
+        return {"text": rounded(self.text), "image": rounded(self.image), "keywords": round(self.keywords, 4)}
+
+
+def evidence(point: ScoredPoint, query: dict[str, list[float]], text: str) -> Evidence:
+    """What each branch saw of this hit; `query`: the query's dense vectors by name."""
+    return Evidence(
+        _cosine(query.get("text"), point.vectors.get("text")),
+        _cosine(query.get("image"), point.vectors.get("image")),
+        keyword_share(point, text),
+    )
+
+
+def relevant(proof: Evidence, floors: Floors) -> bool:
+    return (
+        (proof.text is not None and proof.text >= floors.text)
+        or (proof.image is not None and proof.image >= floors.image)
+        or proof.keywords >= floors.keywords
+    )
+
+
+def keyword_share(point: ScoredPoint, text: str) -> float:
+    """The share of the query's words (stopwords aside) found in the chunk's text or its file names."""
+    words = set(query_words(text))
+    if not words:
+        return 0.0
+    names = " ".join(os.path.basename(str(p)) for p in point.payload.get("paths") or [])
+    held: set[str] = set()
+    for token in tokens(f"{point.payload.get('text') or ''} {names}"):
+        if len(token.word) > 1:
+            held |= stems(token.word)
+    return sum(1 for w in words if stems(w) & held) / len(words)
+
+
+def _cosine(a: list[float] | None, b: list[float] | None) -> float | None:
+    if not a or not b or len(a) != len(b):
+        return None
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else None
