@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from orchestrator import answers
 from orchestrator.clients.ml import ImageRequestItem, MLClient, MLRequestError
 from orchestrator.clients.vectors import ScoredPoint, SearchFilter, SearchRequest, VectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.media.images import decode_image
 from orchestrator.people import FACE_SUFFIX
-from orchestrator import answers
 from orchestrator.pipeline.unify import compose_text, image_parts
 from orchestrator.search import SearchQuery, SearchResult, SearchTarget, make_hit, search, search_filter
 

@@ -21,7 +21,8 @@ def test_english_is_folded_stemmed_and_stopwords_go() -> None:
 
 
 def test_spanish_text_is_stemmed_as_spanish_and_accents_fold() -> None:
-    # Spanish stopwords ("las", "de", "los") decide the language; "canción"/"canciones" meet, "niños" -> "nin".
+    # Spanish stopwords ("las", "de", "los") decide the language; "canción"/"canciones" meet;
+    # "niños" -> "nin".
     assert document_terms("Las canciones de los niños") == ["cancion", "nin"]
     assert query_terms("canción") >= {"cancion"}
 

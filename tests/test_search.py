@@ -103,3 +103,45 @@ async def test_a_replica_that_never_answers_cannot_hold_a_search(tmp_path: Path)
     finally:
         await index.close()
         await store.close()
+
+
+async def test_group_by_media_folds_a_files_moments_under_its_best(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path / "edge")
+    index = FileIndex(tmp_path / "index.sqlite3")
+    await index.open()
+    try:
+        await store.ensure_collection("av", CollectionSpec(dense={"text": 4}))
+
+        def chunk(content: str, n: int, vector: list[float]) -> PointRecord:
+            payload = {
+                "content_hash": content,
+                "start_s": 30.0 * n,
+                "end_s": 30.0 * n + 30,
+                "path": f"/{content}",
+            }
+            return PointRecord(point_id(content, n), {"text": vector}, {}, payload)
+
+        # The query's vector is [0, 1, 0, 0]: "talk" chunks 2 and 0 are nearest, then "clip", then "talk" 1.
+        await store.upsert(
+            "av",
+            [
+                chunk("talk", 0, [0.2, 1, 0, 0]),
+                chunk("talk", 1, [1, 0.3, 0, 0]),
+                chunk("talk", 2, [0, 1, 0, 0]),
+                chunk("clip", 0, [0.5, 1, 0, 0]),
+            ],
+        )
+        ml = _FakeML()
+        grouped = await search(store, ml, index, SearchQuery("x", "av", group_by="media"))  # type: ignore[arg-type]
+        assert [h.path for h in grouped.hits] == ["/talk", "/clip"]
+        assert (grouped.hits[0].start_s, [m.start_s for m in grouped.hits[0].moments]) == (60.0, [0.0, 30.0])
+        assert grouped.hits[1].moments == [] and grouped.next_offset is None
+        page = await search(store, ml, index, SearchQuery("x", "av", limit=1, group_by="media"))  # type: ignore[arg-type]
+        assert [h.path for h in page.hits] == ["/talk"] and page.next_offset == 1
+        flat = await search(store, ml, index, SearchQuery("x", "av", limit=2))  # type: ignore[arg-type]
+        rest = await search(store, ml, index, SearchQuery("x", "av", limit=2, offset=2))  # type: ignore[arg-type]
+        assert [h.start_s for h in flat.hits + rest.hits] == [60.0, 0.0, 0.0, 30.0]
+        assert flat.next_offset == 2 and rest.next_offset is None
+    finally:
+        await index.close()
+        await store.close()

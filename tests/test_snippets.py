@@ -1,5 +1,5 @@
-from orchestrator.snippets import Snippet, locate, make_snippet, window
 from orchestrator.keywords import query_terms
+from orchestrator.snippets import Snippet, locate, make_snippet, window
 
 
 def spoken(text: str, start: float, step: float = 0.4) -> list[list[object]]:
