@@ -101,9 +101,9 @@ class Settings(BaseSettings):
     # The relevance floor (relevance.py): a hit is a good match when its text-vector cosine, image–text
     # cosine or share of the query's words reaches these; `no_good_match` when none of the first hits
     # does. Calibrated for the default text model by scripts/eval_search.py; re-calibrate for another.
-    search_text_floor: float = 0.40
+    search_text_floor: float = 0.25
     search_image_floor: float = 0.27
-    search_keyword_floor: float = Field(default=0.67, ge=0.0, le=1.0)
+    search_keyword_floor: float = Field(default=0.5, ge=0.0, le=1.0)
     # How long the signed media URLs in search answers (thumbnail_url, stream_url) work when API_KEY is set:
     # a browser's <img> and <video> cannot send the key, so the URL carries a signature made with it.
     media_url_ttl_s: int = Field(default=43_200, ge=60)

@@ -21,9 +21,9 @@ from orchestrator.keywords import query_words, stems, tokens
 
 @dataclass(frozen=True, slots=True)
 class Floors:
-    text: float = 0.40  # cosine, text vectors (all-MiniLM-L6-v2)
-    image: float = 0.27  # cosine, image–text vectors (CLIP ViT-B/32 scale)
-    keywords: float = 0.67  # share of the query's words present (all of one or two, two of three, …)
+    text: float = 0.25  # cosine, text vectors (all-MiniLM-L6-v2)
+    image: float = 0.27  # cosine, image–text vectors (CLIP ViT-B/32 scale; unmeasured: no CLIP here)
+    keywords: float = 0.5  # share of the query's words present (one of two, two of three or four, …)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from orchestrator.clients.ml import MLClient, MLRequestError
 from orchestrator.clients.vectors import ScoredPoint, SearchFilter, SearchRequest, VectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER, keyword_query, query_words
-from orchestrator.relevance import Floors, evidence, relevant
+from orchestrator.relevance import Floors, evidence, keyword_share, relevant
 from orchestrator.snippets import locate, make_snippet
 
 # Interactive: a search waits at most this long for the ML service (retries and requests together: a
@@ -24,9 +24,10 @@ from orchestrator.snippets import locate, make_snippet
 # search tries another replica or tries again, so one slow replica cannot hold it.
 SEARCH_ML_DEADLINE_S = 5.0
 SEARCH_ML_TIMEOUT_S = 2.0
-# Fused hits looked at again for spoken phrases (rerank_spoken), and how much of a phrase must be spoken.
+# Fused hits looked at again (rerank): by the share of the query's words they hold, then by a phrase spoken.
 RERANK_DEPTH = 20
 PHRASE_COVERAGE = 0.5  # tiny.en garbles ~1 word in 5 of these voices; half the words still place a sentence
+KEYWORD_COVERAGE = 0.5  # a hit holding at least this share of the query's words is reranked by it
 # How deep one search reads the fused list: offset + limit (+1, to know whether there is more), for
 # grouped results GROUP_DEPTH times that (a file's moments fold under its best), at most MAX_DEPTH.
 GROUP_DEPTH = 5
@@ -42,6 +43,7 @@ class SearchQuery:
     limit: int = 10
     offset: int = 0  # hits (or files, grouped) skipped: the previous page's next_offset
     group_by: Literal["media"] | None = None
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"  # which branches run (dense: text + image)
     media_type: str | None = None
     path_prefix: str | None = None
     taken_after: float | None = None  # epoch seconds (EXIF / container date)
@@ -156,15 +158,20 @@ async def search(
     wanted = query.offset + query.limit + 1  # one more than the page: is there a next one?
     depth = min(MAX_DEPTH, max(RERANK_DEPTH, wanted * (GROUP_DEPTH if query.group_by else 1)))
     keywords = keyword_query(query.text, target.analyzer)
+    dense_branches = dense if query.mode != "keyword" else {}
+    sparse_branches = {"sparse": keywords} if keywords.indices and query.mode != "dense" else {}
+    if not dense_branches and not sparse_branches:  # keyword mode, and no keyword in the query
+        return SearchResult([], True, None)
     request = SearchRequest(
-        dense=dense,
-        sparse={"sparse": keywords} if keywords.indices else {},
+        dense=dense_branches,
+        sparse=sparse_branches,
         limit=depth,
         filter=search_filter(query),
         prefetch_limit=max(50, depth),
         with_vectors=tuple(dense),
     )
-    points = rerank_spoken(await store.search(physical, request), query.text)
+    found = await store.search(physical, request)
+    points = found if query.mode == "dense" else rerank(found, query.text)  # dense: the plain baseline
     floor = floors or Floors()
     proofs = {p.id: evidence(p, dense, query.text) for p in points[:FLOOR_DEPTH]}
     no_good_match = not any(relevant(e, floor) for e in proofs.values())
@@ -288,19 +295,28 @@ def make_hit(
     )
 
 
-def rerank_spoken(points: list[ScoredPoint], query: str) -> list[ScoredPoint]:
-    """A sentence spoken almost word for word outranks chunks that are only about the same thing: among
-    the first RERANK_DEPTH fused hits, chunks whose transcript holds at least PHRASE_COVERAGE of a
-    phrase's words (3+ of them) in one window come first, best coverage first; the fused order is kept
-    otherwise (and below RERANK_DEPTH, so pages stay consistent whatever depth a search read)."""
-    if len(set(query_words(query))) < 3:
+def rerank(points: list[ScoredPoint], query: str) -> list[ScoredPoint]:
+    """Among the first RERANK_DEPTH fused hits: those holding more of the query's words come first (at
+    least KEYWORD_COVERAGE of them; "invoice 2024-0173" puts the one invoice with that number above the
+    fifteen that only share "invoice 2024", which rank fusion alone lets the dense branch's near-ties
+    outvote); among equals, a sentence spoken almost word for word (at least PHRASE_COVERAGE
+    of its 3+ words in one window of the transcript, best coverage first); else the fused
+    order. Below RERANK_DEPTH the fused order is kept, so pages agree whatever depth a search read."""
+    if not query_words(query):
         return points
 
-    def key(item: tuple[int, ScoredPoint]) -> tuple[float, int]:
+    def key(item: tuple[int, ScoredPoint]) -> tuple[float, float, int]:
         rank, point = item
-        match = locate(point.payload.get("words") or [], query)
-        coverage = match.coverage if match is not None else 0.0
-        return (-round(coverage, 2) if coverage >= PHRASE_COVERAGE else 0.0, rank)
+        share = keyword_share(point, query)
+        return (-round(share, 2) if share >= KEYWORD_COVERAGE else 0.0, _spoken_key(point, query), rank)
 
     head = [p for _, p in sorted(enumerate(points[:RERANK_DEPTH]), key=key)]
     return head + points[RERANK_DEPTH:]
+
+
+def _spoken_key(point: ScoredPoint, query: str) -> float:
+    if len(set(query_words(query))) < 3:
+        return 0.0
+    match = locate(point.payload.get("words") or [], query)
+    coverage = match.coverage if match is not None else 0.0
+    return -round(coverage, 2) if coverage >= PHRASE_COVERAGE else 0.0

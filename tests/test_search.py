@@ -9,7 +9,7 @@ from orchestrator.clients.vectors import CollectionSpec, PointRecord, ScoredPoin
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.ids import point_id
-from orchestrator.search import SEARCH_ML_DEADLINE_S, SearchQuery, rerank_spoken, search
+from orchestrator.search import SEARCH_ML_DEADLINE_S, SearchQuery, rerank, search
 from tests.support.silent_server import silent_server
 
 
@@ -17,6 +17,18 @@ def _words(text: str, start: float, step: float = 0.4) -> list[list[object]]:
     return [
         [w, round(start + i * step, 2), round(start + i * step + 0.3, 2)] for i, w in enumerate(text.split())
     ]
+
+
+def test_hits_holding_more_of_the_querys_words_come_first() -> None:
+    points = [
+        ScoredPoint(f"inv-{n}", 0.5, {"text": f"Text: INVOICE 2024-{n:04d} TOTAL DUE"})
+        for n in range(180, 186)
+    ]
+    points.insert(4, ScoredPoint("wanted", 0.4, {"text": "Text: INVOICE 2024-0173 TOTAL DUE"}))
+    ranked = [p.id for p in rerank(points, "invoice 2024-0173")]
+    assert ranked[0] == "wanted" and ranked[1:] == [p.id for p in points if p.id != "wanted"]
+    # Below KEYWORD_COVERAGE nothing moves: a paraphrase keeps the fused (meaning) order.
+    assert [p.id for p in rerank(points, "bill amount owed for services")] == [p.id for p in points]
 
 
 def _point(pid: str, words: list[list[object]]) -> ScoredPoint:
@@ -29,10 +41,10 @@ def test_a_spoken_phrase_outranks_chunks_about_the_same_thing() -> None:
         _point("similar", _words("the ferry was electric and the orchestra played", 0.0)),
         _point("said", _words("then the orchestra launched an electric ferry on Monday", 0.0)),
     ]
-    ranked = [p.id for p in rerank_spoken(points, "The orchestra launched an electric ferry")]
+    ranked = [p.id for p in rerank(points, "The orchestra launched an electric ferry")]
     assert ranked == ["said", "similar", "photo"]  # coverage 4/4, then 3/4 ("launched" missing)
     # Short queries keep the fused order (one spoken word says little).
-    assert [p.id for p in rerank_spoken(points, "electric ferry")] == ["photo", "similar", "said"]
+    assert [p.id for p in rerank(points, "electric ferry")] == ["photo", "similar", "said"]
 
 
 class _FakeML:

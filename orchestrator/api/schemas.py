@@ -80,6 +80,9 @@ class SearchFilters(_Request):
     group_by: Literal["media"] | None = Field(
         default=None, description="media: the best moment per file, its other moments under it"
     )
+    mode: Literal["hybrid", "dense", "keyword"] = Field(
+        default="hybrid", description="hybrid: meaning and keywords fused; dense: meaning; keyword: words"
+    )
     media_type: MediaType | None = None
     path_prefix: str | None = Field(default=None, max_length=4096)
     taken_after: float | None = Field(default=None, description="epoch seconds")

@@ -119,6 +119,7 @@ def _get_filters(
     limit: int = Query(10, ge=1, le=200),
     offset: int = Query(0, ge=0, le=800),
     group_by: str | None = Query(default=None, pattern="^media$"),
+    mode: str | None = Query(default=None, pattern="^(hybrid|dense|keyword)$"),
     media_type: str | None = Query(default=None, pattern="^(image|video|audio)$"),
     path_prefix: str | None = Query(default=None, max_length=4096),
     taken_after: float | None = None,
