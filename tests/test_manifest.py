@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER
 from orchestrator.manifest import Manifest, compare
 
 BUILT = Manifest(
@@ -59,3 +60,14 @@ def test_digest_follows_every_part() -> None:
     }
     assert len(digests) == 4
     assert Manifest.from_json(BUILT.to_json()).digest() == BUILT.digest()
+
+
+def test_a_collection_from_before_the_keyword_analysis_is_rebuilt() -> None:
+    """Manifests written before `keywords` was recorded were made with the legacy analysis: their sparse
+    vectors are another space, so the next job builds a new version (from the cache: no ML call)."""
+    legacy = {k: v for k, v in BUILT.to_json().items() if k != "keywords"}
+    built = Manifest.from_json(legacy)
+    assert built.keywords == LEGACY_ANALYZER
+    stale = compare(built, BUILT)
+    assert stale.kind == "rebuild" and stale.tasks == []
+    assert stale.changes == [f"keyword analysis: legacy -> {ANALYZER}"]
