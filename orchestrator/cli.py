@@ -11,6 +11,7 @@ import httpx
 import typer
 from httpx_sse import connect_sse
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -146,17 +147,43 @@ def search(
     query: str,
     collection: str | None = typer.Option(None, "--collection", "-c"),
     limit: int = typer.Option(10, "--limit", "-n"),
+    offset: int = typer.Option(0, "--offset", help="the previous page's next offset"),
+    by_file: bool = typer.Option(False, "--by-file", help="the best moment per file (group_by=media)"),
     url: str | None = UrlOption,
 ) -> None:
-    """Search by meaning; prints path, score and snippet of each hit."""
+    """Search by meaning and words; prints path, time, score and snippet (matched words bold) of each hit."""
     with _client(url) as client:
-        params: dict[str, str | int] = {"q": query, "limit": limit}
+        params: dict[str, str | int] = {"q": query, "limit": limit, "offset": offset}
         if collection:
             params["collection"] = collection
+        if by_file:
+            params["group_by"] = "media"
         body = _check(client.get("/search", params=params))
-    for rank, hit in enumerate(body["hits"], 1):
-        console.print(f"{rank:2d}. [bold]{hit['score']:.3f}[/bold] {hit['path']}")
-        console.print(f"    {hit['snippet']}")
+    if body.get("no_good_match"):
+        console.print("[yellow]no good match[/yellow]: nothing below clears the relevance floor")
+    for rank, hit in enumerate(body["hits"], offset + 1):
+        at = (
+            f" @ {hit['start_s']:.1f}s"
+            if hit.get("start_s") is not None and hit["media_type"] != "image"
+            else ""
+        )
+        console.print(
+            f"{rank:2d}. [bold]{hit['score']:.3f}[/bold] {hit['path']}{at}", markup=True, highlight=False
+        )
+        console.print(f"    {_marked(hit)}", highlight=False)
+        for moment in hit.get("moments") or []:
+            console.print(f"      also @ {moment['start_s']:.1f}s", highlight=False)
+    if body.get("next_offset") is not None:
+        console.print(f"more: --offset {body['next_offset']}")
+
+
+def _marked(hit: dict[str, Any]) -> str:
+    """The snippet with its matched words in bold (rich markup; the text itself escaped)."""
+    text, out, at = str(hit.get("snippet") or ""), [], 0
+    for start, end in hit.get("highlights") or []:
+        out += [escape(text[at:start]), "[bold]", escape(text[start:end]), "[/bold]"]
+        at = end
+    return "".join([*out, escape(text[at:])])
 
 
 @app.command()

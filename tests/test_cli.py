@@ -48,6 +48,9 @@ async def test_cli_ingest_search_jobs_and_request_ids(
         assert code == 0, out
         first = next(line for line in out.splitlines() if line.strip().startswith("1."))
         assert "invoice_0173.png" in first
+        assert "INVOICE" in out and "more: --offset 3" in out  # the snippet, and where the next page starts
+        code, out = await _cli(orch.url, "search", "submarine volcano tax audit", "-c", "cli", "-n", "2")
+        assert code == 0 and "no good match" in out, out
 
         # A re-analysis: nothing is stale, but the tags are asked again (--tasks), whatever the cache holds.
         code, out = await _cli(orch.url, "reanalyze", "cli", "--tasks", "tags")
