@@ -85,8 +85,9 @@ async def _example(
         found: ExampleResult
         if media_id is not None:
             found = await search_by_media(services.store, services.index, query, target, media_id.lower())
+        elif image is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give media_id or an image")
         else:
-            assert image is not None
             found = await search_by_image(
                 services.store,
                 services.ml,
