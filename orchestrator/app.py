@@ -11,9 +11,10 @@ import structlog
 from fastapi import Depends, FastAPI, Request, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from orchestrator.api import collections, events, health, jobs, media, metrics, people, search
+from orchestrator.api import collections, events, health, jobs, media, metrics, people, roots, search
 from orchestrator.api.deps import CollectionDeletions, require_api_key
 from orchestrator.api.strict import reject_unknown_input
+from orchestrator.api.web import add_web_ui
 from orchestrator.clients.vectors import VectorStore
 from orchestrator.config import Settings
 from orchestrator.job_manager import JobManager
@@ -66,10 +67,19 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     app.include_router(health.router)
     protected = [Depends(require_api_key)]
-    routers = (jobs.router, search.router, media.router, collections.router, people.router, metrics.router)
+    routers = (
+        jobs.router,
+        roots.router,
+        search.router,
+        media.router,
+        collections.router,
+        people.router,
+        metrics.router,
+    )
     for router in routers:
         app.include_router(router, dependencies=protected)
     app.include_router(events.router)  # SSE depends on the key per route; the WebSocket checks it itself
+    add_web_ui(app)  # the page and its assets: no key (they hold no data; the page sends the key)
     return app
 
 
