@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Query, status
 
 from orchestrator.api.deps import ServicesDep
+from orchestrator.api.signing import sign_url
 from orchestrator.people import FACE_SUFFIX, VOICE_SUFFIX
 
 router = APIRouter(tags=["people"])
@@ -69,7 +70,12 @@ async def people(
         entry["example"] = {
             "chunk_id": chunk_id,
             "start_s": start_s,
-            "thumbnail_url": f"/media/{chunk_id}/thumbnail?collection={quote(name)}",
+            # Signed when API_KEY is set (api/signing.py): an <img> cannot send the key.
+            "thumbnail_url": sign_url(
+                f"/media/{chunk_id}/thumbnail?collection={quote(name)}",
+                services.settings.api_key,
+                services.settings.media_url_ttl_s,
+            ),
         }
         out.append(entry)
     return {"collection": name, "people": out}
