@@ -6,16 +6,23 @@ finished and holds nothing anyone was told was stored.
 
 Every shard call runs on one thread owned by the store: shard calls block (fsync, index builds), so
 they must stay off the event loop, and one thread serialises them without locks, also over the
-store's own map of open shards, which only that thread touches.
+store's own map of open shards, which only that thread touches. The engine holds the GIL while it works,
+so `optimize()` (minutes at 100k points) runs in a child process (`python -m` this module) on the closed
+shard: the store's thread waits for it without the GIL, and the event loop goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import dataclasses
 import functools
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,20 +101,7 @@ class EdgeVectorStore:
         return self._root / validate_collection_name(name)
 
     def _config(self, spec: CollectionSpec) -> qe.EdgeConfig:
-        return qe.EdgeConfig(
-            vectors={
-                vname: qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine)
-                for vname, size in spec.dense.items()
-            },
-            sparse_vectors={
-                vname: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf) for vname in spec.sparse
-            },
-            hnsw_config=qe.HnswIndexConfig(
-                m=self._index.m,
-                ef_construct=self._index.ef_construct,
-                full_scan_threshold=self._index.full_scan_threshold_kb,
-            ),
-        )
+        return _edge_config(spec, self._index)
 
     def _get(self, name: str) -> _Collection:
         coll = self._open.get(name)
@@ -335,11 +329,18 @@ class EdgeVectorStore:
         await self._run(self._optimize_sync, name)
 
     def _optimize_sync(self, name: str) -> None:
-        shard = self._get(name).shard
+        coll = self._get(name)
         started = time.perf_counter()
-        changed = shard.optimize()
-        shard.flush()
-        info = shard.info()
+        # In this process the event loop stood still for the whole optimize (31 s at 20k chunk points, 4.5-16
+        # min at 100k on 2 cores: docs/performance-limits.md); in a child only the reopen holds the GIL.
+        coll.shard.flush()
+        coll.shard.close()
+        del self._open[name]
+        try:
+            changed = _optimize_in_child(self._dir(name) / _SHARD_DIR, coll.spec, self._index)
+        finally:
+            coll = self._get(name)  # reopened on the segments the child left
+        info = coll.shard.info()
         log.info(
             "vectors.edge.optimized",
             collection=name,
@@ -372,6 +373,55 @@ class EdgeVectorStore:
             coll.shard.flush()
             coll.shard.close()
             log.info("vectors.edge.closed", collection=name)
+
+
+def _edge_config(spec: CollectionSpec, index: EdgeIndexParams) -> qe.EdgeConfig:
+    return qe.EdgeConfig(
+        vectors={
+            vname: qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine)
+            for vname, size in spec.dense.items()
+        },
+        sparse_vectors={vname: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf) for vname in spec.sparse},
+        hnsw_config=qe.HnswIndexConfig(
+            m=index.m, ef_construct=index.ef_construct, full_scan_threshold=index.full_scan_threshold_kb
+        ),
+    )
+
+
+def _optimize_in_child(shard_dir: Path, spec: CollectionSpec, index: EdgeIndexParams) -> bool:
+    """`optimize()` of a closed shard in a child process (this module's `__main__`); True if it changed."""
+    job = {"shard": str(shard_dir), "spec": spec.to_json(), "index": dataclasses.asdict(index)}
+    package_root = str(Path(__file__).resolve().parents[2])  # importable from a checkout too
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "-m", __name__, json.dumps(job), str(os.getpid())]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"optimize of {shard_dir} failed (exit code {done.returncode}): {done.stderr[-2000:]}"
+        )
+    return bool(json.loads(done.stdout.strip().splitlines()[-1])["changed"])
+
+
+def _optimize_main(job_json: str, parent_pid: int) -> None:
+    """The child: die with the orchestrator (two processes must never write one shard), then optimize."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the orchestrator died before the line above took effect
+        sys.exit(1)
+    job = json.loads(job_json)
+    config = _edge_config(CollectionSpec.from_json(job["spec"]), EdgeIndexParams(**job["index"]))
+    shard = qe.EdgeShard.load(job["shard"], config)
+    try:
+        changed = shard.optimize()
+        shard.flush()
+    finally:
+        shard.close()
+    print(json.dumps({"changed": changed}))
 
 
 def _edge_vectors(point: PointRecord) -> dict[str, qe.NamedVector]:
@@ -421,3 +471,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         os.fsync(dir_fd)  # the rename itself must survive a power cut too
     finally:
         os.close(dir_fd)
+
+
+if __name__ == "__main__":
+    _optimize_main(sys.argv[1], int(sys.argv[2]))
