@@ -4,7 +4,7 @@ name), and where in a chunk's words a query is spoken.
 
 Words match by the keyword analysis (keywords.py): folded, stemmed in English and Spanish, numbers as
 digits, so "running" marks "runs" and "canción" marks "canciones". Every hit gets a snippet: with no
-matched word, the first of caption, transcript, text read, tags, file name that it has.
+matched word, the first of caption, transcript, tags, text read, file name that it has.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from orchestrator.keywords import query_terms, query_words, stems, tokens
 
 SNIPPET_CHARS = 160
+_MIN_SHOWN = 3  # letters or digits a fallback snippet needs
 _CONTEXT_WORDS = (8, 12)  # words of transcript shown before / after a spoken match
 
 
@@ -86,9 +87,10 @@ def make_snippet(payload: dict[str, Any], query: str) -> Snippet:
     for source, text in fields:
         if terms and text and (found := window(text, terms, source)) is not None:
             return found
-    for source in ("caption", "transcript", "ocr", "tags", "text", "filename"):
+    # Nothing matched: what best says what it is. OCR that read a stray letter or two ("K") says nothing.
+    for source in ("caption", "transcript", "tags", "ocr", "text", "filename"):
         text = dict(fields)[source]
-        if text.strip():
+        if sum(c.isalnum() for c in text) >= _MIN_SHOWN:
             return _plain(text, source)
     return Snippet("", [], "")
 

@@ -55,6 +55,10 @@ def test_every_hit_gets_a_snippet_from_where_it_matched_else_what_it_has() -> No
     assert (nothing.text, nothing.source, nothing.highlights) == ("a man at a desk", "caption", [])
     only_tags = make_snippet({"tags": ["dog", "beach"]}, "zebra")
     assert (only_tags.text, only_tags.source) == ("dog, beach", "tags")
+    # Tags say more than a stray letter OCR read; a file name is the last resort.
+    stray = make_snippet({"ocr_text": "K", "tags": ["person", "helmet"], "paths": ["/a/x.jpg"]}, "zebra")
+    assert (stray.text, stray.source) == ("person, helmet", "tags")
+    assert make_snippet({"ocr_text": "K", "paths": ["/a/launch.jpg"]}, "zebra").source == "filename"
 
 
 def test_a_spoken_match_gives_the_time_and_marks_the_words() -> None:
