@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,39 @@ from tests.support.vlm_standin import (
 os.environ["ML_DEVICE"] = "cpu"
 
 
+# The session's ML service once started early (pytest_collection_finish): the stack that stops it, and it.
+_EARLY_ML_SERVICE = pytest.StashKey[tuple[ExitStack, MLService]]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the session's ML service as soon as collection shows that a test will need it: its models load
+    (tens of seconds on 2 cores, mostly one core importing) while the tests before that one run."""
+    option = session.config.option
+    if option.collectonly or getattr(option, "showfixtures", False):
+        return
+    if any("ml_service" in getattr(item, "fixturenames", ()) for item in session.items):
+        stack = ExitStack()
+        handle = stack.enter_context(running_ml_service(wait_ready=False))
+        session.config.stash[_EARLY_ML_SERVICE] = (stack, handle)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop an early-started service that no test got to use (the fixture stops the one it yielded)."""
+    started = session.config.stash.get(_EARLY_ML_SERVICE, None)
+    if started is not None:
+        started[0].close()
+
+
 @pytest.fixture(scope="session")
-def ml_service() -> Iterator[MLService]:
-    with running_ml_service() as handle:
-        yield handle
+def ml_service(request: pytest.FixtureRequest) -> Iterator[MLService]:
+    started = request.config.stash.get(_EARLY_ML_SERVICE, None)
+    if started is None:  # e.g. a test that asks for it with request.getfixturevalue
+        with running_ml_service() as handle:
+            yield handle
+        return
+    stack, handle = started
+    with stack:
+        yield handle.wait_ready()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,7 @@ from scripts.bench_pipeline import make_images
 from scripts.ml_process import free_port
 from tests.support.app_factory import make_settings
 from tests.support.ml_gate import ml_gate
-from tests.support.ml_server import (
-    DEFAULT_READY_TIMEOUT_S,
-    MLService,
-    running_ml_service,
-    wait_until_ready,
-)
+from tests.support.ml_server import MLService, running_ml_service
 from tests.support.model_variants import text_model_variant
 from tests.support.orchestrator_process import give_away, kill, start_orchestrator, stop
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
@@ -53,10 +50,13 @@ LIGHT = {
 NEW_OCR = {**LIGHT, "ML_OCR_MIN_SCORE": "0.95"}
 
 
-@pytest.fixture(scope="module")
-def light() -> Iterator[MLService]:
-    with running_ml_service(env=LIGHT) as service:
-        yield service
+@dataclass(frozen=True)
+class Services:
+    """The module's ML services, started together and not yet waited for (`MLService.wait_ready`)."""
+
+    light: MLService
+    new_ocr: MLService  # the light service with another OCR version
+    new_text: MLService  # the new text model, the old one kept for queries of the old version
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +65,31 @@ def new_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def new_text(new_text_model: Path) -> Iterator[MLService]:
-    """The upgraded service: the new text model, the old one kept for queries of the old version."""
-    env = {
+def services(new_text_model: Path) -> Iterator[Services]:
+    """Started at once: each loads its models on about one core (mostly imports), so on 2 cores the three
+    take about half as long as one after another."""
+    new_text_env = {
         **LIGHT,
         "ML_TEXT_MODEL_PATH": str(new_text_model),
         "ML_TEXT_QUERY_MODEL_PATHS": str(packaged_text_model()),
     }
-    with running_ml_service(env=env) as service:
-        yield service
+    with ExitStack() as stack:
+        started = [
+            stack.enter_context(running_ml_service(env=env, wait_ready=False))
+            for env in (LIGHT, NEW_OCR, new_text_env)
+        ]
+        yield Services(*started)
+
+
+@pytest.fixture(scope="module")
+def light(services: Services) -> MLService:
+    return services.light.wait_ready()
+
+
+@pytest.fixture(scope="module")
+def new_text(services: Services) -> MLService:
+    """The upgraded service: the new text model, the old one kept for queries of the old version."""
+    return services.new_text.wait_ready()
 
 
 def _names_a_version(body: bytes) -> bool:
@@ -107,63 +123,62 @@ async def _payloads(orch: RunningOrchestrator, physical: str) -> dict[str, dict[
             return out
 
 
-async def test_a_new_ocr_model_reanalyses_ocr_only(tmp_path: Path, light: MLService) -> None:
-    # The upgraded service loads its models while the first ingest runs (it is used only afterwards).
-    with running_ml_service(env=NEW_OCR, wait_ready=False) as upgraded:
-        media = tmp_path / "media"
-        files = make_images(media, FILES)
-        data = tmp_path / "data"
-        settings = make_settings(data, light.url, [tmp_path])
-        async with running_orchestrator(settings) as orch:
-            first = await _ingest(orch, media, "ocr")
-            assert first["state"] == "completed" and first["counters"]["upserted"] == FILES, first
-            before = await _payloads(orch, "ocr")
-            shown = (await orch.client.get("/collections/ocr")).json()
-            assert shown["version"] == 1 and shown["stale"]["kind"] == "current", shown
+async def test_a_new_ocr_model_reanalyses_ocr_only(
+    tmp_path: Path, light: MLService, services: Services
+) -> None:
+    # The upgraded service may still load its models while the first ingest runs (it is used afterwards).
+    upgraded = services.new_ocr
+    media = tmp_path / "media"
+    files = make_images(media, FILES)
+    data = tmp_path / "data"
+    settings = make_settings(data, light.url, [tmp_path])
+    async with running_orchestrator(settings) as orch:
+        first = await _ingest(orch, media, "ocr")
+        assert first["state"] == "completed" and first["counters"]["upserted"] == FILES, first
+        before = await _payloads(orch, "ocr")
+        shown = (await orch.client.get("/collections/ocr")).json()
+        assert shown["version"] == 1 and shown["stale"]["kind"] == "current", shown
 
-        port = int(upgraded.url.rsplit(":", 1)[1])
-        await asyncio.to_thread(
-            wait_until_ready, port, upgraded.process, upgraded.log_path, DEFAULT_READY_TIMEOUT_S
-        )
-        settings = make_settings(data, upgraded.url, [tmp_path])
-        old_ocr, new_ocr = before[next(iter(before))]["models"], None
-        async with running_orchestrator(settings) as orch:
-            shown = (await orch.client.get("/collections/ocr")).json()
-            assert shown["stale"]["kind"] == "derived" and shown["stale"]["tasks"] == ["ocr"], shown
-            done = await _job(orch, await orch.client.post("/collections/ocr/reanalyze"))
-            assert done["state"] == "completed", done
-            assert done["kind"] == "reanalyze" and done["path"] is None
-            calls = done["ml_calls_by_task"]
-            assert set(calls) <= {"ocr", "text"} and calls["ocr"] >= 1, calls  # tags: all cached
-            assert done["counters"]["failed"] == 0, done["errors"]
-            shown = (await orch.client.get("/collections/ocr")).json()
-            assert shown["version"] == 1 and [v["version"] for v in shown["versions"]] == [1]  # in place
-            assert shown["stale"]["kind"] == "current", shown
-            now = current_manifest(_caps(upgraded.url)["models"], settings)
-            assert shown["models"] == now.models
-            after = await _payloads(orch, "ocr")
-            new_ocr = after[next(iter(after))]["models"]
-            # Every point: the OCR the new model reads in the picture the models see; its text follows.
-            async with httpx.AsyncClient(base_url=upgraded.url, timeout=60) as ml:
-                for path in files:
-                    point = next(p for p in after.values() if p["path"] == str(path))
-                    copy = decode_image(
-                        path.read_bytes(),
-                        ml_max_side=settings.ml_image_max_side,
-                        thumb_side=settings.thumbnail_size,
-                        max_pixels=settings.max_image_pixels,
-                    ).ml_jpeg
-                    image = {"id": "0", "data": base64.b64encode(copy).decode()}
-                    asked = await ml.post("/v1/analyze/images", json={"images": [image], "tasks": ["ocr"]})
-                    answer = asked.json()["results"][0]
-                    assert point["ocr_text"] == (answer["ocr"] or {}).get("text", "").strip(), path
-                    assert point["ocr_text"] in point["text"]
-                    assert point["tags"] == before[_id_of(before, path)]["tags"]  # not asked again
-            assert set(after) == set(before)
-            assert {p["models"] for p in after.values()} == {new_ocr} and new_ocr != old_ocr
-            # A second run has nothing left to do.
-            again = await _ingest(orch, media, "ocr")
-            assert again["ml_calls_by_task"] == {} and again["counters"]["ml_requests"] == 0, again
+    await asyncio.to_thread(upgraded.wait_ready)
+    settings = make_settings(data, upgraded.url, [tmp_path])
+    old_ocr, new_ocr = before[next(iter(before))]["models"], None
+    async with running_orchestrator(settings) as orch:
+        shown = (await orch.client.get("/collections/ocr")).json()
+        assert shown["stale"]["kind"] == "derived" and shown["stale"]["tasks"] == ["ocr"], shown
+        done = await _job(orch, await orch.client.post("/collections/ocr/reanalyze"))
+        assert done["state"] == "completed", done
+        assert done["kind"] == "reanalyze" and done["path"] is None
+        calls = done["ml_calls_by_task"]
+        assert set(calls) <= {"ocr", "text"} and calls["ocr"] >= 1, calls  # tags: all cached
+        assert done["counters"]["failed"] == 0, done["errors"]
+        shown = (await orch.client.get("/collections/ocr")).json()
+        assert shown["version"] == 1 and [v["version"] for v in shown["versions"]] == [1]  # in place
+        assert shown["stale"]["kind"] == "current", shown
+        now = current_manifest(_caps(upgraded.url)["models"], settings)
+        assert shown["models"] == now.models
+        after = await _payloads(orch, "ocr")
+        new_ocr = after[next(iter(after))]["models"]
+        # Every point: the OCR the new model reads in the picture the models see; its text follows.
+        async with httpx.AsyncClient(base_url=upgraded.url, timeout=60) as ml:
+            for path in files:
+                point = next(p for p in after.values() if p["path"] == str(path))
+                copy = decode_image(
+                    path.read_bytes(),
+                    ml_max_side=settings.ml_image_max_side,
+                    thumb_side=settings.thumbnail_size,
+                    max_pixels=settings.max_image_pixels,
+                ).ml_jpeg
+                image = {"id": "0", "data": base64.b64encode(copy).decode()}
+                asked = await ml.post("/v1/analyze/images", json={"images": [image], "tasks": ["ocr"]})
+                answer = asked.json()["results"][0]
+                assert point["ocr_text"] == (answer["ocr"] or {}).get("text", "").strip(), path
+                assert point["ocr_text"] in point["text"]
+                assert point["tags"] == before[_id_of(before, path)]["tags"]  # not asked again
+        assert set(after) == set(before)
+        assert {p["models"] for p in after.values()} == {new_ocr} and new_ocr != old_ocr
+        # A second run has nothing left to do.
+        again = await _ingest(orch, media, "ocr")
+        assert again["ml_calls_by_task"] == {} and again["counters"]["ml_requests"] == 0, again
 
 
 def _id_of(payloads: dict[str, dict[str, Any]], path: Path) -> str:

@@ -159,8 +159,10 @@ async def test_a_stopped_batcher_refuses_instead_of_leaving_requests_waiting(mod
     """Cancelled (the service stops): a request it held, and any sent after, is refused, not left waiting."""
     model.gate = threading.Event()
     running = Running(lambda pool: Batcher(model, pool, 100))
-    try:
-        async with running as batcher:
+    async with running as batcher:
+        # The gate opens before Running's exit joins the inference thread, which the held batch keeps busy
+        # until then (else the join waits out the gate's own 30 s bound).
+        try:
             first = asyncio.ensure_future(batcher.submit([1]))
             await until(lambda: model.batches == 1)
             assert running.task is not None
@@ -172,8 +174,8 @@ async def test_a_stopped_batcher_refuses_instead_of_leaving_requests_waiting(mod
             with pytest.raises(ModelFailed, match="stopping"):
                 batcher.enqueue([2])
             assert batcher.failure is None  # stopping is not a failure
-    finally:
-        model.gate.set()
+        finally:
+            model.gate.set()
 
 
 async def test_a_failed_on_demand_load_is_model_unavailable(model: Doubler) -> None:

@@ -43,6 +43,15 @@ class MLService(NamedTuple):
     def __str__(self) -> str:
         return self.url
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def wait_ready(self, timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> MLService:
+        """Wait as `running_ml_service` does (for one started with ``wait_ready=False``); return it."""
+        wait_until_ready(self.port, self.process, self.log_path, timeout_s)
+        return self
+
 
 def wait_until_ready(port: int, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float) -> None:
     """Poll /ready until 200; fail fast when the process exits or reports failed models."""
