@@ -116,7 +116,7 @@ async def reanalyze(
     whatever the cache holds. A job like any other: status, events, pause, resume, cancel."""
     await _version_of(services, name)
     if not re.fullmatch(COLLECTION_NAME, name):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"invalid collection name {name!r}")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid collection name {name!r}")
     if not await services.catalog.versions(name) and not await services.store.collection_exists(name):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
     if deletions.blocks(name):

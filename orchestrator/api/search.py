@@ -72,7 +72,7 @@ async def _words(services: Services, query: SearchQuery) -> dict[str, Any]:
     except MLRequestError as exc:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
     except ValueError as exc:  # filters that cannot hold together
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     return _answer(services, query, target, result)
 
 
@@ -86,7 +86,7 @@ async def _example(
         if media_id is not None:
             found = await search_by_media(services.store, services.index, query, target, media_id.lower())
         elif image is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "give media_id or an image")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "give media_id or an image")
         else:
             found = await search_by_image(
                 services.store,
@@ -100,10 +100,12 @@ async def _example(
                 ml_max_side=settings.ml_image_max_side,
             )
     except MediaDecodeError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"the example: {exc}") from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"the example: {exc}") from exc
     except ExampleError as exc:
         code = (
-            status.HTTP_404_NOT_FOUND if "no such media" in str(exc) else status.HTTP_422_UNPROCESSABLE_ENTITY
+            status.HTTP_404_NOT_FOUND
+            if "no such media" in str(exc)
+            else status.HTTP_422_UNPROCESSABLE_CONTENT
         )
         raise HTTPException(code, str(exc)) from exc
     except MLUnavailableError as exc:
@@ -138,7 +140,7 @@ def _get_filters(
     try:
         return SearchFilters.model_validate(values)
     except ValidationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.errors(include_url=False)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.errors(include_url=False)) from exc
 
 
 @router.get("/search")
@@ -164,7 +166,7 @@ async def search_post(body: SearchBody, request: Request, services: ServicesDep)
         try:
             image = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "image_base64 is not base64") from exc
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "image_base64 is not base64") from exc
     return await _example(services, query, body.media_id, image)
 
 
