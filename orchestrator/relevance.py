@@ -39,12 +39,15 @@ class Evidence:
         return {"text": rounded(self.text), "image": rounded(self.image), "keywords": round(self.keywords, 4)}
 
 
-def evidence(point: ScoredPoint, query: dict[str, list[float]], text: str) -> Evidence:
-    """What each branch saw of this hit; `query`: the query's dense vectors by name."""
+def evidence(
+    point: ScoredPoint, query: dict[str, list[float]], text: str, share: float | None = None
+) -> Evidence:
+    """What each branch saw of this hit; `query`: the query's dense vectors by name; `share`: its
+    keyword_share when already computed."""
     return Evidence(
         _cosine(query.get("text"), point.vectors.get("text")),
         _cosine(query.get("image"), point.vectors.get("image")),
-        keyword_share(point, text),
+        keyword_share(point, text) if share is None else share,
     )
 
 

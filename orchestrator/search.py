@@ -171,9 +171,12 @@ async def search(
         with_vectors=tuple(dense),
     )
     found = await store.search(physical, request)
-    points = found if query.mode == "dense" else rerank(found, query.text)  # dense: the plain baseline
+    # Each hit's share of the query's words, once: the rerank and the floor both read it (the floor's
+    # FLOOR_DEPTH hits lie within the rerank's RERANK_DEPTH, which only reorders them).
+    shares = {p.id: keyword_share(p, query.text) for p in found[:RERANK_DEPTH]}
+    points = found if query.mode == "dense" else rerank(found, query.text, shares)  # dense: plain baseline
     floor = floors or Floors()
-    proofs = {p.id: evidence(p, dense, query.text) for p in points[:FLOOR_DEPTH]}
+    proofs = {p.id: evidence(p, dense, query.text, shares.get(p.id)) for p in points[:FLOOR_DEPTH]}
     no_good_match = not any(relevant(e, floor) for e in proofs.values())
     groups = _group(points) if query.group_by == "media" else [[p] for p in points]
     page = groups[query.offset : query.offset + query.limit]
@@ -295,19 +298,22 @@ def make_hit(
     )
 
 
-def rerank(points: list[ScoredPoint], query: str) -> list[ScoredPoint]:
+def rerank(
+    points: list[ScoredPoint], query: str, shares: dict[str, float] | None = None
+) -> list[ScoredPoint]:
     """Among the first RERANK_DEPTH fused hits: those holding more of the query's words come first (at
     least KEYWORD_COVERAGE of them; "invoice 2024-0173" puts the one invoice with that number above the
     fifteen that only share "invoice 2024", which rank fusion alone lets the dense branch's near-ties
     outvote); among equals, a sentence spoken almost word for word (at least PHRASE_COVERAGE
     of its 3+ words in one window of the transcript, best coverage first); else the fused
-    order. Below RERANK_DEPTH the fused order is kept, so pages agree whatever depth a search read."""
+    order. Below RERANK_DEPTH the fused order is kept, so pages agree whatever depth a search read.
+    `shares`: the hits' keyword shares by id, when already computed."""
     if not query_words(query):
         return points
 
     def key(item: tuple[int, ScoredPoint]) -> tuple[float, float, int]:
         rank, point = item
-        share = keyword_share(point, query)
+        share = shares[point.id] if shares and point.id in shares else keyword_share(point, query)
         return (-round(share, 2) if share >= KEYWORD_COVERAGE else 0.0, _spoken_key(point, query), rank)
 
     head = [p for _, p in sorted(enumerate(points[:RERANK_DEPTH]), key=key)]

@@ -148,6 +148,13 @@ def canonical_id(point_id: str) -> str:
         raise ValueError(f"point id must be a UUID string, got {point_id!r}") from exc
 
 
+def dense_vectors_of(vector: object) -> dict[str, list[float]]:
+    """The named dense vectors of an engine's answer (sparse ones and an unnamed vector left out)."""
+    if not isinstance(vector, dict):
+        return {}
+    return {str(k): [float(x) for x in v] for k, v in vector.items() if isinstance(v, list)}
+
+
 def check_points(spec: CollectionSpec | None, points: list[PointRecord]) -> None:
     """Refuse points naming vectors the collection does not have (when the spec is known)."""
     if spec is None:

@@ -46,6 +46,7 @@ from orchestrator.clients.vectors import (
     SparseVector,
     canonical_id,
     check_points,
+    dense_vectors_of,
     filter_conditions,
     search_branches,
     validate_collection_name,
@@ -228,7 +229,7 @@ class EdgeVectorStore:
     def _retrieve_vectors_sync(self, name: str, ids: list[str]) -> dict[str, dict[str, list[float]]]:
         wanted = {canonical_id(i): i for i in ids}
         records = self._get(name).shard.retrieve(list(wanted), False, True)
-        return {wanted[str(r.id)]: _dense_vectors(r.vector) for r in records}
+        return {wanted[str(r.id)]: dense_vectors_of(r.vector) for r in records}
 
     def _set_payload_sync(self, name: str, ids: list[str], payload: dict[str, Any]) -> None:
         shard = self._get(name).shard
@@ -318,7 +319,7 @@ class EdgeVectorStore:
             )
         hits = await self._run(lambda: self._get(name).shard.query(query))
         return [
-            ScoredPoint(str(h.id), float(h.score), dict(h.payload or {}), _dense_vectors(h.vector))
+            ScoredPoint(str(h.id), float(h.score), dict(h.payload or {}), dense_vectors_of(h.vector))
             for h in hits
         ]
 
@@ -429,13 +430,6 @@ def _edge_vectors(point: PointRecord) -> dict[str, qe.NamedVector]:
     for vname, sparse in point.sparse.items():
         vectors[vname] = qe.SparseVector(list(sparse.indices), list(sparse.values))
     return vectors
-
-
-def _dense_vectors(vector: object) -> dict[str, list[float]]:
-    """The named dense vectors of an answer (sparse ones and an unnamed vector left out)."""
-    if not isinstance(vector, dict):
-        return {}
-    return {k: list(v) for k, v in vector.items() if isinstance(v, list)}
 
 
 def _edge_query_vector(vector: list[float] | SparseVector) -> list[float] | qe.SparseVector:

@@ -27,6 +27,7 @@ from orchestrator.clients.vectors import (
     SearchRequest,
     SparseVector,
     canonical_id,
+    dense_vectors_of,
     filter_conditions,
     search_branches,
     validate_collection_name,
@@ -129,7 +130,7 @@ class QdrantServerVectorStore:
             name,
             lambda: self._client.retrieve(name, list(wanted), with_payload=False, with_vectors=True),
         )
-        return {wanted[str(r.id)]: _dense_vectors(r.vector) for r in records}
+        return {wanted[str(r.id)]: dense_vectors_of(r.vector) for r in records}
 
     async def set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None:
         if not ids:
@@ -226,7 +227,7 @@ class QdrantServerVectorStore:
             )
         response = await self._guard(name, call)
         return [
-            ScoredPoint(str(p.id), float(p.score), dict(p.payload or {}), _dense_vectors(p.vector))
+            ScoredPoint(str(p.id), float(p.score), dict(p.payload or {}), dense_vectors_of(p.vector))
             for p in response.points
         ]
 
@@ -236,13 +237,6 @@ class QdrantServerVectorStore:
 
     async def close(self) -> None:
         await self._client.close()
-
-
-def _dense_vectors(vector: object) -> dict[str, list[float]]:
-    """The named dense vectors of an answer (sparse ones and an unnamed vector left out)."""
-    if not isinstance(vector, dict):
-        return {}
-    return {str(k): [float(x) for x in v] for k, v in vector.items() if isinstance(v, list)}
 
 
 def _check_vectors(name: str, spec: CollectionSpec, info: models.CollectionInfo) -> None:
