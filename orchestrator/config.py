@@ -171,6 +171,10 @@ class Settings(BaseSettings):
         return self.data_dir / "catalog.sqlite3"
 
     @property
+    def people_path(self) -> Path:
+        return self.data_dir / "people.sqlite3"
+
+    @property
     def jobs_db_path(self) -> Path:
         return self.data_dir / "jobs.sqlite3"
 

@@ -131,7 +131,7 @@ async def _nearest(
 ) -> SearchResult:
     """One page of the moments nearest to `vector` (or, without one, a person's moments in stored order)."""
     if person is not None:
-        query = replace(query, person=person, speaker=None)
+        query = replace(query, person=(), speaker=(), cluster=person)
     base = search_filter(query)
     wanted = query.offset + query.limit + 1 + (1 if exclude else 0)
     points: list[ScoredPoint]

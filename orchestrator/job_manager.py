@@ -290,7 +290,7 @@ class JobManager:
                 await self._pass(job, caps, current.physical, job.root)
         # Replaced versions past COLLECTION_VERSIONS_KEPT go (also what a crash left half deleted).
         kept = services.settings.collection_versions_kept
-        await retire(services.store, services.index, services.catalog, job.collection, kept)
+        await retire(services.store, services.index, services.catalog, services.people, job.collection, kept)
 
     async def _upgrade(self, job: Job, caps: Capabilities, now: Manifest) -> None:
         """Under the collection's exclusive lock: what the manifest of now asks of it (checked again: the
@@ -310,10 +310,14 @@ class JobManager:
                 )
             building = await catalog.building(job.collection)
             if building is not None and building.manifest.digest() != now.digest():
-                await drop_version(services.store, services.index, catalog, building)  # models moved on
+                await drop_version(
+                    services.store, services.index, catalog, services.people, building
+                )  # models moved on
                 building = None
             if building is None:
                 building = await catalog.start_build(job.collection, now)
+                # Names, merges and rejected links carry over: the same faces re-form the same clusters.
+                await services.people.copy(current.physical, building.physical)
             job.progress.reanalysis.update(building=building.version, phase="building")
             for root in roots:
                 await self._pass(job, caps, building.physical, root)
@@ -382,6 +386,7 @@ class JobManager:
             progress=progress,
             control=job.control,
             decoder=services.decoder,
+            people=services.people,
             media_slots=asyncio.Semaphore(max(1, services.settings.media_in_flight)),
         )
         await run_pipeline(ctx)

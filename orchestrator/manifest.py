@@ -20,7 +20,7 @@ from typing import Any, Literal
 import orjson
 
 from orchestrator.config import Settings
-from orchestrator.ids import PIPELINE_VERSION
+from orchestrator.ids import PIPELINE_VERSION, RECORD_SCHEMA
 from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER
 
 # Models whose output enters chunk records (their /capabilities keys), split by what a change costs.
@@ -70,6 +70,7 @@ class Manifest:
     pipeline: str = PIPELINE_VERSION
     unknown: bool = False  # a collection from before manifests whose points say other models
     keywords: str = ANALYZER  # the keyword analysis of its sparse vectors (keywords.py)
+    schema: str = RECORD_SCHEMA  # the payload's fields (ids.py)
 
     def plan_digests(self) -> dict[str, str]:
         return {kind: plan_digest(values) for kind, values in self.plans.items()}
@@ -83,6 +84,7 @@ class Manifest:
             "plans": self.plans,
             "pipeline": self.pipeline,
             "keywords": self.keywords,
+            "schema": self.schema,
         }
         if self.unknown:
             out["unknown"] = True
@@ -97,6 +99,7 @@ class Manifest:
             unknown=bool(data.get("unknown", False)),
             # Manifests from before the keyword analysis was recorded: made with the legacy one.
             keywords=str(data.get("keywords", LEGACY_ANALYZER)),
+            schema=str(data.get("schema", "")),  # before it was recorded: people@1
         )
 
 
@@ -127,6 +130,9 @@ def compare(built: Manifest, now: Manifest) -> Staleness:
     if built.keywords != now.keywords:
         rebuild = True
         changes.append(f"keyword analysis: {built.keywords or 'legacy'} -> {now.keywords or 'legacy'}")
+    if built.schema != now.schema:
+        rebuild = True
+        changes.append(f"record fields: {built.schema or 'people@1'} -> {now.schema}")
     for kind in sorted(set(built.plans) | set(now.plans)):
         if built.plans.get(kind) != now.plans.get(kind):
             rebuild = True

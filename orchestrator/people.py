@@ -34,8 +34,12 @@ from orchestrator.clients.vectors import (
     VectorStore,
 )
 from orchestrator.file_index import FileIndex
+from orchestrator.identities import Identities, changed_people
 from orchestrator.ids import point_id
+from orchestrator.links import turn_weight
 from orchestrator.logs import get_logger
+from orchestrator.people_store import EvidenceRow, PeopleStore
+from orchestrator.people_sync import sync_people
 
 log = get_logger(__name__)
 
@@ -102,15 +106,11 @@ async def check_vector_sizes(store: VectorStore, collection: str, models: dict[s
 @dataclass(slots=True)
 class Assignment:
     """Cluster ids of one chunk's faces and speaker turns (None: no embedding, not clustered), and for each
-    turn the one person on screen while it is spoken (None: nobody, or several)."""
+    turn the face clusters on screen while it is spoken."""
 
     faces: list[str | None] = field(default_factory=list)
     voices: list[str | None] = field(default_factory=list)
-    on_screen: list[str | None] = field(default_factory=list)
-
-    @property
-    def people(self) -> list[str]:
-        return sorted({c for c in [*self.faces, *self.voices] if c})
+    on_screen: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +146,14 @@ class PeopleIndex:
         voice_threshold: float,
         scratch: FileIndex,
         job_id: str,
+        people: PeopleStore,
         face_dim: int | None = None,
         voice_dim: int | None = None,
     ) -> None:
         self._store = store
+        self._people = people
+        self._identities = Identities()
+        self._version = -1
         self._collection = collection
         self._scratch = scratch
         self._job_id = job_id
@@ -158,18 +162,66 @@ class PeopleIndex:
         self._ensured: set[str] = set()
         self._dims: dict[str, int | None] = {"face": face_dim, "voice": voice_dim}  # announced sizes
 
+    async def identities(self) -> Identities:
+        """The collection's people as users left them (names, merges, links): reloaded when they changed."""
+        version = await self._people.version(self._collection)
+        if version != self._version:
+            self._identities = await self._people.identities(self._collection)
+            self._version = version
+        return self._identities
+
+    async def settle(self, written: Sequence[PointRecord]) -> int:
+        """After a batch's chunks are written: when users changed people since the snapshot they were built
+        with (a rename during the job, whose rewrite may have passed before these points existed), rewrite
+        their people fields. Returns the number rewritten."""
+        used = self._version
+        ids = await self.identities()
+        if self._version == used:
+            return 0
+        updates = {p.id: fields for p in written if (fields := changed_people(p.payload, ids)) is not None}
+        if updates:
+            await self._store.set_payloads(self._collection, updates)
+        return len(updates)
+
     async def assign(self, chunks: Sequence[ChunkPeople]) -> dict[tuple[str, int], Assignment]:
-        """Cluster every face and turn of these chunks (and store them); keyed by (content hash, chunk)."""
+        """Cluster every face and turn of these chunks (and store them); keyed by (content hash, chunk).
+        Each turn's co-occurrence with the faces on screen goes to the people store (`links.py`)."""
         assignments = [Assignment() for _ in chunks]
         faces = await self._cluster(self.face, [c.faces for c in chunks], chunks)
         for assignment, chunk, clusters in zip(assignments, chunks, faces, strict=True):
             assignment.faces = clusters
             # Faces are clustered by now: who is on screen during each turn.
-            assignment.on_screen = on_screen(chunk.faces, chunk.turns, clusters)
+            assignment.on_screen = on_screen_faces(chunk.faces, chunk.turns, clusters)
         voices = await self._cluster(self.voice, [c.turns for c in chunks], chunks, assignments)
         for assignment, clusters in zip(assignments, voices, strict=True):
             assignment.voices = clusters
+        await self._put_evidence(chunks, assignments)
         return {(c.content_hash, c.index): a for c, a in zip(chunks, assignments, strict=True)}
+
+    async def _put_evidence(self, chunks: Sequence[ChunkPeople], assignments: list[Assignment]) -> None:
+        turns: list[str] = []
+        rows: list[EvidenceRow] = []
+        for chunk, assignment in zip(chunks, assignments, strict=True):
+            chunk_id = point_id(chunk.content_hash, chunk.index)
+            for n, (turn, voice) in enumerate(zip(chunk.turns, assignment.voices, strict=True)):
+                member = _member_id(self.voice.name, chunk.content_hash, chunk.index, n)
+                turns.append(member)
+                if voice is None:
+                    continue
+                duration = float(turn.get("end_s") or 0.0) - float(turn.get("start_s") or 0.0)
+                seen = assignment.on_screen[n]
+                common = {
+                    "turn": member,
+                    "voice": voice,
+                    "content_hash": chunk.content_hash,
+                    "chunk_id": chunk_id,
+                }
+                rows.append(EvidenceRow(face="", weight=max(0.0, duration), **common))
+                rows.extend(
+                    EvidenceRow(face=f, weight=turn_weight(duration, len(seen)), **common) for f in seen
+                )
+        if turns:
+            await self._people.put_evidence(self._collection, turns, rows)
 
     async def _cluster(
         self,
@@ -219,7 +271,7 @@ class PeopleIndex:
                         "start_s": entry.get("start_s"),
                         "end_s": entry.get("end_s"),
                         "box": entry.get("box"),
-                        "person": assignments[e.chunk].on_screen[e.n] if assignments is not None else None,
+                        "on_screen": assignments[e.chunk].on_screen[e.n] if assignments is not None else None,
                     },
                 )
             )
@@ -274,7 +326,7 @@ class PeopleIndex:
             spec = CollectionSpec(
                 dense={kind.name: dim},
                 sparse=(),
-                keyword_indexes=("cluster", "content_hash", "chunk_id", "person"),
+                keyword_indexes=("cluster", "content_hash", "chunk_id", "on_screen"),
             )
             await self._store.ensure_collection(name, spec)
             self._ensured.add(name)
@@ -314,6 +366,15 @@ class PeopleIndex:
             log.info("people_merged", clusters=merged)
         return merged
 
+    async def link(self) -> int:
+        """Recompute the collection's voice–face links (`links.py`) and rewrite the chunks whose people
+        changed with them. Returns the number of voices whose link changed."""
+        changed = await self._people.refresh_links(self._collection)
+        if changed:
+            await sync_people(self._store, self._collection, await self.identities(), sorted(changed))
+            log.info("people_linked", changed=len(changed))
+        return len(changed)
+
     async def _rename(self, kind: Kind, renames: dict[str, str]) -> None:
         companion = kind.collection(self._collection)
         updates: dict[str, dict[str, Any]] = {}
@@ -323,18 +384,16 @@ class PeopleIndex:
             updates[point_id_] = {"cluster": renames[str(payload["cluster"])]}
         await self._store.set_payloads(companion, updates)
         voices = self.voice.collection(self._collection)
-        if kind is self.face and await self._store.collection_exists(voices):  # voices name persons too
-            linked: dict[str, dict[str, Any]] = {}
+        if kind is self.face and await self._store.collection_exists(voices):  # turns name faces on screen
+            seen: dict[str, dict[str, Any]] = {}
             async for point_id_, payload in _scan(
-                self._store, voices, SearchFilter(match={"person": list(renames)})
+                self._store, voices, SearchFilter(match={"on_screen": list(renames)})
             ):
-                linked[point_id_] = {"person": renames[str(payload["person"])]}
-            await self._store.set_payloads(voices, linked)
-        chunk_updates: dict[str, dict[str, Any]] = {}
-        flt = SearchFilter(match={"people": list(renames)})
-        async for point_id_, payload in _scan(self._store, self._collection, flt):
-            chunk_updates[point_id_] = renamed_people(payload, renames)
-        await self._store.set_payloads(self._collection, chunk_updates)
+                seen[point_id_] = {"on_screen": sorted({renames.get(c, c) for c in payload["on_screen"]})}
+            await self._store.set_payloads(voices, seen)
+        await self._people.rename_clusters(self._collection, renames)
+        ids = await self.identities()
+        await sync_people(self._store, self._collection, ids, list(renames), renames)
 
     async def forget(self, content_hashes: Iterable[str]) -> None:
         """Delete the faces and voices of contents whose points were deleted."""
@@ -349,21 +408,7 @@ class PeopleIndex:
                 pid async for pid, _ in _scan(self._store, name, SearchFilter(match={"content_hash": hashes}))
             ]
             await self._store.delete(name, ids)
-
-
-def renamed_people(payload: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
-    """A chunk payload's `people`, `faces` and `speakers` with clusters renamed."""
-
-    def rename(c: object) -> object:
-        return renames.get(c, c) if isinstance(c, str) else c
-
-    faces = [{**f, "person": rename(f.get("person"))} for f in payload.get("faces") or []]
-    speakers = [
-        {**t, "voice": rename(t.get("voice")), "person": rename(t.get("person"))}
-        for t in payload.get("speakers") or []
-    ]
-    people = sorted({str(rename(c)) for c in payload.get("people") or []})
-    return {"people": people, "faces": faces, "speakers": speakers}
+        await self._people.forget(self._collection, hashes)
 
 
 async def _scan(
@@ -378,23 +423,23 @@ async def _scan(
             return
 
 
-def on_screen(
-    faces: list[dict[str, Any]], turns: list[dict[str, Any]], persons: list[str | None]
-) -> list[str | None]:
-    """For each speaker turn, the one person whose face track is on screen while it is spoken (a track
-    seen within ON_SCREEN_SLACK_S of the turn); None when nobody or several people are."""
-    out: list[str | None] = []
+def on_screen_faces(
+    faces: list[dict[str, Any]], turns: list[dict[str, Any]], clusters: list[str | None]
+) -> list[list[str]]:
+    """For each speaker turn, the face clusters on screen while it is spoken (a track seen within
+    ON_SCREEN_SLACK_S of the turn), sorted."""
+    out: list[list[str]] = []
     for turn in turns:
         a, b = float(turn.get("start_s") or 0.0), float(turn.get("end_s") or 0.0)
         seen = {
-            person
-            for face, person in zip(faces, persons, strict=False)
-            if person
+            cluster
+            for face, cluster in zip(faces, clusters, strict=False)
+            if cluster
             and face.get("start_s") is not None
             and float(face["start_s"]) - ON_SCREEN_SLACK_S <= b
             and float(face.get("end_s") or face["start_s"]) + ON_SCREEN_SLACK_S >= a
         }
-        out.append(seen.pop() if len(seen) == 1 else None)
+        out.append(sorted(seen))
     return out
 
 

@@ -50,8 +50,11 @@ class SearchQuery:
     taken_before: float | None = None
     ingested_after: float | None = None  # epoch seconds (when the chunk was indexed)
     ingested_before: float | None = None
-    person: str | None = None  # a face or voice cluster id ("person-…", "voice-…")
-    speaker: str | None = None  # a voice cluster id: chunks where it speaks
+    # Person ids (identities.py; the API resolves names): chunks where any of them is seen or heard, and
+    # chunks where any of them speaks (where the query's words are spoken: speaks those words).
+    person: tuple[str, ...] = ()
+    speaker: tuple[str, ...] = ()
+    cluster: str | None = None  # one face or voice cluster's chunks (search by example)
     has_text: bool | None = None  # words read on screen or spoken (OCR, transcript)
     min_duration_s: float | None = None  # of the whole file (video and audio)
     max_duration_s: float | None = None
@@ -117,7 +120,8 @@ class Hit:
     chunk_start_s: float | None = None
     chunk_end_s: float | None = None
     transcript: str = ""
-    people: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)  # person ids seen or heard (identities.py)
+    names: list[str] = field(default_factory=list)  # their names, where users gave one
     tags: list[str] = field(default_factory=list)
     ocr_text: str = ""
     caption: str = ""
@@ -171,6 +175,8 @@ async def search(
         with_vectors=tuple(dense),
     )
     found = await store.search(physical, request)
+    if query.speaker:  # who speaks the matched words, not only who speaks somewhere in the chunk
+        found = [p for p in found if speaks_there(p.payload, query.text, query.speaker)]
     # Each hit's share of the query's words, once: the rerank and the floor both read it (the floor's
     # FLOOR_DEPTH hits lie within the rerank's RERANK_DEPTH, which only reorders them).
     shares = {p.id: keyword_share(p, query.text) for p in found[:RERANK_DEPTH]}
@@ -218,11 +224,12 @@ def search_filter(query: SearchQuery) -> SearchFilter | None:
         match["media_type"] = query.media_type
     if query.path_prefix:
         match["dirs"] = query.path_prefix.rstrip("/") or "/"
-    if query.person and query.speaker and query.person != query.speaker:
-        # Both on the same field (`people`): a chunk must hold both ids; one match can say only one.
-        raise ValueError("person and speaker together: give one of them")
-    if query.person or query.speaker:
-        match["people"] = query.person or query.speaker
+    if query.person:
+        match["people"] = list(query.person)
+    if query.speaker:
+        match["speaking"] = list(query.speaker)
+    if query.cluster:
+        match["clusters"] = query.cluster
     if query.language:
         match["language"] = query.language
     for name, low, high in (
@@ -235,6 +242,20 @@ def search_filter(query: SearchQuery) -> SearchFilter | None:
     if query.has_text is not None:
         ranges["text_chars"] = (1.0, None) if query.has_text else (None, 0.0)
     return SearchFilter(match=match, ranges=ranges) if match or ranges else None
+
+
+def speaks_there(payload: dict[str, Any], text: str, speakers: tuple[str, ...]) -> bool:
+    """Whether one of `speakers` speaks where the query's words are spoken in this chunk (a turn of theirs
+    overlaps the words' span); a chunk where the words are not spoken passes (its filter said they speak)."""
+    match = locate(payload.get("words") or [], text)
+    if match is None:
+        return True
+    for turn in payload.get("speakers") or []:
+        a, b = turn.get("start_s"), turn.get("end_s")
+        if turn.get("person") in speakers and a is not None and b is not None:
+            if float(a) < match.end_s and float(b) > match.start_s:
+                return True
+    return False
 
 
 def media_urls(point_id: str, collection: str) -> tuple[str, str]:
@@ -289,6 +310,7 @@ def make_hit(
         chunk_end_s=payload.get("end_s"),
         transcript=str(payload.get("transcript") or ""),
         people=list(payload.get("people") or []),
+        names=list(payload.get("names") or []),
         tags=list(payload.get("tags") or []),
         ocr_text=str(payload.get("ocr_text") or ""),
         caption=str(payload.get("caption") or ""),

@@ -13,6 +13,7 @@ from orchestrator.config import Settings
 from orchestrator.file_index import FileIndex
 from orchestrator.media.decode_pool import DecodePool
 from orchestrator.metrics import Metrics
+from orchestrator.people_store import PeopleStore
 
 
 @dataclass(slots=True)
@@ -21,6 +22,7 @@ class Services:
     store: VectorStore
     index: FileIndex
     catalog: Catalog  # collection versions and roots (catalog.py)
+    people: PeopleStore  # names, merges, splits and voice–face links (people_store.py)
     cache: ResultCache
     ml: MLClient
     metrics: Metrics
@@ -34,6 +36,8 @@ class Services:
         await index.open()
         catalog = Catalog(settings.catalog_path)
         await catalog.open()
+        people = PeopleStore(settings.people_path)
+        await people.open()
         cache = ResultCache(settings.cache_dir)
         await cache.open()
         metrics = Metrics()
@@ -58,6 +62,7 @@ class Services:
             store=store,
             index=index,
             catalog=catalog,
+            people=people,
             cache=cache,
             ml=ml,
             metrics=metrics,
@@ -71,3 +76,4 @@ class Services:
         await self.cache.close()
         await self.index.close()
         await self.catalog.close()
+        await self.people.close()

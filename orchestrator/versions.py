@@ -14,6 +14,7 @@ from orchestrator.keywords import LEGACY_ANALYZER
 from orchestrator.logs import get_logger
 from orchestrator.manifest import Manifest, legacy_signature
 from orchestrator.people import companions
+from orchestrator.people_store import PeopleStore
 
 log = get_logger(__name__)
 
@@ -33,14 +34,14 @@ async def ensure_current(
         page, _ = await store.scroll(collection, None, 1, None)
         built_with = page[0].payload.get("models") if page else None
         # Its keyword vectors are the legacy analysis: the first job rebuilds them (manifest.compare).
-        manifest = replace(now, keywords=LEGACY_ANALYZER)
+        manifest = replace(now, keywords=LEGACY_ANALYZER, schema="")
         if built_with not in (legacy_signature(models), now.digest()):
             manifest = replace(manifest, unknown=True)
     return await catalog.register(collection, manifest)
 
 
 async def drop_version(
-    store: VectorStore, index: FileIndex, catalog: Catalog, version: CollectionVersion
+    store: VectorStore, index: FileIndex, catalog: Catalog, people: PeopleStore, version: CollectionVersion
 ) -> None:
     """Delete a version's points, people and file-index rows, then its catalog row (a crash in between
     leaves the row, and the next retention or delete finishes the job)."""
@@ -48,14 +49,17 @@ async def drop_version(
         if await store.collection_exists(name):
             await store.delete_collection(name)
     await index.drop_collection(version.physical)
+    await people.drop(version.physical)
     await catalog.forget_version(version.collection, version.version)
     log.info("collection_version_deleted", collection=version.collection, version=version.version)
 
 
-async def retire(store: VectorStore, index: FileIndex, catalog: Catalog, collection: str, keep: int) -> int:
+async def retire(
+    store: VectorStore, index: FileIndex, catalog: Catalog, people: PeopleStore, collection: str, keep: int
+) -> int:
     """Delete replaced versions beyond the newest `keep`; returns how many were deleted."""
     retired = [v for v in await catalog.versions(collection) if v.state == "retired"]
     retired.sort(key=lambda v: v.version, reverse=True)
     for version in retired[keep:]:
-        await drop_version(store, index, catalog, version)
+        await drop_version(store, index, catalog, people, version)
     return len(retired[keep:])

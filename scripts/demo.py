@@ -115,12 +115,37 @@ def main() -> None:
                     for hit in hits["hits"]:
                         rel = Path(hit["path"]).relative_to(media)
                         at = f" @ {hit['start_s']:.1f}s" if hit["start_s"] is not None else ""
-                        people = f"  people: {', '.join(hit['people'])}" if hit["people"] else ""
+                        who = hit.get("names") or hit["people"]
+                        people = f"  people: {', '.join(who)}" if who else ""
                         print(f"     {hit['score']:.3f}  {rel}{at}  | {hit['snippet'][:90]}{people}")
                 people = client.get("/people", params={"collection": "demo"}).json()["people"]
-                print(f"   people: {len(people)} clusters")
+                print(f"   people: {len(people)} (a face, a voice, or both when a voice is linked to a face)")
                 for p in people:
-                    print(f"     {p['id']} ({p['kind']}): {p['count']} sightings in {p['chunks']} chunks")
+                    voices = ", ".join(
+                        f"{v['cluster']} linked {v['linked_by']} ({(v['confidence'] or 0):.0%})"
+                        for v in p["voices"]
+                    )
+                    print(
+                        f"     {p['id']} ({p['kind']}): {p['chunk_count']} chunks, {p['media_count']} files, "
+                        f"speaking {p['speaking_s']:.0f} s{'; voices: ' + voices if voices else ''}"
+                    )
+                # Name a presenter, then ask where that person says something.
+                both = [p for p in people if p["kind"] == "both"]
+                if both:
+                    named = client.patch(
+                        f"/people/{both[0]['id']}",
+                        params={"collection": "demo"},
+                        json={"name": "Presenter One"},
+                    ).json()
+                    print(f'   named {named["id"]} "{named["name"]}"')
+                    params: dict[str, str | int] = {"q": "weather", "collection": "demo", "limit": 3}
+                    params["speaker"] = "Presenter One"
+                    for hit in client.get("/search", params=params).json()["hits"]:
+                        rel = Path(hit["path"]).relative_to(media)
+                        print(
+                            f"     speaker=Presenter One: {rel} @ {hit['start_s']:.1f}s"
+                            f" | {hit['snippet'][:70]}"
+                        )
                 print("5. Re-ingesting the unchanged folder (served by the stat index: no ML call, no write)")
                 again = ingest(client, media)
                 c = again["counters"]

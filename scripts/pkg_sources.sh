@@ -7,6 +7,8 @@
 # PIP_INDEX_URL / UV_INDEX_URL, when set, replace PyPI (a company mirror).
 # shellcheck shell=bash
 pkg_sources=()
+# senko: from its sdist, compiled here (its PyPI wheel's fbank library holds AVX-512 code; pyproject.toml).
+pkg_sources+=(--no-binary senko)
 if [ -d /opt/wheels ]; then
   pkg_sources+=(--find-links /opt/wheels)
 else

@@ -18,21 +18,33 @@ from orchestrator.clients.vectors import (
 )
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.file_index import FileIndex
+from orchestrator.identities import people_fields
 from orchestrator.ids import point_id
 from orchestrator.people import (
     ChunkPeople,
     PeopleIndex,
     check_vector_sizes,
     companions,
-    on_screen,
-    renamed_people,
+    on_screen_faces,
 )
+from orchestrator.people_store import PeopleStore
+from orchestrator.people_sync import renamed_clusters
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[EdgeVectorStore]:
     s = EdgeVectorStore(tmp_path / "edge")
-    await s.ensure_collection("media", CollectionSpec(dense={"text": 4}, keyword_indexes=("people",)))
+    await s.ensure_collection(
+        "media", CollectionSpec(dense={"text": 4}, keyword_indexes=("people", "clusters"))
+    )
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def people_store(tmp_path: Path) -> AsyncIterator[PeopleStore]:
+    s = PeopleStore(tmp_path / "people.sqlite3")
+    await s.open()
     yield s
     await s.close()
 
@@ -79,11 +91,13 @@ def _file(content_hash: str, chunks: list[tuple[list[list[float]], list[list[flo
     ]
 
 
-async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore, scratch: FileIndex) -> None:
+async def test_faces_and_voices_cluster_by_identity(
+    store: EdgeVectorStore, scratch: FileIndex, people_store: PeopleStore
+) -> None:
     rng = random.Random(1)
     anna, ben = _identity(1, 128), _identity(2, 128)
     low, high = _identity(3, 256), _identity(4, 256)
-    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job")
+    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job", people_store)
     first = _file(
         "a" * 8,
         [
@@ -96,7 +110,7 @@ async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore, scra
     assert c0.faces[0] == c1.faces[1] != c1.faces[0]
     assert c0.voices[0] != c1.voices[0]
     assert c0.faces[0].startswith("person-") and c0.voices[0].startswith("voice-")
-    assert c1.people == sorted([c1.faces[0], c1.faces[1], c1.voices[0]])
+    assert c1.on_screen == [sorted([c1.faces[0], c1.faces[1]])]  # both faces on screen while it speaks
 
     # A later file (another batch, read back from the store) finds the same clusters.
     second = await people.assign(_file("b" * 8, [([_near(ben, 0.02, rng)], [_near(low, 0.01, rng)])]))
@@ -115,14 +129,14 @@ async def test_faces_and_voices_cluster_by_identity(store: EdgeVectorStore, scra
 
 
 async def test_a_job_with_another_face_or_voice_backend_is_refused_at_its_start(
-    store: EdgeVectorStore, scratch: FileIndex
+    store: EdgeVectorStore, scratch: FileIndex, people_store: PeopleStore
 ) -> None:
     models: dict[str, dict[str, Any]] = {
         "faces": {"name": "yunet+sface", "vector_size": 128},
         "speakers": {"name": "resemblyzer", "vector_size": 256},
     }
     await check_vector_sizes(store, "media", models)  # no companions yet: nothing to compare
-    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job")
+    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job", people_store)
     await people.assign(_file("a" * 8, [([_identity(1, 128)], [_identity(3, 256)])]))
     await check_vector_sizes(store, "media", models)  # the same backends
     await check_vector_sizes(store, "media", {"faces": {"name": "insightface", "vector_size": None}})
@@ -138,9 +152,11 @@ async def test_a_job_with_another_face_or_voice_backend_is_refused_at_its_start(
     await check_vector_sizes(store, "other", insightface)  # another collection starts afresh
 
 
-async def test_merge_joins_clusters_a_later_face_bridges(store: EdgeVectorStore, scratch: FileIndex) -> None:
+async def test_merge_joins_clusters_a_later_face_bridges(
+    store: EdgeVectorStore, scratch: FileIndex, people_store: PeopleStore
+) -> None:
     """Two faces far apart start two clusters; a face between them (close to both) links them."""
-    people = PeopleIndex(store, "media", 0.7, 0.8, scratch, "job")
+    people = PeopleIndex(store, "media", 0.7, 0.8, scratch, "job", people_store)
     left = _identity(5, 128)
     right_raw = [a + b for a, b in zip(left, _identity(6, 128), strict=True)]
     right = _near(right_raw, 0.0, random.Random(0))
@@ -158,7 +174,12 @@ async def test_merge_joins_clusters_a_later_face_bridges(store: EdgeVectorStore,
                 chunk,
                 {"text": [1.0, 0, 0, 0]},
                 {},
-                {"people": [cluster_b], "faces": [{"person": cluster_b}], "speakers": []},
+                {
+                    "clusters": [cluster_b],
+                    "people": [cluster_b],
+                    "faces": [{"cluster": cluster_b, "person": cluster_b}],
+                    "speakers": [],
+                },
             )
         ],
     )
@@ -175,35 +196,33 @@ async def test_merge_joins_clusters_a_later_face_bridges(store: EdgeVectorStore,
     assert [p.id for p in found] == [chunk]
 
 
-def test_renamed_people() -> None:
+def test_renamed_clusters() -> None:
     payload: dict[str, Any] = {
-        "people": ["person-b", "voice-x"],
-        "faces": [{"person": "person-b", "box": [1, 2, 3, 4]}, {"person": None}],
-        "speakers": [{"voice": "voice-x", "person": "person-b"}],
+        "faces": [{"cluster": "person-b", "box": [1, 2, 3, 4]}, {"cluster": None}],
+        "speakers": [{"voice": "voice-x", "on_screen": ["person-c", "person-b"]}],
     }
-    out = renamed_people(payload, {"person-b": "person-a"})
-    assert out["people"] == ["person-a", "voice-x"]
-    assert out["faces"] == [{"person": "person-a", "box": [1, 2, 3, 4]}, {"person": None}]
-    assert out["speakers"] == [{"voice": "voice-x", "person": "person-a"}]
+    out = renamed_clusters(payload, {"person-b": "person-a"})
+    assert out["faces"] == [{"cluster": "person-a", "box": [1, 2, 3, 4]}, {"cluster": None}]
+    assert out["speakers"] == [{"voice": "voice-x", "on_screen": ["person-a", "person-c"]}]
 
 
-def test_on_screen_names_the_one_person_seen_while_a_turn_is_spoken() -> None:
+def test_on_screen_names_the_faces_seen_while_a_turn_is_spoken() -> None:
     faces = [
         {"start_s": 2.4, "end_s": 2.4},  # anna, keyframe during the first turn
         {"start_s": 7.2, "end_s": 12.0},  # ben, during the second and third
         {"start_s": 12.0, "end_s": 12.0},  # anna again, with ben, in the third
     ]
     turns = [{"start_s": 0.9, "end_s": 4.8}, {"start_s": 5.6, "end_s": 9.7}, {"start_s": 10.5, "end_s": 14.2}]
-    assert on_screen(faces, turns, ["anna", "ben", "anna"]) == ["anna", "ben", None]  # two people: unknown
-    assert on_screen(faces, turns, [None, None, None]) == [None, None, None]
+    assert on_screen_faces(faces, turns, ["anna", "ben", "anna"]) == [["anna"], ["ben"], ["anna", "ben"]]
+    assert on_screen_faces(faces, turns, [None, None, None]) == [[], [], []]
 
 
 async def test_malformed_vectors_leave_their_face_or_turn_unclustered(
-    store: EdgeVectorStore, scratch: FileIndex
+    store: EdgeVectorStore, scratch: FileIndex, people_store: PeopleStore
 ) -> None:
     """Nulls, NaN, another size (here: the companion holds 128-d faces), all zeros: no cluster for that
     face or turn, nothing of it stored; the others in the same chunk are clustered as usual."""
-    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job", face_dim=128, voice_dim=256)
+    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job", people_store, face_dim=128, voice_dim=256)
     anna = _identity(1, 128)
     nan = float("nan")
     bad_faces: list[list[float]] = [
@@ -245,3 +264,23 @@ def test_nearest_clusters_matches_the_pairwise_definition() -> None:
         expected.append(best or f"person-{ids[i][:12]}")
     assert got == expected
     assert len(set(got)) < 60  # clusters formed
+
+
+async def test_a_batch_written_while_a_user_renames_follows_the_rename(
+    store: EdgeVectorStore, scratch: FileIndex, people_store: PeopleStore
+) -> None:
+    """The batch was built with the snapshot from before the rename; after its write, settle() rewrites
+    its people fields (the API's own rewrite may have run before these points existed)."""
+    people = PeopleIndex(store, "media", 0.45, 0.8, scratch, "job", people_store)
+    assigned = await people.assign(_file("a" * 8, [([_identity(1, 128)], [])]))
+    cluster = assigned[("a" * 8, 0)].faces[0]
+    assert cluster is not None
+    ids = await people.identities()
+    chunk = point_id("a" * 8, 0)
+    payload = people_fields({"faces": [{"cluster": cluster}], "speakers": []}, ids)
+    record = PointRecord(chunk, {"text": [1.0, 0, 0, 0]}, {}, payload)
+    assert await people.settle([record]) == 0  # nothing changed since the snapshot
+    await people_store.rename("media", cluster, "Anna")  # the API, between build and write
+    await store.upsert("media", [record])
+    assert await people.settle([record]) == 1
+    assert (await store.retrieve("media", [chunk]))[chunk]["names"] == ["Anna"]

@@ -153,11 +153,12 @@ async def delete_collection(
     deletions.names.add(name)  # no job for it starts until the points and the index rows are gone
     try:
         for version in versions:
-            await drop_version(services.store, services.index, services.catalog, version)
+            await drop_version(services.store, services.index, services.catalog, services.people, version)
         for leftover in (name, *companions(name)):  # a collection from before versions
             if await services.store.collection_exists(leftover):
                 await services.store.delete_collection(leftover)
         await services.index.drop_collection(name)
+        await services.people.drop(name)
         await services.catalog.forget(name)
     finally:
         deletions.names.discard(name)
@@ -182,5 +183,5 @@ async def delete_version(
     _writers(jobs, name)
     if deletions.blocks(name):
         raise HTTPException(status.HTTP_409_CONFLICT, f"collection {name} is being deleted")
-    await drop_version(services.store, services.index, services.catalog, found)
+    await drop_version(services.store, services.index, services.catalog, services.people, found)
     return {"deleted": name, "version": version}

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from orchestrator.api.deps import ServicesDep
 from orchestrator.api.files import OpenedFileResponse
 from orchestrator.media.thumbnails import chunk_thumbnail_path, thumbnail_path
+from orchestrator.people_view import timeline
 from orchestrator.security import OpenedFile, is_content_hash, open_first_within
 
 router = APIRouter(tags=["media"])
@@ -42,6 +43,19 @@ async def media_record(
 ) -> dict[str, Any]:
     name, payload = await _payload(services, media_id, collection)
     return {"id": media_id, "collection": name, **payload}
+
+
+@router.get("/media/{media_id}/timeline")
+async def media_timeline(
+    media_id: str, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
+) -> dict[str, Any]:
+    """Who is on screen (`seen`) and who speaks (`heard`) in the whole file this chunk belongs to, as time
+    ranges per person (people_view.timeline)."""
+    name, payload = await _payload(services, media_id, collection)
+    content_hash = str(payload.get("content_hash"))
+    physical = await services.catalog.resolve(name)
+    found = await timeline(services.store, physical, content_hash)
+    return {"media_id": media_id, "content_hash": content_hash, **found}
 
 
 # A signed URL's expiry and signature (api/signing.py); checked with the API key, before the route runs.

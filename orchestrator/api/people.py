@@ -1,81 +1,203 @@
-"""Routes for people: the face clusters ("person-…") and voice clusters ("voice-…") of a collection."""
+"""Routes for people (people_view.py, identities.py, people_store.py): list, one person's appearances,
+rename, merge, split, undo; the chunk payloads follow every change (people_sync.py)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, status
 
 from orchestrator.api.deps import ServicesDep
+from orchestrator.api.schemas import PersonMerge, PersonPatch, PersonSplit
 from orchestrator.api.signing import sign_url
-from orchestrator.people import FACE_SUFFIX, VOICE_SUFFIX
+from orchestrator.identities import Identities
+from orchestrator.people_store import NothingToUndoError
+from orchestrator.people_sync import sync_people
+from orchestrator.people_view import (
+    Person,
+    appearances,
+    cluster_stats,
+    group_people,
+    order_key,
+    person_json,
+)
+from orchestrator.services import Services
 
 router = APIRouter(tags=["people"])
 
-_PAGE = 1024
+_COLLECTION = r"^[A-Za-z0-9_-]{1,64}$"
+_ID = r"^[A-Za-z0-9_-]{1,80}$"
 
 
-@router.get("/people")
-async def people(
-    services: ServicesDep, collection: str | None = Query(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-) -> dict[str, Any]:
-    """Every cluster with how often it appears (faces or speaker turns), in how many chunks, and where it
-    is first seen (a chunk id whose thumbnail shows it; search with `person=<id>` finds its chunks).
-    Speaker–face linking: a voice names the person most often alone on screen while it speaks
-    (`person`, seen `linked` times); a person lists the voices linked to it (`voices`)."""
+async def _physical(services: Services, collection: str | None) -> tuple[str, str]:
     name = collection or services.settings.default_collection
     physical = await services.catalog.resolve(name)  # the version searches read (catalog.py)
     if not await services.store.collection_exists(physical):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
-    clusters: dict[str, dict[str, Any]] = {}
-    for kind, suffix in (("face", FACE_SUFFIX), ("voice", VOICE_SUFFIX)):
-        companion = f"{physical}{suffix}"
-        if not await services.store.collection_exists(companion):
-            continue
-        offset: str | None = None
-        while True:
-            points, offset = await services.store.scroll(companion, None, _PAGE, offset)
-            for p in points:
-                cid = str(p.payload.get("cluster"))
-                entry = clusters.setdefault(
-                    cid,
-                    {"id": cid, "kind": kind, "count": 0, "chunks": set(), "first": None, "seen": Counter()},
-                )
-                entry["count"] += 1
-                if p.payload.get("person"):
-                    entry["seen"][str(p.payload["person"])] += 1
-                entry["chunks"].add(p.payload.get("chunk_id"))
-                seen = (p.payload.get("content_hash"), p.payload.get("start_s") or 0.0)
-                if entry["first"] is None or seen < entry["first"][0]:
-                    entry["first"] = (seen, p.payload.get("chunk_id"), p.payload.get("start_s"))
-            if offset is None:
-                break
-    links: dict[str, str] = {}  # voice -> person
-    for entry in clusters.values():
-        together: Counter[str] = entry.pop("seen")
-        if entry["kind"] == "voice":
-            person, linked = together.most_common(1)[0] if together else (None, 0)
-            entry["person"], entry["linked"] = person, linked
-            if person:
-                links[entry["id"]] = person
-    for entry in clusters.values():
-        if entry["kind"] == "face":
-            entry["voices"] = sorted(v for v, person in links.items() if person == entry["id"])
-    out = []
-    for entry in sorted(clusters.values(), key=lambda e: (e["kind"], -e["count"], e["id"])):
-        _, chunk_id, start_s = entry.pop("first")
-        entry["chunks"] = len(entry["chunks"])
-        entry["example"] = {
-            "chunk_id": chunk_id,
-            "start_s": start_s,
-            # Signed when API_KEY is set (api/signing.py): an <img> cannot send the key.
-            "thumbnail_url": sign_url(
-                f"/media/{chunk_id}/thumbnail?collection={quote(name)}",
+    return name, physical
+
+
+async def _people(services: Services, physical: str) -> tuple[dict[str, Person], Identities]:
+    ids = await services.people.identities(physical)
+    return group_people(await cluster_stats(services.store, physical), ids), ids
+
+
+def _thumbnail(services: Services, name: str, person: Person) -> str | None:
+    example = person.example()
+    if example is None:
+        return None
+    # Signed when API_KEY is set (api/signing.py): an <img> cannot send the key.
+    url = f"/media/{example[0]}/thumbnail?collection={quote(name)}"
+    return sign_url(url, services.settings.api_key, services.settings.media_url_ttl_s)
+
+
+def _one(people: dict[str, Person], person_id: str) -> Person:
+    person = people.get(person_id)
+    if person is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {person_id}")
+    return person
+
+
+async def _changed(services: Services, physical: str, clusters: list[str]) -> None:
+    """Rewrite the chunks of these clusters with the people as they are now."""
+    await sync_people(services.store, physical, await services.people.identities(physical), clusters)
+
+
+@router.get("/people")
+async def list_people(
+    services: ServicesDep,
+    collection: str | None = Query(None, pattern=_COLLECTION),
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    name: str | None = Query(None, max_length=200, description="a part of the name (case-insensitive)"),
+) -> dict[str, Any]:
+    """The collection's people: named first, then the most often seen or heard. A face cluster is a person
+    until merged; a voice is its linked face's person (co-occurrence, links.py) or its own."""
+    coll, physical = await _physical(services, collection)
+    people, ids = await _people(services, physical)
+    found = sorted(people.values(), key=order_key)
+    if name:
+        folded = name.casefold()
+        found = [p for p in found if p.name and folded in p.name.casefold()]
+    page = found[offset : offset + limit]
+    return {
+        "collection": coll,
+        "total": len(found),
+        "next_offset": offset + limit if len(found) > offset + limit else None,
+        "people": [person_json(p, ids, _thumbnail(services, coll, p)) for p in page],
+    }
+
+
+@router.get("/people/{person_id}")
+async def get_person(
+    person_id: str, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
+) -> dict[str, Any]:
+    """One person with every file they are seen or heard in, as time ranges."""
+    coll, physical = await _physical(services, collection)
+    people, ids = await _people(services, physical)
+    person = _one(people, person_id)
+    body = person_json(person, ids, _thumbnail(services, coll, person))
+    found = await appearances(services.store, physical, person.id)
+    for f in found:
+        for r in f["ranges"]:
+            r["thumbnail_url"] = sign_url(
+                f"/media/{r['chunk_id']}/thumbnail?collection={quote(coll)}",
                 services.settings.api_key,
                 services.settings.media_url_ttl_s,
-            ),
-        }
-        out.append(entry)
-    return {"collection": name, "people": out}
+            )
+    body["appearances"] = found
+    return body
+
+
+@router.patch("/people/{person_id}")
+async def rename_person(
+    person_id: str,
+    body: PersonPatch,
+    services: ServicesDep,
+    collection: str | None = Query(None, pattern=_COLLECTION),
+) -> dict[str, Any]:
+    coll, physical = await _physical(services, collection)
+    people, _ = await _people(services, physical)
+    person = _one(people, person_id)
+    await services.people.rename(physical, person.id, (body.name or "").strip() or None)
+    await _changed(services, physical, person.clusters)
+    people, ids = await _people(services, physical)
+    return person_json(people[person.id], ids, _thumbnail(services, coll, people[person.id]))
+
+
+@router.post("/people/{person_id}/merge")
+async def merge_people(
+    person_id: str,
+    body: PersonMerge,
+    services: ServicesDep,
+    collection: str | None = Query(None, pattern=_COLLECTION),
+) -> dict[str, Any]:
+    """Merge the given people into this one (its id and name kept; an unnamed one takes the first name)."""
+    coll, physical = await _physical(services, collection)
+    people, _ = await _people(services, physical)
+    target = _one(people, person_id)
+    others = [_one(people, o) for o in dict.fromkeys(body.people) if o != target.id]
+    if not others:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "nothing to merge: name other people")
+    clusters = [c for o in others for c in o.clusters]
+    await services.people.merge(physical, target.id, clusters, [o.id for o in others])
+    await _changed(services, physical, [*target.clusters, *clusters])
+    people, ids = await _people(services, physical)
+    return person_json(people[target.id], ids, _thumbnail(services, coll, people[target.id]))
+
+
+@router.post("/people/{person_id}/split")
+async def split_person(
+    person_id: str,
+    body: PersonSplit,
+    services: ServicesDep,
+    collection: str | None = Query(None, pattern=_COLLECTION),
+) -> dict[str, Any]:
+    """Move some of this person's clusters to a new person. An automatically linked voice moved out is
+    remembered as "not this person"."""
+    coll, physical = await _physical(services, collection)
+    people, ids = await _people(services, physical)
+    person = _one(people, person_id)
+    moved = list(dict.fromkeys(body.clusters))
+    strangers = [c for c in moved if c not in person.clusters]
+    if strangers:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"not clusters of {person.id}: {', '.join(strangers)}"
+        )
+    if len(moved) == len(person.clusters):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a split must leave the person a cluster")
+    new = await services.people.split(physical, person.id, moved, ids)
+    await _changed(services, physical, person.clusters)
+    people, ids = await _people(services, physical)
+    return {
+        "person": person_json(people[person.id], ids, _thumbnail(services, coll, people[person.id])),
+        "new": person_json(people[new], ids, _thumbnail(services, coll, people[new])),
+    }
+
+
+@router.post("/people/undo")
+async def undo_people(
+    services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
+) -> dict[str, Any]:
+    """Undo the collection's last rename, merge or split."""
+    _, physical = await _physical(services, collection)
+    before, _ = await _people(services, physical)
+    try:
+        undone = await services.people.undo(physical)
+    except NothingToUndoError:
+        raise HTTPException(status.HTTP_409_CONFLICT, "nothing to undo") from None
+    after, _ = await _people(services, physical)
+    # Every cluster whose person changed, either way.
+    clusters = {c for p in before.values() for c in p.clusters}
+    was = {c: p.id for p in before.values() for c in p.clusters}
+    now = {c: p.id for p in after.values() for c in p.clusters}
+    names_before = {p.id: p.name for p in before.values()}
+    names_after = {p.id: p.name for p in after.values()}
+    touched = [
+        c
+        for c in clusters
+        if was.get(c) != now.get(c) or names_before.get(was[c]) != names_after.get(now.get(c, ""))
+    ]
+    await _changed(services, physical, touched)
+    return {"undone": {"action": undone.action, "person": undone.person}}

@@ -89,8 +89,12 @@ class SearchFilters(_Request):
     taken_before: float | None = None
     ingested_after: float | None = Field(default=None, description="epoch seconds")
     ingested_before: float | None = None
-    person: str | None = Field(default=None, max_length=64, description="a person-… or voice-… id")
-    speaker: str | None = Field(default=None, pattern=r"^voice-[A-Za-z0-9-]{1,58}$")
+    person: str | None = Field(
+        default=None, max_length=200, description="a person's id or name: seen or heard"
+    )
+    speaker: str | None = Field(
+        default=None, max_length=200, description="a person's id or name: speaks (the matched words)"
+    )
     has_text: bool | None = Field(default=None, description="words read on screen or spoken")
     min_duration_s: float | None = Field(default=None, ge=0)
     max_duration_s: float | None = Field(default=None, ge=0)
@@ -110,3 +114,17 @@ class SearchBody(SearchFilters):
         if len(given) != 1:
             raise ValueError("give exactly one of query, media_id, image_base64")
         return self
+
+
+class PersonPatch(_Request):
+    name: str | None = Field(max_length=200, description="the person's name; null or empty clears it")
+
+
+class PersonMerge(_Request):
+    people: list[str] = Field(min_length=1, max_length=1000, description="the people merged into this one")
+
+
+class PersonSplit(_Request):
+    clusters: list[str] = Field(
+        min_length=1, max_length=1000, description="this person's face/voice clusters to move to a new person"
+    )

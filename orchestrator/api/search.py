@@ -25,9 +25,16 @@ from orchestrator.services import Services
 router = APIRouter(tags=["search"])
 
 
-def _query(services: Services, text: str, filters: SearchFilters, request: Request) -> SearchQuery:
+async def _query(services: Services, text: str, filters: SearchFilters, request: Request) -> SearchQuery:
     fields = filters.model_dump(exclude={"query", "media_id", "image_base64"})
-    fields["collection"] = filters.collection or services.settings.default_collection
+    collection = fields["collection"] = filters.collection or services.settings.default_collection
+    for name in ("person", "speaker"):  # a name or an id -> person ids (an unknown one matches nothing)
+        value = fields.pop(name)
+        if value is not None:
+            ids = await services.people.identities(
+                (await resolve_target(services.catalog, collection)).physical
+            )
+            fields[name] = tuple(ids.resolve(value)) or (value,)
     return SearchQuery(text=text, request_id=request.headers.get("x-request-id"), **fields)
 
 
@@ -150,12 +157,12 @@ async def search_get(
     filters: Annotated[SearchFilters, Depends(_get_filters)],
     q: str = Query(min_length=1, max_length=2000),
 ) -> dict[str, Any]:
-    return await _words(services, _query(services, q, filters, request))
+    return await _words(services, await _query(services, q, filters, request))
 
 
 @router.post("/search")
 async def search_post(body: SearchBody, request: Request, services: ServicesDep) -> dict[str, Any]:
-    query = _query(services, body.query or "", body, request)
+    query = await _query(services, body.query or "", body, request)
     if body.query is not None:
         return await _words(services, query)
     image = None
@@ -185,4 +192,4 @@ async def search_image(
         {k: v for k, v in {"collection": collection, "limit": limit, "media_type": media_type}.items() if v}
     )
     data = await image.read()
-    return await _example(services, _query(services, "", filters, request), None, data)
+    return await _example(services, await _query(services, "", filters, request), None, data)

@@ -14,6 +14,7 @@ from orchestrator.file_index import FileIndex
 from orchestrator.media.av_decode import AVOptions
 from orchestrator.media.decode_pool import DecodePool
 from orchestrator.people import PeopleIndex
+from orchestrator.people_store import PeopleStore
 from orchestrator.pipeline.progress import JobProgress
 from orchestrator.points import PointKeeper
 
@@ -103,6 +104,7 @@ class PipelineContext:
     progress: JobProgress
     control: JobControl
     decoder: DecodePool
+    people: PeopleStore  # names, merges, links (people_store.py)
     # Decoded video/audio files between prepare and the end of their inference (memory bound).
     media_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
@@ -116,6 +118,7 @@ class PipelineContext:
             config.voice_cluster_threshold,
             self.index,
             self.job_id,
+            self.people,
             config.face_dim,
             config.voice_dim,
         )

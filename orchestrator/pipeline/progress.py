@@ -26,6 +26,7 @@ COUNTERS = (
     "pruned",  # files gone from the tree since the last scan: their paths left the points
     "partial",  # files stored without a caption (the VLM failed): not marked done, retried next run
     "people_merged",  # face/voice clusters joined into another at the job's end
+    "people_linked",  # voices whose link to a face changed at the job's end (links.py)
     "bytes",  # bytes read and hashed
     "ml_requests",  # HTTP inference requests sent to the ML service
     "upsert_requests",  # write calls made to the vector store

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from orchestrator.clients.vectors import PointRecord
+from orchestrator.identities import Identities, people_fields
 from orchestrator.ids import PIPELINE_VERSION, point_id
 from orchestrator.keywords import filename_words, sparse_vector
 from orchestrator.people import Assignment
@@ -14,7 +15,7 @@ from orchestrator.points import path_fields
 
 # Payload fields with a keyword index (filters) and a float index (time ranges). `paths` is not indexed:
 # nothing filters on it, and with many copies per content its index grew with every path (memory).
-KEYWORD_FIELDS = ("media_type", "content_hash", "dirs", "people", "language")
+KEYWORD_FIELDS = ("media_type", "content_hash", "dirs", "people", "speaking", "clusters", "language")
 FLOAT_FIELDS = ("taken_at_ts", "start_s", "indexed_at", "duration_s", "text_chars")
 
 
@@ -24,8 +25,11 @@ def build_points(
     models_signature: str,
     people: dict[tuple[str, int], Assignment] | None = None,
     plan: str | None = None,
+    identities: Identities | None = None,
 ) -> list[PointRecord]:
-    """`plan`: the chunk plan's digest of a video or audio file (its chunk thumbnails are named by it)."""
+    """`plan`: the chunk plan's digest of a video or audio file (its chunk thumbnails are named by it).
+    `identities`: who the faces' and voices' clusters are (names, merges, links: `identities.py`)."""
+    ids = identities or Identities()
     prepared = item.prepared
     media = prepared.media
     exif = dict(media.exif)
@@ -39,7 +43,7 @@ def build_points(
             {
                 "box": f.get("box"),
                 "score": f.get("score"),
-                "person": assigned.faces[n] if n < len(assigned.faces) else None,
+                "cluster": assigned.faces[n] if n < len(assigned.faces) else None,
                 **({"start_s": f["start_s"], "end_s": f.get("end_s")} if "start_s" in f else {}),
             }
             for n, f in enumerate(analysis.faces)
@@ -50,7 +54,7 @@ def build_points(
                 "end_s": t.get("end_s"),
                 "speaker": t.get("speaker"),
                 "voice": assigned.voices[n] if n < len(assigned.voices) else None,
-                "person": assigned.on_screen[n] if n < len(assigned.on_screen) else None,
+                "on_screen": assigned.on_screen[n] if n < len(assigned.on_screen) else [],
             }
             for n, t in enumerate(analysis.turns)
         ]
@@ -77,12 +81,11 @@ def build_points(
             "caption": analysis.caption,
             "scene": analysis.scene,
             "faces_count": len(analysis.faces),
-            "faces": faces,
             "transcript": analysis.transcript,
             "words": analysis.words,
             "language": analysis.language,
-            "speakers": speakers,
-            "people": assigned.people,
+            # faces, speakers (with each one's person and name), clusters, people, speaking, names
+            **people_fields({"faces": faces, "speakers": speakers}, ids),
             "text": analysis.text,
             # What was read or heard (the has_text filter): OCR and transcript, not tags or captions.
             "text_chars": len(analysis.ocr_text.strip()) + len(analysis.transcript.strip()),

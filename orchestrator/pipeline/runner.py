@@ -66,6 +66,7 @@ async def run_pipeline(ctx: PipelineContext) -> None:
         await _stages(ctx, prepare, infer, upsert, scanned, prepared, analyzed)
         await ctx.control.begin_finishing()  # (jobs.py: what pause and cancel do from here on)
         ctx.progress.add("people_merged", await upsert.people.merge())
+        ctx.progress.add("people_linked", await upsert.people.link())
         if config.prune and ctx.progress.scan_complete:
             ctx.progress.add("pruned", await prune(ctx))
     finally:

@@ -60,7 +60,9 @@ async def test_insightface_faces_form_people_of_their_own_size(
         assert await store.dense_vectors("arc_faces") == {"face": VECTOR_SIZE}
         people = (await orch.client.get("/people", params={"collection": "arc"})).json()["people"]
         # The same crop in two files: one person, seen twice.
-        assert [(p["kind"], p["count"]) for p in people] == [("face", 2)]
+        assert [(p["kind"], [f["count"] for f in p["faces"]], p["media_count"]) for p in people] == [
+            ("face", [2], 2)
+        ]
 
 
 async def test_a_new_face_backend_builds_a_new_version_beside_the_old(

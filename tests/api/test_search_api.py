@@ -80,8 +80,11 @@ async def test_search_over_the_samples(
         )
         assert (await _search(orch, q="photo", ingested_after=4e9))["hits"] == []
         assert (await _search(orch, q="photo", media_type="video"))["hits"] == []
-        bad = await orch.client.get("/search", params={"q": "x", "speaker": "person-1"})
+        bad = await orch.client.get("/search", params={"q": "x", "speaker": "x" * 201})
         assert bad.status_code == 422
+        # A person named nothing known (no such name or id): no hits, never an unfiltered search.
+        assert (await _search(orch, q="photo", speaker="Nobody Known"))["hits"] == []
+        assert (await _search(orch, q="photo", person="person-000000000000"))["hits"] == []
 
         # By example: the astronaut's face, resized and re-encoded, finds her photo as that person.
         face = base64.b64encode(_jpeg(skdata.astronaut(), 480)).decode()

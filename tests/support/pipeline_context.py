@@ -9,6 +9,7 @@ from orchestrator.clients.ml import MLClient
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.media.decode_pool import DecodePool
+from orchestrator.people_store import PeopleStore
 from orchestrator.pipeline.context import JobControl, PipelineConfig, PipelineContext
 from orchestrator.pipeline.progress import JobProgress
 
@@ -19,6 +20,8 @@ async def make_context(tmp_path: Path, root: Path, ml_url: str = "http://127.0.0
     await index.open()
     cache = ResultCache(data / "cache")
     await cache.open()
+    people = PeopleStore(data / "people.sqlite3")
+    await people.open()
     config = PipelineConfig(
         queue_size=8,
         prepare_workers=1,
@@ -47,4 +50,5 @@ async def make_context(tmp_path: Path, root: Path, ml_url: str = "http://127.0.0
         progress=JobProgress(),
         control=JobControl(),
         decoder=DecodePool(workers=1, timeout_s=60),
+        people=people,
     )

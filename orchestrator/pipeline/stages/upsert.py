@@ -154,6 +154,7 @@ class UpsertStage:
             ]
         )
         assigned = await self.people.assign(chunks)  # faces and voices first: a re-run re-finds them
+        identities = await self.people.identities()  # names, merges and links users made
         records = []
         for f in files:
             prepared = f.prepared
@@ -166,12 +167,15 @@ class UpsertStage:
 
         def build() -> list[PointRecord]:
             return [
-                p for f, paths, plan in records for p in build_points(f, paths, signature, assigned, plan)
+                p
+                for f, paths, plan in records
+                for p in build_points(f, paths, signature, assigned, plan, identities)
             ]
 
         # The keyword analysis (stemming) costs ~0.3 ms a chunk: ~70 ms a batch, off the event loop.
         points = await asyncio.to_thread(build)
         await ctx.store.upsert(ctx.collection, points)
+        await self.people.settle(points)  # users renamed or merged people meanwhile: these follow
         ctx.progress.add("upsert_requests")
         ctx.progress.add("upserted", len(points))
         await ctx.index.add_written(
