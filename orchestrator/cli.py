@@ -1,5 +1,5 @@
 """`archivist`: the same HTTP API for people at a terminal (serve, ingest, reanalyze, search, jobs, status,
-control)."""
+control, people)."""
 
 from __future__ import annotations
 
@@ -149,13 +149,16 @@ def search(
     limit: int = typer.Option(10, "--limit", "-n"),
     offset: int = typer.Option(0, "--offset", help="the previous page's next offset"),
     by_file: bool = typer.Option(False, "--by-file", help="the best moment per file (group_by=media)"),
+    person: str | None = typer.Option(None, "--person", help="a person's name or id: seen or heard"),
+    speaker: str | None = typer.Option(None, "--speaker", help="a person's name or id: speaks the words"),
     url: str | None = UrlOption,
 ) -> None:
     """Search by meaning and words; prints path, time, score and snippet (matched words bold) of each hit."""
     with _client(url) as client:
         params: dict[str, str | int] = {"q": query, "limit": limit, "offset": offset}
-        if collection:
-            params["collection"] = collection
+        for name, value in (("collection", collection), ("person", person), ("speaker", speaker)):
+            if value:
+                params[name] = value
         if by_file:
             params["group_by"] = "media"
         body = _check(client.get("/search", params=params))
@@ -234,6 +237,92 @@ def resume(job_id: str, url: str | None = UrlOption) -> None:
 def cancel(job_id: str, url: str | None = UrlOption) -> None:
     """Cancel a job; what is already stored stays consistent."""
     _control("cancel", job_id, url)
+
+
+people_app = typer.Typer(help="People: list, name, merge, split, undo.", no_args_is_help=True)
+app.add_typer(people_app, name="people")
+CollectionOption = typer.Option(None, "--collection", "-c")
+
+
+def _people_params(collection: str | None) -> dict[str, str]:
+    return {"collection": collection} if collection else {}
+
+
+def _print_person(p: dict[str, Any]) -> None:
+    voices = ", ".join(
+        f"{v['cluster']} ({v['linked_by'] or 'own'}"
+        + (f" {v['confidence']:.0%})" if v.get("confidence") is not None else ")")
+        for v in p["voices"]
+    )
+    name = f" [bold]{escape(p['name'])}[/bold]" if p.get("name") else ""
+    console.print(
+        f"{p['id']}{name} ({p['kind']}): {p['chunk_count']} chunks in {p['media_count']} files, "
+        f"speaking {p['speaking_s']:.0f} s" + (f"; voices: {voices}" if voices else ""),
+        highlight=False,
+    )
+
+
+@people_app.command("list")
+def people_list(
+    collection: str | None = CollectionOption,
+    name: str | None = typer.Option(None, "--name", help="a part of the name"),
+    limit: int = typer.Option(50, "--limit", "-n"),
+    offset: int = typer.Option(0, "--offset"),
+    url: str | None = UrlOption,
+) -> None:
+    """People seen or heard, named first."""
+    params: dict[str, str | int] = {**_people_params(collection), "limit": limit, "offset": offset}
+    if name:
+        params["name"] = name
+    with _client(url) as client:
+        body = _check(client.get("/people", params=params))
+    for p in body["people"]:
+        _print_person(p)
+    if body.get("next_offset") is not None:
+        console.print(f"more: --offset {body['next_offset']}")
+
+
+@people_app.command("name")
+def people_name(
+    person: str, name: str, collection: str | None = CollectionOption, url: str | None = UrlOption
+) -> None:
+    """Name PERSON (an empty NAME clears it)."""
+    with _client(url) as client:
+        _print_person(
+            _check(client.patch(f"/people/{person}", params=_people_params(collection), json={"name": name}))
+        )
+
+
+@people_app.command("merge")
+def people_merge(
+    person: str, others: list[str], collection: str | None = CollectionOption, url: str | None = UrlOption
+) -> None:
+    """Merge OTHERS into PERSON."""
+    with _client(url) as client:
+        body = {"people": others}
+        _print_person(
+            _check(client.post(f"/people/{person}/merge", params=_people_params(collection), json=body))
+        )
+
+
+@people_app.command("split")
+def people_split(
+    person: str, clusters: list[str], collection: str | None = CollectionOption, url: str | None = UrlOption
+) -> None:
+    """Move CLUSTERS of PERSON to a new person."""
+    with _client(url) as client:
+        body = {"clusters": clusters}
+        found = _check(client.post(f"/people/{person}/split", params=_people_params(collection), json=body))
+    _print_person(found["person"])
+    _print_person(found["new"])
+
+
+@people_app.command("undo")
+def people_undo(collection: str | None = CollectionOption, url: str | None = UrlOption) -> None:
+    """Undo the last rename, merge or split."""
+    with _client(url) as client:
+        undone = _check(client.post("/people/undo", params=_people_params(collection)))["undone"]
+    console.print(f"undone: {undone['action']} of {undone['person']}", highlight=False)
 
 
 def main() -> None:

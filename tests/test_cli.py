@@ -62,6 +62,19 @@ async def test_cli_ingest_search_jobs_and_request_ids(
         code, out = await _cli(orch.url, "reanalyze", "nothing-here")
         assert code == 2 and "404" in out
 
+        # People: name the astronaut's face, find her photo by that name, undo.
+        code, out = await _cli(orch.url, "people", "list", "-c", "cli")
+        assert code == 0 and "person-" in out, out
+        face = next(w for w in out.split() if w.startswith("person-"))
+        code, out = await _cli(orch.url, "people", "name", face, "Eileen Collins", "-c", "cli")
+        assert code == 0 and "Eileen Collins" in out, out
+        code, out = await _cli(orch.url, "search", "photo", "-c", "cli", "--person", "eileen collins")
+        assert code == 0 and "1." in out, out
+        code, out = await _cli(orch.url, "people", "undo", "-c", "cli")
+        assert code == 0 and f"undone: rename of {face}" in out, out
+        code, out = await _cli(orch.url, "people", "undo", "-c", "cli")
+        assert code == 2 and "409" in out
+
         code, out = await _cli(orch.url, "jobs")
         assert code == 0 and "completed" in out and "(reanalyze)" in out
         job_id = (await orch.client.get("/jobs")).json()["jobs"][-1]["job_id"]  # the ingest
