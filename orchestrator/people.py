@@ -38,7 +38,7 @@ from orchestrator.identities import Identities, changed_people
 from orchestrator.ids import point_id
 from orchestrator.links import turn_weight
 from orchestrator.logs import get_logger
-from orchestrator.people_store import EvidenceRow, PeopleStore
+from orchestrator.people_store import Appearance, EvidenceRow, PeopleStore
 from orchestrator.people_sync import sync_people
 
 log = get_logger(__name__)
@@ -277,6 +277,7 @@ class PeopleIndex:
             )
         name = await self._ensure(kind, len(usable[0].vector))
         await self._store.upsert(name, records)
+        await self._people.put_appearances(self._collection, [_appearance(r) for r in records])
         await self._scratch.add_members(
             self._job_id,
             kind.name,
@@ -467,6 +468,19 @@ def nearest_clusters(
                 best, best_score = str(hit.payload.get("cluster")), hit.score
         clusters.append(best or f"{kind.prefix}-{member_id[:12]}")
     return clusters
+
+
+def _appearance(record: PointRecord) -> Appearance:
+    p = record.payload
+    start = answers.number(p.get("start_s")) or 0.0
+    return Appearance(
+        record.id,
+        str(p["cluster"]),
+        str(p["content_hash"]),
+        str(p["chunk_id"]),
+        start,
+        max(start, answers.number(p.get("end_s")) or start),
+    )
 
 
 def _member_id(kind: str, content_hash: str, chunk: int, n: int) -> str:

@@ -1,6 +1,7 @@
 """The people of a collection as users see them: persons with their clusters, counts and appearances, and
-one file's timeline of who is seen and who speaks. Read from the companion collections (one pass over their
-payloads, no vectors) and the chunk points, resolved through `identities.py`."""
+one file's timeline of who is seen and who speaks. Counts come from the people store (one SQL aggregate over
+its mirror of the faces and turns), appearances and timelines from the chunk points; clusters resolve to
+people through `identities.py`."""
 
 from __future__ import annotations
 
@@ -10,53 +11,14 @@ from typing import Any
 
 from orchestrator.clients.vectors import SearchFilter, VectorStore
 from orchestrator.identities import Identities, is_voice
-from orchestrator.people import FACE_SUFFIX, VOICE_SUFFIX
+from orchestrator.people_store import ClusterCount, PeopleStore, PersonCount
 
 _PAGE = 1024
 TIMELINE_GAP_S = 1.0  # ranges of one person closer than this are one range
 
 
-@dataclass(slots=True)
-class ClusterStats:
-    cluster: str
-    count: int = 0  # faces (sightings) or turns
-    chunks: set[str] = field(default_factory=set)
-    media: set[str] = field(default_factory=set)
-    speaking_s: float = 0.0
-    first: tuple[str, float, str] | None = None  # (content hash, start, chunk id): where first seen
-
-
-@dataclass(slots=True)
-class Person:
-    id: str
-    name: str | None
-    faces: list[ClusterStats] = field(default_factory=list)
-    voices: list[ClusterStats] = field(default_factory=list)
-
-    @property
-    def chunks(self) -> set[str]:
-        return {c for s in (*self.faces, *self.voices) for c in s.chunks}
-
-    @property
-    def media(self) -> set[str]:
-        return {m for s in (*self.faces, *self.voices) for m in s.media}
-
-    @property
-    def clusters(self) -> list[str]:
-        return [s.cluster for s in (*self.faces, *self.voices)]
-
-    def example(self) -> tuple[str, float] | None:
-        """The chunk (and time) to show: where a face is first seen, else where a voice is first heard."""
-        for group in (self.faces, self.voices):
-            firsts = [s.first for s in group if s.first is not None]
-            if firsts:
-                _, start, chunk = min(firsts)
-                return chunk, start
-        return None
-
-
 async def _scan(
-    store: VectorStore, name: str, flt: SearchFilter | None = None
+    store: VectorStore, name: str, flt: SearchFilter
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     offset: str | None = None
     while True:
@@ -67,40 +29,32 @@ async def _scan(
             return
 
 
-async def cluster_stats(store: VectorStore, physical: str) -> dict[str, ClusterStats]:
-    """Every face and voice cluster of the collection with its counts."""
-    stats: dict[str, ClusterStats] = {}
-    for suffix in (FACE_SUFFIX, VOICE_SUFFIX):
-        companion = f"{physical}{suffix}"
-        if not await store.collection_exists(companion):
-            continue
-        async for _, payload in _scan(store, companion):
-            cid = str(payload.get("cluster"))
-            s = stats.setdefault(cid, ClusterStats(cid))
-            s.count += 1
-            chunk, content = str(payload.get("chunk_id")), str(payload.get("content_hash"))
-            s.chunks.add(chunk)
-            s.media.add(content)
-            start = float(payload.get("start_s") or 0.0)
-            if suffix == VOICE_SUFFIX:
-                s.speaking_s += max(0.0, float(payload.get("end_s") or start) - start)
-            if s.first is None or (content, start, chunk) < s.first:
-                s.first = (content, start, chunk)
-    return stats
+@dataclass(slots=True)
+class Person:
+    id: str
+    name: str | None
+    count: PersonCount
+    faces: list[ClusterCount] = field(default_factory=list)
+    voices: list[ClusterCount] = field(default_factory=list)
+
+    @property
+    def clusters(self) -> list[str]:
+        return [s.cluster for s in (*self.faces, *self.voices)]
 
 
-def group_people(stats: dict[str, ClusterStats], ids: Identities) -> dict[str, Person]:
-    """Clusters grouped into persons (identities.py), each person's clusters in id order."""
-    people: dict[str, Person] = {}
-    for cid in sorted(stats):
-        pid = ids.person_of(cid)
-        person = people.setdefault(pid, Person(pid, ids.name_of(pid)))
-        (person.voices if is_voice(cid) else person.faces).append(stats[cid])
-    return people
+async def load_people(people: PeopleStore, physical: str) -> tuple[dict[str, Person], Identities]:
+    """Every person of the collection with its clusters and counts (SQL over the store's appearances)."""
+    ids = await people.identities(physical)
+    clusters, persons = await people.counts(physical, ids)
+    found = {p.person: Person(p.person, ids.name_of(p.person), p) for p in persons}
+    for c in clusters:
+        person = found.get(ids.person_of(c.cluster))
+        if person is not None:
+            (person.voices if is_voice(c.cluster) else person.faces).append(c)
+    return found, ids
 
 
 def person_json(person: Person, ids: Identities, thumbnail: str | None) -> dict[str, Any]:
-    example = person.example()
     kind = "both" if person.faces and person.voices else "voice" if person.voices else "face"
     voices = []
     for s in person.voices:
@@ -109,7 +63,7 @@ def person_json(person: Person, ids: Identities, thumbnail: str | None) -> dict[
             {
                 "cluster": s.cluster,
                 "count": s.count,
-                "speaking_s": round(s.speaking_s, 2),
+                "speaking_s": round(s.seconds, 2),
                 "linked_by": ids.linked_by(s.cluster),
                 "confidence": link.confidence if link is not None else None,
                 "evidence": list(link.chunks) if link is not None else [],
@@ -120,10 +74,10 @@ def person_json(person: Person, ids: Identities, thumbnail: str | None) -> dict[
         "name": person.name,
         "kind": kind,
         "thumbnail_url": thumbnail,
-        "example": {"chunk_id": example[0], "start_s": example[1]} if example else None,
-        "media_count": len(person.media),
-        "chunk_count": len(person.chunks),
-        "speaking_s": round(sum(s.speaking_s for s in person.voices), 2),
+        "example": {"chunk_id": person.count.first_chunk, "start_s": person.count.first_start_s},
+        "media_count": person.count.media,
+        "chunk_count": person.count.chunks,
+        "speaking_s": round(person.count.speaking_s, 2),
         "faces": [{"cluster": s.cluster, "count": s.count} for s in person.faces],
         "voices": voices,
     }
@@ -131,7 +85,7 @@ def person_json(person: Person, ids: Identities, thumbnail: str | None) -> dict[
 
 def order_key(person: Person) -> tuple[bool, int, str]:
     """Named people first, then the most often seen or heard."""
-    return (person.name is None, -len(person.chunks), person.id)
+    return (person.name is None, -person.count.chunks, person.id)
 
 
 def _ranges_of(items: list[dict[str, Any]], person: str, chunk: dict[str, Any]) -> list[tuple[float, float]]:

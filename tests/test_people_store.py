@@ -124,3 +124,37 @@ async def test_a_new_version_starts_with_the_old_ones_people(store: PeopleStore)
     assert (await store.identities("coll_v2")).names == {"person-a": "Ana"}
     await store.drop(C)
     assert (await store.identities(C)).names == {}
+
+
+async def test_counts_group_clusters_into_people_counting_each_chunk_once(store: PeopleStore) -> None:
+    """A person whose face and linked voice share a chunk counts it once; first seen by its face."""
+    from orchestrator.people_store import Appearance
+
+    await store.put_appearances(
+        C,
+        [
+            Appearance("m1", "person-a", "h1", "c1", 0.0, 4.0),
+            Appearance("m2", "person-a", "h2", "c2", 2.0, 2.0),
+            Appearance("m3", "voice-a", "h1", "c1", 0.5, 3.5),
+            Appearance("m4", "voice-a", "h0", "c0", 9.0, 10.0),  # heard before the face is first seen
+            Appearance("m5", "voice-z", "h1", "c1", 5.0, 6.0),
+        ],
+    )
+    await _evidence(store, _turn("t1", "voice-a", 3.0, ["person-a"]))
+    await store.refresh_links(C)
+    ids = await store.identities(C)
+    clusters, people = await store.counts(C, ids)
+    assert [(c.cluster, c.count, c.seconds) for c in clusters] == [
+        ("person-a", 2, 4.0),  # on screen
+        ("voice-a", 2, 4.0),
+        ("voice-z", 1, 1.0),
+    ]
+    by_id = {p.person: p for p in people}
+    assert set(by_id) == {"person-a", "voice-z"}
+    a = by_id["person-a"]
+    assert (a.chunks, a.media, a.speaking_s) == (3, 3, 4.0)
+    assert (a.first_chunk, a.first_start_s) == ("c1", 0.0)  # a face first, even if a voice came earlier
+    await store.rename_clusters(C, {"voice-z": "voice-a"})
+    await store.forget(C, ["h2"])
+    clusters, _ = await store.counts(C, await store.identities(C))
+    assert [(c.cluster, c.count) for c in clusters] == [("person-a", 1), ("voice-a", 3)]

@@ -14,14 +14,7 @@ from orchestrator.api.signing import sign_url
 from orchestrator.identities import Identities
 from orchestrator.people_store import NothingToUndoError
 from orchestrator.people_sync import sync_people
-from orchestrator.people_view import (
-    Person,
-    appearances,
-    cluster_stats,
-    group_people,
-    order_key,
-    person_json,
-)
+from orchestrator.people_view import Person, appearances, load_people, order_key, person_json
 from orchestrator.services import Services
 
 router = APIRouter(tags=["people"])
@@ -39,16 +32,12 @@ async def _physical(services: Services, collection: str | None) -> tuple[str, st
 
 
 async def _people(services: Services, physical: str) -> tuple[dict[str, Person], Identities]:
-    ids = await services.people.identities(physical)
-    return group_people(await cluster_stats(services.store, physical), ids), ids
+    return await load_people(services.people, physical)
 
 
-def _thumbnail(services: Services, name: str, person: Person) -> str | None:
-    example = person.example()
-    if example is None:
-        return None
+def _thumbnail(services: Services, name: str, person: Person) -> str:
     # Signed when API_KEY is set (api/signing.py): an <img> cannot send the key.
-    url = f"/media/{example[0]}/thumbnail?collection={quote(name)}"
+    url = f"/media/{person.count.first_chunk}/thumbnail?collection={quote(name)}"
     return sign_url(url, services.settings.api_key, services.settings.media_url_ttl_s)
 
 
