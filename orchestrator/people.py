@@ -379,7 +379,7 @@ class PeopleIndex:
     async def _rename(self, kind: Kind, renames: dict[str, str]) -> None:
         companion = kind.collection(self._collection)
         updates: dict[str, dict[str, Any]] = {}
-        async for point_id_, payload in _scan(
+        async for point_id_, payload in scan(
             self._store, companion, SearchFilter(match={"cluster": list(renames)})
         ):
             updates[point_id_] = {"cluster": renames[str(payload["cluster"])]}
@@ -387,7 +387,7 @@ class PeopleIndex:
         voices = self.voice.collection(self._collection)
         if kind is self.face and await self._store.collection_exists(voices):  # turns name faces on screen
             seen: dict[str, dict[str, Any]] = {}
-            async for point_id_, payload in _scan(
+            async for point_id_, payload in scan(
                 self._store, voices, SearchFilter(match={"on_screen": list(renames)})
             ):
                 seen[point_id_] = {"on_screen": sorted({renames.get(c, c) for c in payload["on_screen"]})}
@@ -406,15 +406,16 @@ class PeopleIndex:
             if not await self._store.collection_exists(name):
                 continue
             ids = [
-                pid async for pid, _ in _scan(self._store, name, SearchFilter(match={"content_hash": hashes}))
+                pid async for pid, _ in scan(self._store, name, SearchFilter(match={"content_hash": hashes}))
             ]
             await self._store.delete(name, ids)
         await self._people.forget(self._collection, hashes)
 
 
-async def _scan(
-    store: VectorStore, name: str, flt: SearchFilter
+async def scan(
+    store: VectorStore, name: str, flt: SearchFilter | None
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """Every point of `name` matching `flt`: (id, payload), a page at a time."""
     offset: str | None = None
     while True:
         points, offset = await store.scroll(name, flt, _SCROLL_PAGE, offset)

@@ -5,28 +5,15 @@ people through `identities.py`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.clients.vectors import SearchFilter, VectorStore
 from orchestrator.identities import Identities, is_voice
+from orchestrator.people import scan
 from orchestrator.people_store import ClusterCount, PeopleStore, PersonCount
 
-_PAGE = 1024
 TIMELINE_GAP_S = 1.0  # ranges of one person closer than this are one range
-
-
-async def _scan(
-    store: VectorStore, name: str, flt: SearchFilter
-) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    offset: str | None = None
-    while True:
-        points, offset = await store.scroll(name, flt, _PAGE, offset)
-        for p in points:
-            yield p.id, p.payload
-        if offset is None:
-            return
 
 
 @dataclass(slots=True)
@@ -103,7 +90,7 @@ def _ranges_of(items: list[dict[str, Any]], person: str, chunk: dict[str, Any]) 
 async def appearances(store: VectorStore, physical: str, person: str) -> list[dict[str, Any]]:
     """Where a person is seen or heard: per file (content), the chunks' ranges, in time order."""
     files: dict[str, dict[str, Any]] = {}
-    async for chunk_id, payload in _scan(store, physical, SearchFilter(match={"people": person})):
+    async for chunk_id, payload in scan(store, physical, SearchFilter(match={"people": person})):
         content = str(payload.get("content_hash"))
         entry = files.setdefault(
             content,
@@ -155,7 +142,7 @@ async def timeline(store: VectorStore, physical: str, content_hash: str) -> dict
     seen: list[tuple[str, str | None, float, float, str | None]] = []
     heard: list[tuple[str, str | None, float, float, str | None]] = []
     duration = None
-    async for _, payload in _scan(store, physical, SearchFilter(match={"content_hash": content_hash})):
+    async for _, payload in scan(store, physical, SearchFilter(match={"content_hash": content_hash})):
         duration = payload.get("duration_s", duration)
         for face in payload.get("faces") or []:
             if face.get("person"):
