@@ -122,6 +122,7 @@ class Hit:
     transcript: str = ""
     people: list[str] = field(default_factory=list)  # person ids seen or heard (identities.py)
     names: list[str] = field(default_factory=list)  # their names, where users gave one
+    person_names: dict[str, str] = field(default_factory=dict)  # person id -> name, for the named ones
     tags: list[str] = field(default_factory=list)
     ocr_text: str = ""
     caption: str = ""
@@ -311,6 +312,11 @@ def make_hit(
         transcript=str(payload.get("transcript") or ""),
         people=list(payload.get("people") or []),
         names=list(payload.get("names") or []),
+        person_names={
+            str(e["person"]): str(e["name"])
+            for e in [*(payload.get("faces") or []), *(payload.get("speakers") or [])]
+            if e.get("person") and e.get("name")
+        },
         tags=list(payload.get("tags") or []),
         ocr_text=str(payload.get("ocr_text") or ""),
         caption=str(payload.get("caption") or ""),

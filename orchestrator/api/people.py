@@ -15,6 +15,7 @@ from orchestrator.identities import Identities
 from orchestrator.people_store import NothingToUndoError
 from orchestrator.people_sync import sync_people
 from orchestrator.people_view import Person, appearances, load_people, order_key, person_json
+from orchestrator.search import media_urls
 from orchestrator.services import Services
 
 router = APIRouter(tags=["people"])
@@ -88,13 +89,13 @@ async def get_person(
     person = _one(people, person_id)
     body = person_json(person, ids, _thumbnail(services, coll, person))
     found = await appearances(services.store, physical, person.id)
+    settings = services.settings
     for f in found:
         for r in f["ranges"]:
-            r["thumbnail_url"] = sign_url(
-                f"/media/{r['chunk_id']}/thumbnail?collection={quote(coll)}",
-                services.settings.api_key,
-                services.settings.media_url_ttl_s,
-            )
+            # Signed (api/signing.py): an <img> or a <video> cannot send the key.
+            thumbnail, stream = media_urls(r["chunk_id"], coll)
+            r["thumbnail_url"] = sign_url(thumbnail, settings.api_key, settings.media_url_ttl_s)
+            r["stream_url"] = sign_url(stream, settings.api_key, settings.media_url_ttl_s)
     body["appearances"] = found
     return body
 

@@ -100,8 +100,13 @@ export class Api {
     return (await this.fetch(path, { params, signal })).json();
   }
 
-  async post(path, body) {
-    return (await this.fetch(path, { method: "POST", body })).json();
+  /** POST `body` as JSON (undefined: no body at all); `params`: the query string. */
+  async post(path, body, params) {
+    return (await this.fetch(path, { method: "POST", body, params })).json();
+  }
+
+  async patch(path, body, params) {
+    return (await this.fetch(path, { method: "PATCH", body, params })).json();
   }
 
   /**

@@ -20,7 +20,7 @@ const keyState = document.querySelector("#key-state");
 const player = new Player(document.querySelector("#player"), api);
 const search = new SearchPage(document.querySelector("#page-search"), api, player);
 const jobs = new JobsPage(document.querySelector("#page-jobs"), api);
-const people = new PeoplePage(document.querySelector("#page-people"), api, (id) => {
+const people = new PeoplePage(document.querySelector("#page-people"), api, player, (id) => {
   go("search");
   search.filterByPerson(id);
 });

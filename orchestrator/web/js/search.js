@@ -12,6 +12,19 @@ function dayStart(value) {
   return Number.isFinite(ms) ? ms / 1000 : undefined;
 }
 
+/**
+ * Who a hit shows, as the person filter takes them (a name or an id): its people's names (`names`) when it
+ * carries them, else its person ids. `names` is not paired with `people`, so when there are more people than
+ * names (some unnamed) the ids follow the names: every one of them stays one click away.
+ */
+export function peopleOf(hit) {
+  const ids = Array.isArray(hit.people) ? hit.people : [];
+  const named = hit.person_names && typeof hit.person_names === "object" ? hit.person_names : null;
+  if (named) return ids.map((id) => (typeof named[id] === "string" && named[id] ? named[id] : id));
+  const names = Array.isArray(hit.names) ? hit.names.filter((n) => typeof n === "string" && n) : [];
+  return names.length >= ids.length && names.length ? names : [...names, ...ids];
+}
+
 export class SearchPage {
   /** @param {HTMLElement} root @param {import("./api.js").Api} api @param {import("./player.js").Player} player */
   constructor(root, api, player) {
@@ -156,16 +169,16 @@ export class SearchPage {
     );
     const snippet = el("p", { className: "snippet" });
     setSnippet(snippet, hit);
-    const people = (hit.people || []).map((id) =>
+    const people = peopleOf(hit).map((who) =>
       el(
         "li",
         {},
         el("button", {
           type: "button",
           className: "chip",
-          text: id,
-          "aria-label": `Only results with ${id}`,
-          onclick: () => this.filterByPerson(id),
+          text: who,
+          "aria-label": `Only results with ${who}`,
+          onclick: () => this.filterByPerson(who),
         }),
       ),
     );
