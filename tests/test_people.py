@@ -213,8 +213,11 @@ def test_on_screen_names_the_faces_seen_while_a_turn_is_spoken() -> None:
         {"start_s": 12.0, "end_s": 12.0},  # anna again, with ben, in the third
     ]
     turns = [{"start_s": 0.9, "end_s": 4.8}, {"start_s": 5.6, "end_s": 9.7}, {"start_s": 10.5, "end_s": 14.2}]
-    assert on_screen_faces(faces, turns, ["anna", "ben", "anna"]) == [["anna"], ["ben"], ["anna", "ben"]]
-    assert on_screen_faces(faces, turns, [None, None, None]) == [[], [], []]
+    # Without from_s/until_s (answers from before them): the keyframes' times widened by 1 s.
+    seen = on_screen_faces(faces, turns, ["anna", "ben", "anna"])
+    assert [sorted(s) for s in seen] == [["anna"], ["ben"], ["anna", "ben"]]
+    assert seen[0] == {"anna": 2.0} and seen[1] == {"ben": 9.7 - 6.2}
+    assert on_screen_faces(faces, turns, [None, None, None]) == [{}, {}, {}]
 
 
 async def test_malformed_vectors_leave_their_face_or_turn_unclustered(
@@ -284,3 +287,10 @@ async def test_a_batch_written_while_a_user_renames_follows_the_rename(
     await store.upsert("media", [record])
     assert await people.settle([record]) == 1
     assert (await store.retrieve("media", [chunk]))[chunk]["names"] == ["Anna"]
+
+
+def test_a_face_seen_for_part_of_a_turn_counts_for_that_part() -> None:
+    """A 10 s reading with a face on screen for 2 s of it: 2 s of evidence, not 10 (links.py)."""
+    faces = [{"start_s": 4.0, "end_s": 4.0, "from_s": 3.0, "until_s": 5.0}]
+    turns = [{"start_s": 0.0, "end_s": 10.0}, {"start_s": 6.0, "end_s": 8.0}]
+    assert on_screen_faces(faces, turns, ["anna"]) == [{"anna": 2.0}, {}]

@@ -50,8 +50,11 @@ def _one(people: dict[str, Person], person_id: str) -> Person:
 
 
 async def _changed(services: Services, physical: str, clusters: list[str]) -> None:
-    """Rewrite the chunks of these clusters with the people as they are now."""
-    await sync_people(services.store, physical, await services.people.identities(physical), clusters)
+    """Links again (a split rejects one, an undo takes a rejection back), then rewrite the chunks of these
+    clusters and of every voice whose link changed with the people as they are now."""
+    relinked = await services.people.refresh_links(physical)
+    ids = await services.people.identities(physical)
+    await sync_people(services.store, physical, ids, sorted({*clusters, *relinked}))
 
 
 @router.get("/people")

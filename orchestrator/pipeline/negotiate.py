@@ -72,13 +72,27 @@ def pipeline_config(
             max_duration_s=settings.max_media_seconds,
         ),
         face_cluster_threshold=settings.face_cluster_threshold,
-        voice_cluster_threshold=settings.voice_cluster_threshold,
+        voice_cluster_threshold=voice_threshold(settings.voice_cluster_threshold, caps.models),
         retry_failed=bool(options.get("retry_failed", False)),
         text_dim=caps.text_dim,
         image_dim=caps.image_dim,
         face_dim=_vector_size(caps.models, "faces"),
         voice_dim=_vector_size(caps.models, "speakers"),
     )
+
+
+DEFAULT_VOICE_THRESHOLD = 0.75
+
+
+def voice_threshold(configured: float | None, models: dict[str, dict[str, Any]]) -> float:
+    """VOICE_CLUSTER_THRESHOLD when set, else the speaker model's own (`cluster_threshold` in
+    /capabilities: cosines differ in scale between backends), else DEFAULT_VOICE_THRESHOLD."""
+    if configured is not None:
+        return configured
+    announced = (models.get("speakers") or {}).get("cluster_threshold")
+    if isinstance(announced, int | float) and not isinstance(announced, bool) and -1.0 <= announced <= 1.0:
+        return float(announced)
+    return DEFAULT_VOICE_THRESHOLD
 
 
 def _vector_size(models: dict[str, dict[str, Any]], key: str) -> int | None:

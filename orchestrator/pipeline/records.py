@@ -45,6 +45,7 @@ def build_points(
                 "score": f.get("score"),
                 "cluster": assigned.faces[n] if n < len(assigned.faces) else None,
                 **({"start_s": f["start_s"], "end_s": f.get("end_s")} if "start_s" in f else {}),
+                **({"from_s": f["from_s"], "until_s": f.get("until_s")} if "from_s" in f else {}),
             }
             for n, f in enumerate(analysis.faces)
         ]

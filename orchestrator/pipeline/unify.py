@@ -102,10 +102,15 @@ def compose_text(visual: Visual, transcript: str = "") -> str:
     return " ".join(parts)
 
 
-def merge_frames(frames: list[tuple[float | None, dict[str, Any]]], face_dim: int | None = None) -> Visual:
+def merge_frames(
+    frames: list[tuple[float | None, dict[str, Any]]],
+    face_dim: int | None = None,
+    span: tuple[float, float] | None = None,
+) -> Visual:
     """A chunk's keyframe results (time, analyze/images result) → OCR text (distinct lines in order),
-    tags (best score first), the first caption and scene, and face tracks. One frame (an image): its
-    faces as they are."""
+    tags (best score first), the first caption and scene, and face tracks (`span`: the chunk's start and
+    end, where the first and last keyframes' faces are taken to be on screen from and until). One frame
+    (an image): its faces as they are."""
     if len(frames) == 1 and frames[0][0] is None:
         return image_parts(frames[0][1], face_dim)
     lines: list[str] = []
@@ -127,14 +132,20 @@ def merge_frames(frames: list[tuple[float | None, dict[str, Any]]], face_dim: in
         scene = scene or visual.scene
         per_frame.append((t_s or 0.0, visual.faces))
     tags = sorted(best, key=lambda label: -best[label])[:_MAX_TAGS]
-    return Visual("\n".join(lines), tags, caption, face_tracks(per_frame), scene)
+    return Visual("\n".join(lines), tags, caption, face_tracks(per_frame, span), scene)
 
 
-def face_tracks(frames: list[tuple[float, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """Follow faces across keyframes (in time order). A track: start/end time, the box and score of its
-    best detection, the normalised mean of its embeddings (None when every face was too small)."""
+def face_tracks(
+    frames: list[tuple[float, list[dict[str, Any]]]], span: tuple[float, float] | None = None
+) -> list[dict[str, Any]]:
+    """Follow faces across keyframes (in time order). A track: the first and last keyframe it is seen on
+    (`start_s`, `end_s`), when it is on screen as far as the keyframes tell (`from_s`, `until_s`: from
+    half-way to the keyframe before, until half-way to the one after; the chunk's `span` beyond the first
+    and last keyframes), the box and score of its best detection, the normalised mean of its embeddings
+    (None when every face was too small)."""
     tracks: list[dict[str, Any]] = []
     open_tracks: list[int] = []  # indices of tracks seen on the previous keyframe
+    times = sorted(t for t, _ in frames)
     for t_s, faces in sorted(frames, key=lambda f: f[0]):
         taken: set[int] = set()
         still_open: list[int] = []
@@ -151,7 +162,7 @@ def face_tracks(frames: list[tuple[float, list[dict[str, Any]]]]) -> list[dict[s
             taken.add(match)
             still_open.append(match)
         open_tracks = still_open
-    return [_finish(track) for track in tracks]
+    return [_finish(track, times, span) for track in tracks]
 
 
 def _best_track(face: dict[str, Any], candidates: list[int], tracks: list[dict[str, Any]]) -> int | None:
@@ -184,16 +195,23 @@ def mean_vector(vectors: list[list[float] | None]) -> list[float] | None:
     return [round(v / norm, 6) for v in summed]
 
 
-def _finish(track: dict[str, Any]) -> dict[str, Any]:
+def _finish(track: dict[str, Any], times: list[float], span: tuple[float, float] | None) -> dict[str, Any]:
     detections = track["detections"]
     top = max(detections, key=_score)
     mean = mean_vector([f.get("embedding") for f in detections])
+    start, end = track["start_s"], track["end_s"]
+    before = [t for t in times if t < start]
+    after = [t for t in times if t > end]
+    first = (before[-1] + start) / 2 if before else (min(span[0], start) if span else start)
+    last = (end + after[0]) / 2 if after else (max(span[1], end) if span else end)
     return {
         "box": top.get("box"),
         "score": top.get("score"),
         "embedding": mean,
-        "start_s": track["start_s"],
-        "end_s": track["end_s"],
+        "start_s": start,
+        "end_s": end,
+        "from_s": round(first, 3),
+        "until_s": round(last, 3),
         "frames": len(detections),
     }
 

@@ -182,3 +182,21 @@ def test_malformed_speech_drops_the_bad_word_or_turn_vector() -> None:
     assert said.words == [["hi", 0.5, 0.9]]
     assert [t["embedding"] for t in said.turns] == [None, None, [0.5] * 4]
     assert said.language is None
+
+
+def test_a_tracks_time_on_screen_reaches_half_way_to_the_keyframes_around_it() -> None:
+    """Seen on the keyframes at 5 and 9 of a 0–15 s chunk with keyframes at 1, 5, 9, 13: on screen from
+    3 to 11 (half-way to the keyframes where it is not); a face on the first keyframe: from the chunk's
+    start."""
+    frames = [
+        (1.0, [_face([300, 20, 80, 100], B)]),
+        (5.0, [_face([10, 10, 80, 100], A)]),
+        (9.0, [_face([12, 10, 80, 100], A)]),
+        (13.0, []),
+    ]
+    tracks = face_tracks(frames, (0.0, 15.0))
+    a = next(t for t in tracks if t["embedding"][0] > 0.9)
+    b = next(t for t in tracks if t is not a)
+    assert (a["start_s"], a["end_s"], a["from_s"], a["until_s"]) == (5.0, 9.0, 3.0, 11.0)
+    assert (b["from_s"], b["until_s"]) == (0.0, 3.0)
+    assert face_tracks(frames)[0]["from_s"] == 1.0  # no span given: from its first keyframe

@@ -291,7 +291,8 @@ class InferStage:
                 if not c.complete:
                     continue  # one of its items failed (so did its file): the others' chunks go on
                 frames = c.joined_frames()
-                visual = merge_frames(frames, config.face_dim) if frames and c.image_tasks else Visual()
+                span = (c.chunk.start_s or 0.0, c.chunk.end_s or 0.0)
+                visual = merge_frames(frames, config.face_dim, span) if frames and c.image_tasks else Visual()
                 said = Speech("", [], [], None)
                 if c.audio_tasks:
                     said = speech(
