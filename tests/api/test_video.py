@@ -122,6 +122,23 @@ async def test_video_and_audio_end_to_end(
             assert linked["linked_by"] == "auto" and linked["evidence"], linked
             assert linked["confidence"] >= 0.3, linked
         assert all(set(c["speaking"]) <= programme_persons for c in chunks)
+        # Name the astronaut's person; speaker=<name> finds the sentences she says, never the other's.
+        said_by = {p.speaker: p for p in manifest.phrases}
+        hers, his = said_by["astronaut"], said_by["cameraman"]
+        her_chunk = next(c for c in chunks if c["start_s"] <= hers.start_s < c["end_s"])
+        her = next(
+            t["person"] for t in her_chunk["speakers"] if t["start_s"] <= hers.start_s + 1 <= t["end_s"]
+        )
+        renamed = await orch.client.patch(
+            f"/people/{her}", params={"collection": "tv"}, json={"name": "Eileen"}
+        )
+        assert renamed.status_code == 200 and renamed.json()["name"] == "Eileen", renamed.text
+        found = await _search(orch, hers.text, speaker="eileen")
+        assert found and found[0]["path"] == programme and abs(found[0]["start_s"] - hers.start_s) <= 2.0
+        assert "Eileen" in found[0]["names"] and found[0]["person_names"][her] == "Eileen"
+        assert all(
+            abs(h["start_s"] - his.start_s) > 2.0 for h in await _search(orch, his.text, speaker="Eileen")
+        )
         # The portrait video shows the astronaut: the same person cluster as in the programme.
         astronaut_chunk = next(c for c in chunks if "REPORTS" in c["ocr_text"])
         astronaut = next(f["person"] for f in astronaut_chunk["faces"] if f["person"])
