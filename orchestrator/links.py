@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from orchestrator.identities import Link
 
 MIN_EVIDENCE_S = 2.0
-MIN_CONFIDENCE = 0.4
+MIN_CONFIDENCE = 0.3
 EVIDENCE_CHUNKS = 5  # chunks kept per link as its evidence
 
 
