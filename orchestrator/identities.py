@@ -13,7 +13,7 @@ rewrites payloads deterministically from what the payload already holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,14 +60,14 @@ class Identities:
             return "user"
         return "auto" if voice in self.links else None
 
-    def resolve(self, query: str, persons: Iterable[str] = ()) -> list[str]:
+    def resolve(self, query: str) -> list[str]:
         """A person id or a name (case-insensitive, exact) -> the person ids it names (sorted). An id is
         itself; a name may name several people."""
         folded = query.strip().casefold()
         named = sorted(p for p, n in self.names.items() if n.casefold() == folded)
         if named:
             return named
-        return [query] if query in set(persons) or query.startswith((FACE_PREFIX, VOICE_PREFIX)) else []
+        return [query] if query.startswith((FACE_PREFIX, VOICE_PREFIX)) else []
 
 
 def people_fields(payload: Mapping[str, Any], ids: Identities) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from tests.support.people_media import (
     Votes,
     conversation_pieces,
     corpus_piece,
+    interview_scenes,
     write_people_video,
 )
 
@@ -104,14 +105,7 @@ def build_set(root: Path) -> PeopleSet:
     videos = (
         write_people_video(
             root / "interview.mp4",
-            [
-                Scene(("astronaut",), (d[1], d[0]), "MORNING CALL"),
-                Scene(("hopper",), (s[2],), "FROM TEXAS"),
-                Scene(("astronaut",), (d[2],), "NEW JERSEY"),
-                Scene(("hopper",), (s[3],), "DOWN HERE"),
-                Scene(("astronaut",), (d[3], d[4]), "CHICAGO"),
-                Scene(("hopper",), (s[0], s[1]), "GOODBYE"),
-            ],
+            interview_scenes(d, s),
         ),
         write_people_video(
             root / "call.mp4",

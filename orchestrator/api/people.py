@@ -49,10 +49,11 @@ def _one(people: dict[str, Person], person_id: str) -> Person:
     return person
 
 
-async def _changed(services: Services, physical: str, clusters: list[str]) -> None:
-    """Links again (a split rejects one, an undo takes a rejection back), then rewrite the chunks of these
-    clusters and of every voice whose link changed with the people as they are now."""
-    relinked = await services.people.refresh_links(physical)
+async def _changed(services: Services, physical: str, clusters: list[str], relink: bool = True) -> None:
+    """Links again when rejections may have changed (a split rejects one, an undo may take one back;
+    links read only evidence and rejections, so a rename or a merge cannot change them), then rewrite the
+    chunks of these clusters and of every voice whose link changed with the people as they are now."""
+    relinked = await services.people.refresh_links(physical) if relink else set()
     ids = await services.people.identities(physical)
     await sync_people(services.store, physical, ids, sorted({*clusters, *relinked}))
 
@@ -114,7 +115,7 @@ async def rename_person(
     people, _ = await _people(services, physical)
     person = _one(people, person_id)
     await services.people.rename(physical, person.id, (body.name or "").strip() or None)
-    await _changed(services, physical, person.clusters)
+    await _changed(services, physical, person.clusters, relink=False)
     people, ids = await _people(services, physical)
     return person_json(people[person.id], ids, _thumbnail(services, coll, people[person.id]))
 
@@ -135,7 +136,7 @@ async def merge_people(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "nothing to merge: name other people")
     clusters = [c for o in others for c in o.clusters]
     await services.people.merge(physical, target.id, clusters, [o.id for o in others])
-    await _changed(services, physical, [*target.clusters, *clusters])
+    await _changed(services, physical, [*target.clusters, *clusters], relink=False)
     people, ids = await _people(services, physical)
     return person_json(people[target.id], ids, _thumbnail(services, coll, people[target.id]))
 

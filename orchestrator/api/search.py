@@ -28,13 +28,12 @@ router = APIRouter(tags=["search"])
 async def _query(services: Services, text: str, filters: SearchFilters, request: Request) -> SearchQuery:
     fields = filters.model_dump(exclude={"query", "media_id", "image_base64"})
     collection = fields["collection"] = filters.collection or services.settings.default_collection
-    for name in ("person", "speaker"):  # a name or an id -> person ids (an unknown one matches nothing)
-        value = fields.pop(name)
-        if value is not None:
-            ids = await services.people.identities(
-                (await resolve_target(services.catalog, collection)).physical
-            )
-            fields[name] = tuple(ids.resolve(value)) or (value,)
+    wanted = {name: fields.pop(name) for name in ("person", "speaker")}
+    if any(v is not None for v in wanted.values()):  # names or ids -> person ids (unknown: matches nothing)
+        ids = await services.people.identities(await services.catalog.resolve(collection))
+        for name, value in wanted.items():
+            if value is not None:
+                fields[name] = tuple(ids.resolve(value)) or (value,)
     return SearchQuery(text=text, request_id=request.headers.get("x-request-id"), **fields)
 
 

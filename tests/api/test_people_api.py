@@ -37,6 +37,7 @@ from tests.support.people_media import (
     clusters_of,
     conversation_pieces,
     corpus_piece,
+    interview_scenes,
     write_people_video,
 )
 
@@ -88,14 +89,7 @@ def _media(root: Path) -> dict[str, VideoTruth]:
     return {
         "talk": write_people_video(
             root / "tv/talk.mp4",
-            [
-                Scene(("astronaut",), (d[1], d[0]), "MORNING CALL"),
-                Scene(("hopper",), (s[2],), "FROM TEXAS"),
-                Scene(("astronaut",), (d[2],), "NEW JERSEY"),
-                Scene(("hopper",), (s[3],), "DOWN HERE"),
-                Scene(("astronaut",), (d[3], d[4]), "CHICAGO"),
-                Scene(("hopper",), (s[0], s[1]), "GOODBYE"),
-            ],
+            interview_scenes(d, s),
         ),
         "duo": write_people_video(root / "tv/duo.mp4", [Scene(("astronaut", "hopper"), (d[2],), "TOGETHER")]),
         "narration": write_people_video(root / "tv/narration.mp4", [Scene((), (narrator,), "THE VALLEY")]),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 import wave
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -185,6 +185,20 @@ def scene_frame(scene: Scene, index: int) -> RGBArray:
         draw.rectangle((0, HEIGHT - 56, WIDTH, HEIGHT), fill="white")
         draw.text((16, HEIGHT - 48), scene.caption, font=font(28), fill="black")
     return np.asarray(img)
+
+
+def interview_scenes(diane: Sequence[Piece], sheila: Sequence[Piece]) -> list[Scene]:
+    """The astronaut on screen while Diane speaks and Grace Hopper while Sheila does, three shots each:
+    the face+voice pairs of the people tests and of scripts/eval_people.py."""
+    d, s = diane, sheila
+    return [
+        Scene(("astronaut",), (d[1], d[0]), "MORNING CALL"),
+        Scene(("hopper",), (s[2],), "FROM TEXAS"),
+        Scene(("astronaut",), (d[2],), "NEW JERSEY"),
+        Scene(("hopper",), (s[3],), "DOWN HERE"),
+        Scene(("astronaut",), (d[3], d[4]), "CHICAGO"),
+        Scene(("hopper",), (s[0], s[1]), "GOODBYE"),
+    ]
 
 
 def write_people_video(dest: Path, scenes: list[Scene], lead_s: float = 0.5) -> VideoTruth:
