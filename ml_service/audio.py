@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,40 +30,71 @@ class AudioDecodeError(ValueError):
         self.code = code
 
 
+_NO_AUDIO: FloatArray = np.zeros(0, dtype=np.float32)
+
+
+def _no_audio() -> FloatArray:
+    return _NO_AUDIO
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedAudio:
     samples: FloatArray  # 16 kHz mono float32 in [-1, 1)
+    # Heard just before and after `samples`: speaker turns are found over all three (AudioItem.context_*).
+    before: FloatArray = field(default_factory=_no_audio)
+    after: FloatArray = field(default_factory=_no_audio)
 
     @property
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
+    @property
+    def offset(self) -> float:
+        """Where `samples` starts in the speaker model's audio (before + samples + after), in seconds."""
+        return len(self.before) / SAMPLE_RATE
 
-def decode_audio(item: AudioItem, *, max_seconds: float) -> DecodedAudio:
+    def speaker_audio(self) -> FloatArray:
+        if not len(self.before) and not len(self.after):
+            return self.samples
+        return np.concatenate([self.before, self.samples, self.after])
+
+
+def _samples(pcm: str, name: str, max_seconds: float) -> FloatArray:
     """base64 of int16 little-endian mono PCM at 16 kHz to float samples; raises AudioDecodeError."""
-    if item.sample_rate != SAMPLE_RATE:
-        raise AudioDecodeError(f"sample_rate {item.sample_rate} is not supported; send 16000 Hz mono PCM")
     # The decoded size is known from the base64 length: refuse long items before decoding them.
-    approx_seconds = (len(item.pcm) * 3 // 4) / 2 / SAMPLE_RATE
+    approx_seconds = (len(pcm) * 3 // 4) / 2 / SAMPLE_RATE
     if approx_seconds > max_seconds + 1:
         raise AudioDecodeError(
-            f"audio of ~{approx_seconds:.1f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}",
+            f"{name} of ~{approx_seconds:.1f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}",
             ErrorCode.TOO_LARGE,
         )
     try:
-        raw = base64.b64decode(item.pcm, validate=True)
+        raw = base64.b64decode(pcm, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise AudioDecodeError(f"pcm is not valid base64: {exc}") from None
+        raise AudioDecodeError(f"{name} is not valid base64: {exc}") from None
     if not raw:
-        raise AudioDecodeError("pcm is empty")
+        raise AudioDecodeError(f"{name} is empty")
     if len(raw) % 2:
-        raise AudioDecodeError(f"pcm has an odd number of bytes ({len(raw)}); expected int16 samples")
+        raise AudioDecodeError(f"{name} has an odd number of bytes ({len(raw)}); expected int16 samples")
     seconds = len(raw) / 2 / SAMPLE_RATE
     if seconds > max_seconds:
         raise AudioDecodeError(
-            f"audio of {seconds:.2f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}", ErrorCode.TOO_LARGE
+            f"{name} of {seconds:.2f} s exceeds ML_MAX_AUDIO_SECONDS={max_seconds:g}", ErrorCode.TOO_LARGE
         )
-    return DecodedAudio(as_float_audio(np.frombuffer(raw, dtype="<i2")))
+    return as_float_audio(np.frombuffer(raw, dtype="<i2"))
+
+
+def decode_audio(item: AudioItem, *, max_seconds: float) -> DecodedAudio:
+    """The item's samples and speaker context; raises AudioDecodeError. Each of pcm, context_before and
+    context_after may be up to ``max_seconds`` long."""
+    if item.sample_rate != SAMPLE_RATE:
+        raise AudioDecodeError(f"sample_rate {item.sample_rate} is not supported; send 16000 Hz mono PCM")
+    samples = _samples(item.pcm, "pcm", max_seconds)
+    context = [
+        _samples(pcm, name, max_seconds) if pcm else _NO_AUDIO
+        for pcm, name in ((item.context_before, "context_before"), (item.context_after, "context_after"))
+    ]
+    return DecodedAudio(samples, *context)
 
 
 def decode_all(items: Sequence[AudioItem], *, max_seconds: float) -> list[DecodedAudio | AudioDecodeError]:
@@ -140,6 +171,48 @@ def _regions(asr: ItemResult[Transcript] | None) -> tuple[tuple[float, float], .
     return tuple((s["start"], s["end"]) for s in asr.value["segments"])
 
 
+def _speaker_input(audio: DecodedAudio, asr: ItemResult[Transcript] | None) -> SpeakerInput:
+    """What the speaker model hears: the item with its context; speech regions from the ASR segments when
+    ASR ran on an item without context (else the model's own VAD: the ASR did not hear the context)."""
+    if audio.offset or len(audio.after):
+        return SpeakerInput(audio.speaker_audio())
+    return SpeakerInput(audio.samples, _regions(asr))
+
+
+# A turn cut by the item's edges shorter than this is left out (a syllable of the neighbour's speech).
+MIN_FOCUSED_TURN_S = 0.3
+
+
+def focus_turns(turns: Sequence[Turn], offset: float, duration: float) -> list[Turn]:
+    """Turns found over context + item + context, as the item's: cut to [offset, offset + duration],
+    times from the item's start, labels "S0", "S1", ... by first appearance among the kept turns (every
+    turn of one speaker keeps that speaker's vector)."""
+    labels: dict[str, str] = {}
+    kept: list[Turn] = []
+    for turn in turns:
+        start = max(turn["start"], offset) - offset
+        end = min(turn["end"], offset + duration) - offset
+        if end - start < MIN_FOCUSED_TURN_S:
+            continue
+        label = labels.setdefault(turn["speaker"], f"S{len(labels)}")
+        focused = Turn(
+            start=round(start, TIME_DECIMALS),
+            end=round(end, TIME_DECIMALS),
+            speaker=label,
+            embedding=turn["embedding"],
+        )
+        if "embedding_error" in turn:
+            focused["embedding_error"] = turn["embedding_error"]
+        kept.append(focused)
+    return kept
+
+
+def _focused(answer: ItemResult[list[Turn]], audio: DecodedAudio) -> ItemResult[list[Turn]]:
+    if not (audio.offset or len(audio.after)) or not answer.ok or answer.value is None:
+        return answer
+    return replace(answer, value=focus_turns(answer.value, audio.offset, audio.duration))
+
+
 class AudioAnalyzer:
     """Runs audio analysis requests over the audio models' batchers."""
 
@@ -178,8 +251,9 @@ class AudioAnalyzer:
         if audios and speakers is not None:
             # Turns follow the ASR segments when ASR ran on the item; otherwise the speaker model
             # finds speech with the VAD itself.
-            inputs = [SpeakerInput(a.samples, _regions(r)) for a, r in zip(audios, asr_results, strict=True)]
-            speaker_results = list(await speakers.submit(inputs))
+            inputs = [_speaker_input(a, r) for a, r in zip(audios, asr_results, strict=True)]
+            answers = await speakers.submit(inputs)
+            speaker_results = [_focused(answer, audio) for answer, audio in zip(answers, audios, strict=True)]
         results: list[dict[str, Any]] = []
         position = 0
         for item, audio in zip(items, decoded, strict=True):

@@ -57,6 +57,15 @@ class AudioItem(BaseModel):
     id: str
     pcm: str = Field(description="base64 of 16-bit little-endian mono PCM samples")
     sample_rate: int = Field(description="samples per second; only 16000 is accepted (else an item error)")
+    context_before: str = Field(
+        default="",
+        description="speaker turns only: base64 PCM (same format) heard just before `pcm`; turns are found "
+        "over context_before + pcm + context_after and returned for pcm's span (a voice is told apart "
+        "better with more of its speech; ASR ignores the context)",
+    )
+    context_after: str = Field(
+        default="", description="speaker turns only: base64 PCM (same format) heard just after `pcm`"
+    )
 
 
 class AnalyzeAudioRequest(BaseModel):

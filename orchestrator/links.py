@@ -1,11 +1,12 @@
 """Linking voices to faces across a collection, from co-occurrence (pure, deterministic).
 
 Evidence: every speaker turn with a voice cluster names the face clusters on screen while it is spoken, and
-for how many of its seconds (`people.on_screen_faces`). The turn adds `seconds / n²` to each (voice, face)
-pair, n the number of faces on screen during it: one face alone while one voice speaks counts most, a crowd
-counts little, and a face seen for a fifth of a long reading gets a fifth of it. `people_store.py` keeps
-one row per turn and face (replaced when a file is analysed again, removed with it, renamed with its
-clusters), so the sums below are always those of the current collection.
+when (`people.on_screen_faces`). Each second of the turn adds `1 / n²` to each (voice, face) pair on screen
+in that second, n the number of faces on screen together then (`turn_weights`): one face alone while one
+voice speaks counts most, a crowd counts little, a face seen for a fifth of a long reading gets a fifth of
+it, and the next shot's face showing up for the turn's last half second costs the first face nothing.
+`people_store.py` keeps one row per turn and face (replaced when a file is analysed again, removed with it,
+renamed with its clusters), so the sums below are always those of the current collection.
 
 A voice is linked to a face when each is the other's best partner (the face's strongest voice is this
 voice, the voice's strongest face is this face), the evidence reaches `min_evidence` seconds and the face
@@ -18,8 +19,9 @@ Ties break by cluster id, so the same evidence gives the same links.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.identities import Link
@@ -39,8 +41,18 @@ class Pair:
     chunks: tuple[str, ...] = ()
 
 
-def turn_weight(duration_s: float, faces_on_screen: int) -> float:
-    return max(0.0, duration_s) / (faces_on_screen * faces_on_screen) if faces_on_screen else 0.0
+def turn_weights(spans: Mapping[str, Sequence[tuple[float, float]]]) -> dict[str, float]:
+    """Each face's evidence from one turn: the integral over the turn of 1/n(t)² while the face is on
+    screen, n(t) the faces on screen at time t. ``spans``: per face cluster, when it is on screen during
+    the turn (cut to the turn)."""
+    edges = sorted({t for intervals in spans.values() for interval in intervals for t in interval})
+    weights = dict.fromkeys(spans, 0.0)
+    for a, b in itertools.pairwise(edges):
+        middle = (a + b) / 2
+        there = [face for face, intervals in spans.items() if any(s <= middle < e for s, e in intervals)]
+        for face in there:
+            weights[face] += (b - a) / (len(there) * len(there))
+    return weights
 
 
 def compute_links(

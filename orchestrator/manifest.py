@@ -104,7 +104,11 @@ class Manifest:
 
 
 def current_manifest(models: dict[str, dict[str, Any]], settings: Settings) -> Manifest:
-    return Manifest(models=model_ids(models), plans=plan_settings(settings))
+    ids = model_ids(models)
+    if "speakers" in ids and settings.speaker_context_seconds:
+        # The context the speaker model hears changes its turns and vectors as a new model would.
+        ids["speakers"] += f"+context={settings.speaker_context_seconds:g}s"
+    return Manifest(models=ids, plans=plan_settings(settings))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from orchestrator.clients.vectors import (
 from orchestrator.file_index import FileIndex
 from orchestrator.identities import Identities, changed_people
 from orchestrator.ids import point_id
-from orchestrator.links import turn_weight
+from orchestrator.links import turn_weights
 from orchestrator.logs import get_logger
 from orchestrator.people_store import Appearance, EvidenceRow, PeopleStore
 from orchestrator.people_sync import sync_people
@@ -110,8 +110,8 @@ class Assignment:
 
     faces: list[str | None] = field(default_factory=list)
     voices: list[str | None] = field(default_factory=list)
-    # Per turn: each face cluster on screen while it is spoken, with the seconds of the turn it is there.
-    overlaps: list[dict[str, float]] = field(default_factory=list)
+    # Per turn: each face cluster on screen while it is spoken, with when (cut to the turn).
+    overlaps: list[dict[str, list[tuple[float, float]]]] = field(default_factory=list)
 
     @property
     def on_screen(self) -> list[list[str]]:
@@ -223,8 +223,7 @@ class PeopleIndex:
                 }
                 rows.append(EvidenceRow(face="", weight=max(0.0, duration), **common))
                 rows.extend(
-                    EvidenceRow(face=f, weight=turn_weight(seconds, len(seen)), **common)
-                    for f, seconds in seen.items()
+                    EvidenceRow(face=f, weight=weight, **common) for f, weight in turn_weights(seen).items()
                 )
         if turns:
             await self._people.put_evidence(self._collection, turns, rows)
@@ -256,8 +255,11 @@ class PeopleIndex:
         if not usable:
             return clusters
         stored = await self._neighbours(kind, [e.vector for e in usable])
+        speakers = None
+        if kind is self.voice:
+            speakers = [(e.chunk, str(entries[e.chunk][e.n].get("speaker") or "")) for e in usable]
         found = await asyncio.to_thread(
-            nearest_clusters, [e.vector for e in usable], [e.id for e in usable], stored, kind
+            nearest_clusters, [e.vector for e in usable], [e.id for e in usable], stored, kind, speakers
         )
         records = []
         for e, cluster in zip(usable, found, strict=True):
@@ -341,30 +343,28 @@ class PeopleIndex:
 
     async def merge(self) -> int:
         """Join clusters bridged by this job's members (union-find over neighbours at or above the
-        threshold); rewrites the merged clusters' ids in the companion and the chunk points. Returns the
-        number of clusters merged away."""
+        threshold, strongest bridges first); rewrites the merged clusters' ids in the companion and the
+        chunk points. Two voice clusters heard in one chunk (told apart by the diarizer) are never joined.
+        Returns the number of clusters merged away."""
         merged = 0
         for kind in (self.face, self.voice):
-            parent: dict[str, str] = {}
-
-            def find(c: str, parent: dict[str, str] = parent) -> str:
-                while parent.get(c, c) != c:
-                    c = parent[c]
-                return c
-
+            bridges: dict[tuple[str, str], float] = {}  # (cluster, cluster) -> the strongest similarity
             after = 0
             while page := await self._scratch.members_page(self._job_id, kind.name, after):
                 after = page[-1][0]
                 vectors = [np.frombuffer(v, np.float32).tolist() for _, _, v in page]
                 for (_, cluster, _), hits in zip(page, await self._neighbours(kind, vectors), strict=True):
                     for hit in hits:
-                        if hit.score < kind.threshold:
-                            continue
-                        a, b = find(cluster), find(str(hit.payload.get("cluster")))
-                        if a != b:
-                            keep, drop = sorted((a, b))
-                            parent[drop] = keep
-            renames = {c: find(c) for c in parent if find(c) != c}
+                        other = str(hit.payload.get("cluster"))
+                        if hit.score >= kind.threshold and other != cluster:
+                            pair = (min(cluster, other), max(cluster, other))
+                            bridges[pair] = max(bridges.get(pair, -1.0), hit.score)
+            apart: set[frozenset[str]] = set()
+            if kind is self.voice and bridges:
+                apart = await self._people.heard_together(
+                    self._collection, sorted({c for p in bridges for c in p})
+                )
+            renames = join_clusters(bridges, apart)
             if renames:
                 await self._rename(kind, renames)
                 merged += len(renames)
@@ -433,14 +433,14 @@ async def scan(
 
 def on_screen_faces(
     faces: list[dict[str, Any]], turns: list[dict[str, Any]], clusters: list[str | None]
-) -> list[dict[str, float]]:
-    """For each speaker turn, the face clusters on screen while it is spoken, with the seconds of the turn
-    each is there: a track's `from_s`-`until_s` (unify.face_tracks: half-way to the neighbouring keyframes),
+) -> list[dict[str, list[tuple[float, float]]]]:
+    """For each speaker turn, the face clusters on screen while it is spoken, with when they are there (cut
+    to the turn): a track's `from_s`-`until_s` (unify.face_tracks: half-way to the neighbouring keyframes),
     or, without them, its keyframes' `start_s`-`end_s` widened by ON_SCREEN_SLACK_S."""
-    out: list[dict[str, float]] = []
+    out: list[dict[str, list[tuple[float, float]]]] = []
     for turn in turns:
         a, b = float(turn.get("start_s") or 0.0), float(turn.get("end_s") or 0.0)
-        seen: dict[str, float] = {}
+        seen: dict[str, list[tuple[float, float]]] = {}
         for face, cluster in zip(faces, clusters, strict=False):
             if not cluster or face.get("start_s") is None:
                 continue
@@ -450,35 +450,78 @@ def on_screen_faces(
                 fa = float(face["start_s"]) - ON_SCREEN_SLACK_S
                 fb = float(face.get("end_s") or face["start_s"]) + ON_SCREEN_SLACK_S
             if fa <= b and fb >= a:  # on screen during the turn (touching counts, for seconds 0)
-                overlap = max(0.0, min(b, fb) - max(a, fa))
-                seen[cluster] = min(max(0.0, b - a), seen.get(cluster, 0.0) + overlap)
+                seen.setdefault(cluster, []).append((max(a, fa), max(max(a, fa), min(b, fb))))
         out.append(seen)
     return out
 
 
+def join_clusters(bridges: dict[tuple[str, str], float], apart: set[frozenset[str]]) -> dict[str, str]:
+    """Union-find over ``bridges`` (strongest first; ties by ids): cluster -> the cluster it joins (the
+    smallest id of its group). A bridge between two groups that hold a pair of ``apart`` is not taken."""
+    parent: dict[str, str] = {}
+    groups: dict[str, set[str]] = {}
+
+    def find(c: str) -> str:
+        while parent.get(c, c) != c:
+            c = parent[c]
+        return c
+
+    for (a, b), _ in sorted(bridges.items(), key=lambda item: (-item[1], item[0])):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        left, right = groups.get(ra, {ra}), groups.get(rb, {rb})
+        if apart and any(frozenset((x, y)) in apart for x in left for y in right):
+            continue
+        keep, drop = sorted((ra, rb))
+        parent[drop] = keep
+        groups[keep] = left | right
+        groups.pop(drop, None)
+    return {c: find(c) for c in parent if find(c) != c}
+
+
 def nearest_clusters(
-    vectors: Sequence[list[float]], ids: Sequence[str], stored: Sequence[list[ScoredPoint]], kind: Kind
+    vectors: Sequence[list[float]],
+    ids: Sequence[str],
+    stored: Sequence[list[ScoredPoint]],
+    kind: Kind,
+    speakers: Sequence[tuple[int, str]] | None = None,
 ) -> list[str]:
     """In a worker thread: each member's cluster, in order. A member joins the cluster of its most similar
     earlier member of the batch (one numpy row product) or stored neighbour, at or above the threshold;
-    a stored point with its own id (a re-run) keeps its cluster; else it starts its own cluster."""
+    a stored point with its own id (a re-run) keeps its cluster; else it starts its own cluster.
+
+    ``speakers``: per member, its chunk (position in the batch) and the speaker label the diarizer gave it
+    there. Two speakers the diarizer told apart in one chunk are two people: a member never joins a
+    cluster that already holds another speaker of its chunk (it takes its next most similar one)."""
     matrix = np.asarray(vectors, dtype=np.float64)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)  # answers.vector refused zero vectors
     clusters: list[str] = []
+    taken: dict[tuple[int, str], str] = {}  # (chunk, cluster) -> the chunk's speaker in that cluster
     for i, member_id in enumerate(ids):
-        best, best_score = None, kind.threshold
+        own = next((str(h.payload.get("cluster")) for h in stored[i] if h.id == member_id), None)
+        if own is not None:  # written before (a re-run): keep its cluster
+            clusters.append(own)
+            continue
+        candidates: list[tuple[float, str]] = [
+            (hit.score, str(hit.payload.get("cluster"))) for hit in stored[i] if hit.score >= kind.threshold
+        ]
         if i:
             scores = matrix[:i] @ matrix[i]
-            j = int(np.argmax(scores))
-            if scores[j] >= best_score:
-                best, best_score = clusters[j], float(scores[j])
-        for hit in stored[i]:
-            if hit.id == member_id:  # written before (a re-run): keep its cluster
-                best = str(hit.payload.get("cluster"))
-                break
-            if hit.score >= best_score:
-                best, best_score = str(hit.payload.get("cluster")), hit.score
-        clusters.append(best or f"{kind.prefix}-{member_id[:12]}")
+            candidates += [(float(scores[j]), clusters[j]) for j in np.flatnonzero(scores >= kind.threshold)]
+        candidates.sort(key=lambda pair: -pair[0])  # stable: a stored neighbour wins a tie
+        chosen = None
+        for _, cluster in candidates:
+            if speakers is not None:
+                chunk, label = speakers[i]
+                if taken.get((chunk, cluster), label) != label:
+                    continue  # another speaker of this chunk is there
+            chosen = cluster
+            break
+        chosen = chosen or f"{kind.prefix}-{member_id[:12]}"
+        if speakers is not None:
+            taken.setdefault((speakers[i][0], chosen), speakers[i][1])
+        clusters.append(chosen)
     return clusters
 
 

@@ -255,6 +255,24 @@ class PeopleStore:
             people.append(PersonCount(person, chunks, media, speaking, chunk, start))
         return [r.count for r in rows], people
 
+    async def heard_together(self, collection: str, clusters: Sequence[str]) -> set[frozenset[str]]:
+        """The pairs of ``clusters`` (voice clusters) with turns in one chunk: two speakers the diarizer
+        told apart there, so two people (`PeopleIndex.merge` never joins them)."""
+
+        def read() -> set[frozenset[str]]:
+            wanted = orjson.dumps(sorted(set(clusters))).decode()
+            rows = self._db.conn.execute(
+                """SELECT DISTINCT a.cluster, b.cluster FROM appearances a
+                   JOIN appearances b ON b.collection = a.collection AND b.content_hash = a.content_hash
+                        AND b.chunk_id = a.chunk_id AND b.cluster > a.cluster
+                   WHERE a.collection = ? AND a.cluster IN (SELECT value FROM json_each(?))
+                        AND b.cluster IN (SELECT value FROM json_each(?))""",
+                (collection, wanted, wanted),
+            )
+            return {frozenset(pair) for pair in rows}
+
+        return await self._db.run(read)
+
     # --- what jobs write ---------------------------------------------------------------------------------
 
     async def put_appearances(self, collection: str, rows: Sequence[Appearance]) -> None:

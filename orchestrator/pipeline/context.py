@@ -83,6 +83,7 @@ class PipelineConfig:
     av: AVOptions = field(default_factory=AVOptions)
     face_cluster_threshold: float = 0.45
     voice_cluster_threshold: float = 0.75
+    speaker_context_s: float = 0.0  # audio either side of a chunk that the speaker model hears too
     retry_failed: bool = False  # analyse again files that failed before and did not change since
     # Vector sizes the ML service announced; an answer's vector of another size is refused (None: unknown).
     text_dim: int | None = None

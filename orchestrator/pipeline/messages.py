@@ -121,6 +121,7 @@ class ChunkInput:
     audio_start_s: float = 0.0
     has_frames: bool = True
     has_audio: bool = False
+    cuts: tuple[float, ...] = ()  # shot changes inside the span: faces are on screen within their shot
 
 
 @dataclass(frozen=True, slots=True)

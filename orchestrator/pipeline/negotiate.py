@@ -73,6 +73,7 @@ def pipeline_config(
         ),
         face_cluster_threshold=settings.face_cluster_threshold,
         voice_cluster_threshold=voice_threshold(settings.voice_cluster_threshold, caps.models),
+        speaker_context_s=settings.speaker_context_seconds,
         retry_failed=bool(options.get("retry_failed", False)),
         text_dim=caps.text_dim,
         image_dim=caps.image_dim,

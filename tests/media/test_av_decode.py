@@ -73,6 +73,13 @@ def test_chunks_end_at_the_shot_changes(decoded: DecodedAV) -> None:
     assert [c.index for c in decoded.chunks] == [0, 1, 2]
 
 
+def test_each_chunk_names_the_shot_changes_inside_it(decoded: DecodedAV, three_shots: str) -> None:
+    # 15 s chunks end at the cuts: none falls inside one. One chunk that may not end before 30 s holds both.
+    assert all(c.cuts == () for c in decoded.chunks)
+    [whole] = decode_av(three_shots, AVOptions(chunk_s=60.0, min_chunk_s=30.0)).chunks
+    assert len(whole.cuts) == 2 and all(abs(a - b) <= 0.5 for a, b in zip(whole.cuts, CUTS, strict=True))
+
+
 def test_probe_of_the_decoded_file(decoded: DecodedAV) -> None:
     info = decoded.probe
     assert info.has_video and info.has_audio

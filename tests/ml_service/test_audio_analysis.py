@@ -10,7 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
+from ml_service.audio import focus_turns
 from ml_service.config import MLSettings
+from ml_service.models.voices import Turn
 from scripts.speech import SAMPLE_RATE, VOICES, Int16Array, silence, synthesize, word_error_rate, word_errors
 
 FIRST = "Breaking news. Heavy rain caused a flood in Valencia on Tuesday morning."
@@ -176,6 +178,48 @@ def test_one_task_leaves_the_other_field_null(ml: httpx.Client, dialog: Dialog) 
     assert body["results"][0]["turns"] is None and body["results"][0]["duration_s"] == round(
         dialog.duration, 2
     )
+
+
+def test_context_is_heard_by_the_speaker_model_and_turns_come_back_for_the_item(
+    ml: httpx.Client, analysis: dict[str, Any], dialog: Dialog
+) -> None:
+    # The item is the second sentence; the first one is its context: ASR hears the item alone, the speaker
+    # model the whole dialog, and the one turn inside the item is the second voice's, as in the dialog.
+    cut = round((dialog.second_onset - PAUSE_S / 2) * SAMPLE_RATE)
+    item = {
+        "id": "second",
+        "pcm": pcm(dialog.samples[cut:]),
+        "sample_rate": SAMPLE_RATE,
+        "context_before": pcm(dialog.samples[:cut]),
+    }
+    [result] = ml.post("/v1/analyze/audio", json={"items": [item]}).json()["results"]
+    assert result["ok"], result
+    assert result["duration_s"] == round((len(dialog.samples) - cut) / SAMPLE_RATE, 2)
+    transcript = " ".join(segment["text"] for segment in result["segments"]).lower()
+    # whisper tiny.en on the second sentence alone misses a few words; none of the first is heard.
+    assert "river rose quickly" in transcript and not {"flood", "valencia"} & set(transcript.split())
+    [turn] = result["turns"]
+    assert turn["speaker"] == "S0"  # labels are the item's own
+    assert abs(turn["start"] - (dialog.second_onset - cut / SAMPLE_RATE)) <= 0.6
+    assert turn["end"] <= result["duration_s"]
+    whole = analysis["by_id"]["dialog"]["turns"][1]["embedding"]
+    assert float(np.asarray(turn["embedding"]) @ np.asarray(whole)) > 0.99  # that voice over the same audio
+    bad = {**item, "context_before": "not base64!"}
+    [failed] = ml.post("/v1/analyze/audio", json={"items": [bad]}).json()["results"]
+    assert failed["ok"] is False and "context_before is not valid base64" in failed["error"]
+
+
+def test_focus_turns_cuts_relabels_and_keeps_vectors() -> None:
+    left, right = np.ones(4, np.float32) / 2, np.array([1.0, 0, 0, 0], np.float32)
+    turns = [
+        Turn(start=1.0, end=9.8, speaker="S0", embedding=left),  # ends 0.2 s into the item: dropped
+        Turn(start=10.5, end=14.0, speaker="S1", embedding=right),
+        Turn(start=14.0, end=30.0, speaker="S0", embedding=left),  # past the item's end: cut
+    ]
+    focused = focus_turns(turns, offset=9.6, duration=15.0)
+    assert [(t["start"], t["end"], t["speaker"]) for t in focused] == [(0.9, 4.4, "S0"), (4.4, 15.0, "S1")]
+    assert focused[0]["embedding"] is right and focused[1]["embedding"] is left
+    assert focus_turns(turns, offset=40.0, duration=5.0) == []
 
 
 def test_batch_limits_and_unknown_tasks(ml: httpx.Client) -> None:

@@ -200,3 +200,20 @@ def test_a_tracks_time_on_screen_reaches_half_way_to_the_keyframes_around_it() -
     assert (a["start_s"], a["end_s"], a["from_s"], a["until_s"]) == (5.0, 9.0, 3.0, 11.0)
     assert (b["from_s"], b["until_s"]) == (0.0, 3.0)
     assert face_tracks(frames)[0]["from_s"] == 1.0  # no span given: from its first keyframe
+
+
+def test_a_faces_time_on_screen_ends_at_the_shot_changes_around_it() -> None:
+    """A reader heard over a face shown in one shot, 8.9–13.1 s of a 0–15 s chunk (keyframes at 2.5, 7.5
+    and 12.5; cuts at 8.9 and 13.1): the face is on screen for its shot, not half-way to the keyframes
+    around it (10.0–15.0). Inside one shot the half-way rule still holds."""
+    frames = [(2.5, []), (7.5, []), (12.5, [_face([10, 10, 80, 100], A)])]
+    [shot] = face_tracks(frames, (0.0, 15.0), cuts=(8.9, 13.1))
+    assert (shot["from_s"], shot["until_s"]) == (8.9, 13.1)
+    [halfway] = face_tracks(frames, (0.0, 15.0))
+    assert (halfway["from_s"], halfway["until_s"]) == (10.0, 15.0)
+    # A cut before the keyframe before it: that keyframe is in its shot, so half-way to it (7.5 -> 10.0).
+    [same_shot] = face_tracks(frames, (0.0, 15.0), cuts=(5.0,))
+    assert (same_shot["from_s"], same_shot["until_s"]) == (10.0, 15.0)
+    # Cuts but no span: bounded by the cuts it has, its keyframes otherwise.
+    [bare] = face_tracks(frames, cuts=(13.1,))
+    assert (bare["from_s"], bare["until_s"]) == (10.0, 13.1)

@@ -37,7 +37,10 @@ from orchestrator.pipeline.messages import (
     PreparedFile,
     PrepareQueue,
 )
+from orchestrator.pipeline.speaker_context import speaker_context
 from orchestrator.pipeline.unify import Speech, Visual, compose_text, mean_vector, merge_frames, speech
+
+SPEAKERS_TASK = "speakers"  # the audio task whose requests carry the speaker context
 
 # How long a partly filled batch waits for more work. A few ms of queue latency against a model
 # call of hundreds of ms: the wait costs nothing measurable and fills batches when prepare is close behind.
@@ -218,7 +221,12 @@ class InferStage:
             if c.chunk.audio is None:
                 p.fail("results missing from the cache and the file was not decoded; run the job again")
                 return
-            audio.append(_AudioJob(p, c, AudioRequestItem(str(len(audio)), c.chunk.audio), missing_audio))
+            before, after = b"", b""
+            if SPEAKERS_TASK in missing_audio:
+                chunks = p.prepared.chunks
+                before, after = speaker_context(chunks, c.chunk, self._ctx.config.speaker_context_s)
+            request = AudioRequestItem(str(len(audio)), c.chunk.audio, before, after)
+            audio.append(_AudioJob(p, c, request, missing_audio))
 
     async def _analyze_images(self, requests: list[_ImageJob]) -> None:
         ctx = self._ctx
@@ -292,7 +300,11 @@ class InferStage:
                     continue  # one of its items failed (so did its file): the others' chunks go on
                 frames = c.joined_frames()
                 span = (c.chunk.start_s or 0.0, c.chunk.end_s or 0.0)
-                visual = merge_frames(frames, config.face_dim, span) if frames and c.image_tasks else Visual()
+                visual = (
+                    merge_frames(frames, config.face_dim, span, c.chunk.cuts)
+                    if frames and c.image_tasks
+                    else Visual()
+                )
                 said = Speech("", [], [], None)
                 if c.audio_tasks:
                     said = speech(
@@ -404,6 +416,6 @@ def media_dict(prepared: PreparedFile) -> dict[str, Any]:
         "exif": m.exif,
         "duration_s": m.duration_s,
         "av": m.av,
-        # Each chunk's span, and whether it has keyframes and audio (which tasks it needs).
-        "chunks": [[c.start_s, c.end_s, c.has_frames, c.has_audio] for c in prepared.chunks],
+        # Each chunk's span, whether it has keyframes and audio (which tasks it needs), its shot changes.
+        "chunks": [[c.start_s, c.end_s, c.has_frames, c.has_audio, list(c.cuts)] for c in prepared.chunks],
     }

@@ -293,11 +293,19 @@ def _cached_av(
     plan = config.plans.get("av", "")
     mkey = media_key(content_hash, plan)
     media = ctx.cache.get_many_sync([mkey]).get(mkey)
-    if media is None or not all(len(c) == 4 for c in media.get("chunks") or [[]]):
+    if media is None or not all(len(c) in (4, 5) for c in media.get("chunks") or [[]]):
         return _NeedsDecode(entry, content_hash, mime, previous)
     chunks = [
-        ChunkInput(index=i, start_s=float(a), end_s=float(b), has_frames=bool(v), has_audio=bool(s))
-        for i, (a, b, v, s) in enumerate(media["chunks"])
+        ChunkInput(
+            index=i,
+            start_s=float(c[0]),
+            end_s=float(c[1]),
+            has_frames=bool(c[2]),
+            has_audio=bool(c[3]),
+            # Shot changes (cached since they are: before, faces fall back to the keyframes' half-way rule).
+            cuts=tuple(float(t) for t in c[4]) if len(c) == 5 else (),
+        )
+        for i, c in enumerate(media["chunks"])
     ]
     thumbs_ok = media["media_type"] != "video" or all(
         chunk_thumbnail_path(config.thumbnails_dir, content_hash, c.index, config.plans.get("av")).exists()
@@ -373,6 +381,7 @@ def _finish_av(job: _NeedsDecode, decoded: DecodedAV, ctx: PipelineContext) -> P
                 audio_start_s=chunk.audio_start_s,
                 has_frames=bool(chunk.keyframes),
                 has_audio=chunk.audio_pcm is not None,
+                cuts=chunk.cuts,
             )
         )
     probe = decoded.probe
