@@ -22,6 +22,7 @@ import orjson
 from orchestrator.config import Settings
 from orchestrator.ids import PIPELINE_VERSION, RECORD_SCHEMA
 from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER
+from orchestrator.media.chunking import KEYFRAME_CHOICE
 
 # Models whose output enters chunk records (their /capabilities keys), split by what a change costs.
 VECTOR_MODELS = ("text", "image_text", "faces", "speakers")
@@ -53,6 +54,7 @@ def plan_settings(settings: Settings) -> dict[str, dict[str, Any]]:
             "chunk_seconds": settings.chunk_seconds,
             "min_chunk_seconds": settings.min_chunk_seconds,
             "keyframes_per_chunk": settings.keyframes_per_chunk,
+            "keyframe_choice": KEYFRAME_CHOICE,
             "keyframe_max_side": settings.keyframe_max_side,
             "max_media_seconds": settings.max_media_seconds,
         },

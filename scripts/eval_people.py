@@ -3,8 +3,11 @@
     python scripts/eval_people.py [--quick] [--seed 0] [--keep DIR]
 
 1. Diarization: ``scripts/eval_diarization.py``'s ``evaluate`` over its real-speech conversation set
-   (``scripts/speech_corpus.py``) with the ML service's configured default backend: ``der`` (pyannote.metrics,
-   NIST collar) and ``speaker_count_exact``. ``--quick``: its QUICK conversations only.
+   (``scripts/speech_corpus.py``) with the ML service's configured default backend, as the pipeline hears a
+   file (CHUNK_SECONDS pieces, each with SPEAKER_CONTEXT_SECONDS of the conversation either side, turns kept
+   for the piece): ``der`` (pyannote.metrics, NIST collar), ``speaker_count_exact`` (per piece) and
+   ``same_sex_separated``; the same on whole conversations: ``der_whole``, ``speaker_count_whole``.
+   ``--quick``: its QUICK conversations only.
 2. People: a set of videos with known ground truth (tests/support/people_media.py) is ingested by the real
    ML service and orchestrator (subprocesses, a temporary DATA_DIR, embedded Qdrant Edge) and read back
    through the HTTP API (GET /people, /people/{id}, /media/{id}). Six real people:
@@ -319,23 +322,38 @@ def read_people(client: httpx.Client) -> tuple[list[dict[str, Any]], list[dict[s
 
 
 def diarization(seed: int, quick: bool) -> dict[str, Any]:
-    """DER and speaker-count accuracy of the configured default backend (scripts/eval_diarization.py)."""
+    """DER and speaker-count accuracy of the configured default backend (scripts/eval_diarization.py), as
+    the pipeline hears a file: CHUNK_SECONDS pieces, each with SPEAKER_CONTEXT_SECONDS either side
+    (``der``, ``speaker_count_exact``: per piece); and on whole conversations (``der_whole``,
+    ``speaker_count_whole``)."""
     from ml_service.config import MLSettings
-    from scripts.eval_diarization import BACKENDS, evaluate
-    from scripts.speech_corpus import QUICK, conversations, speakers
+    from orchestrator.config import Settings
+    from scripts.eval_diarization import BACKENDS, evaluate, with_context
+    from scripts.speech_corpus import QUICK, chunks, conversations, speakers
 
     settings = MLSettings()
     if settings.pyannote_pipeline_path is not None or settings.speaker_backend not in BACKENDS:
         raise SystemExit(
             "eval_diarization measures the built-in backends only (ML_PYANNOTE_PIPELINE_PATH set)"
         )
+    pipeline = Settings()
     convs = conversations(seed, speakers(), names=QUICK if quick else None)
-    result = evaluate(settings.speaker_backend, convs)
+    whole = evaluate(settings.speaker_backend, convs)
+    cut = [(conv, chunks(conv, pipeline.chunk_seconds)) for conv in convs]
+    pieces = [piece for _, parts in cut for piece in parts]
+    contexts = [c for conv, parts in cut for c in with_context(conv, parts, pipeline.speaker_context_seconds)]
+    heard = evaluate(settings.speaker_backend, pieces, contexts=contexts)
     return {
         "backend": settings.speaker_backend,
         "conversations": len(convs),
-        "der": result["der"],
-        "speaker_count_exact": result["speaker_count_exact"],
+        "pieces": len(pieces),
+        "chunk_seconds": pipeline.chunk_seconds,
+        "context_seconds": pipeline.speaker_context_seconds,
+        "der": heard["der"],
+        "speaker_count_exact": heard["speaker_count_exact"],
+        "same_sex_separated": heard["same_sex_separated"],
+        "der_whole": whole["der"],
+        "speaker_count_whole": whole["speaker_count_exact"],
     }
 
 
@@ -368,9 +386,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         t = time.perf_counter()
         diar = diarization(args.seed, args.quick)
         timings["diarization_s"] = time.perf_counter() - t
+        pieces = f"{diar['pieces']} pieces of {diar['chunk_seconds']:g} s"
         print(
-            f"diarization ({diar['backend']}, {diar['conversations']} conversations): DER {diar['der']:.3f}, "
-            f"speaker count exact {diar['speaker_count_exact']:.2f}"
+            f"diarization ({diar['backend']}, {diar['conversations']} conversations as the pipeline hears "
+            f"them: {pieces} with {diar['context_seconds']:g} s of context): DER {diar['der']:.3f}, "
+            f"speaker count exact {diar['speaker_count_exact']:.2f}, "
+            f"same sex apart {diar['same_sex_separated']}; whole conversations: DER {diar['der_whole']:.3f}, "
+            f"speaker count exact {diar['speaker_count_whole']:.2f}"
         )
     finally:
         if args.keep is None:
@@ -379,6 +401,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = {
         "der": diar["der"],
         "speaker_count_exact": diar["speaker_count_exact"],
+        "same_sex_separated": diar["same_sex_separated"],
+        "der_whole": diar["der_whole"],
+        "speaker_count_whole": diar["speaker_count_whole"],
+        "context_seconds": diar["context_seconds"],
         "diarization_backend": diar["backend"],
         "conversations": diar["conversations"],
         "people_true": scored.people_true,

@@ -285,6 +285,10 @@ def test_two_speakers_of_one_chunk_never_share_a_voice_cluster() -> None:
     assert len(set(nearest_clusters(vectors, ids, stored, kind))) == 1  # without the diarizer's word
     got = nearest_clusters(vectors, ids, stored, kind, speakers=[(0, "S0"), (0, "S1"), (1, "S0")])
     assert got[0] != got[1] and got[2] == got[1]
+    # A sure match (>= SURE_SAME_VOICE) overrules the diarizer: one voice it split in two is one cluster.
+    split = [0.9, (1 - 0.9**2) ** 0.5, 0.0]
+    got = nearest_clusters([first, split], ids[:2], [[], []], kind, speakers=[(0, "S0"), (0, "S1")])
+    assert got[0] == got[1]
     # The same speaker twice in one chunk (every turn carries its speaker's vector) is one cluster.
     again = nearest_clusters([first, first], ids[:2], [[], []], kind, speakers=[(0, "S0"), (0, "S0")])
     assert again[0] == again[1]
@@ -298,6 +302,9 @@ def test_join_clusters_takes_the_strongest_bridges_and_keeps_voices_heard_togeth
     # a and c spoke in one chunk: b joins a (its stronger bridge), c stays itself.
     apart = {frozenset({"voice-a", "voice-c"})}
     assert join_clusters(bridges, apart) == {"voice-b": "voice-a", "voice-e": "voice-d"}
+    # A sure bridge (>= SURE_SAME_VOICE, 0.85) is taken first (b and c), and then a, heard with c, stays out.
+    sure = {**bridges, ("voice-b", "voice-c"): 0.9}
+    assert join_clusters(sure, apart) == {"voice-c": "voice-b", "voice-e": "voice-d"}
 
 
 async def test_a_batch_written_while_a_user_renames_follows_the_rename(

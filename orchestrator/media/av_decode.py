@@ -32,6 +32,7 @@ from orchestrator.media.chunking import (
     ChunkPlanner,
     CutDetector,
     grey_difference,
+    keyframe_targets,
 )
 from orchestrator.media.images import MediaDecodeError
 from orchestrator.media.probe import (
@@ -314,10 +315,8 @@ class _Decoder:
         inside = [c for c in self.candidates if start <= c.t < end] or [
             min(self.candidates, key=lambda c: abs(c.t - (start + end) / 2))
         ]
-        n = self.options.keyframes_per_chunk
         chosen: list[_Candidate] = []
-        for k in range(n):
-            target = start + (k + 0.5) / n * (end - start)
+        for target in keyframe_targets(window, self.cuts, self.options.keyframes_per_chunk):
             best = min(inside, key=lambda c: abs(c.t - target))
             if not chosen or chosen[-1] is not best:
                 chosen.append(best)

@@ -8,8 +8,9 @@ chunk before it. Shot changes come from the mean absolute difference of consecut
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -199,3 +200,26 @@ def detect_cuts(
             cuts.append(cut)
     last = detector.flush()
     return [*cuts, last] if last is not None else cuts
+
+
+# A shot of a chunk at least this long that none of the evenly spaced keyframes falls in gets one of its own
+# (its middle), up to `keyframes_per_chunk` more: a face shown for a 2 s shot is seen. The version of this
+# choice is part of the chunk plan (manifest.plan_settings: another choice, other frames per chunk index).
+_MIN_SHOT_S = 1.0
+KEYFRAME_CHOICE = "even+shots"
+
+
+def keyframe_targets(window: tuple[float, float], cuts: Sequence[float], n: int) -> list[float]:
+    """The times a chunk's keyframes are taken nearest to: ``n`` evenly spaced, and the middle of each shot
+    (between the chunk's ``cuts``) of at least _MIN_SHOT_S that none of them falls in, longest first, at
+    most ``n`` of those; in time order."""
+    start, end = window
+    targets = [start + (k + 0.5) / n * (end - start) for k in range(n)]
+    bounds = [start, *(c for c in cuts if start < c < end), end]
+    missed = [
+        (a, b)
+        for a, b in itertools.pairwise(bounds)
+        if b - a >= _MIN_SHOT_S and not any(a <= t < b for t in targets)
+    ]
+    missed.sort(key=lambda shot: (shot[0] - shot[1], shot[0]))
+    return sorted(targets + [(a + b) / 2 for a, b in missed[:n]])

@@ -19,6 +19,7 @@ from orchestrator.media.chunking import (
     GREY_SIZE,
     ChunkPlanner,
     ChunkSizes,
+    keyframe_targets,
     detect_cuts,
     grey_difference,
     plan_chunks,
@@ -203,3 +204,14 @@ def test_minimum_gap_between_cuts() -> None:
 def test_no_samples_or_one_sample_has_no_cuts() -> None:
     assert detect_cuts([]) == []
     assert detect_cuts([(0.0, _grey(_photo("coffee")))]) == []
+
+
+def test_every_shot_of_a_chunk_gets_a_keyframe() -> None:
+    # 11.8-26.6 s with cuts at 18.8 and 24.2: the even targets (14.27, 19.2, 24.13) miss the last shot.
+    targets = keyframe_targets((11.8, 26.6), [18.8, 24.2], 3)
+    assert [round(t, 2) for t in targets] == [14.27, 19.2, 24.13, 25.4]
+    assert keyframe_targets((0.0, 15.0), [], 3) == [2.5, 7.5, 12.5]
+    # A shot under a second gets none; at most n more, the longest shots first.
+    assert keyframe_targets((0.0, 15.0), [7.9, 8.6], 3) == [2.5, 7.5, 12.5]
+    many = keyframe_targets((0.0, 12.0), [1.0, 2.0, 3.0, 5.0, 6.5, 9.0, 10.0, 11.0], 2)
+    assert many == [3.0, 5.75, 7.75, 9.0]  # the 2.5 s and 1.5 s shots; the 1 s ones wait
