@@ -9,7 +9,10 @@ windows, about 7 s of speech, is one speaker; clusters of < 4 windows joined to 
 centroids have cosine >= ``MERGE_COSINE`` merged), and consecutive windows of one speaker joined into turns.
 
 It answers like the built-in backend (voices.py): time-ordered ``Turn`` s with local labels "S0", "S1", ...
-by first appearance. The item's ASR regions are not used (senko finds speech itself). Turns are senko's
+by first appearance. Given an item's context (``AudioItem.context_before/after``), it hears context + item
+and ``ml_service.audio.focus_turns`` keeps the item's part: the orchestrator sends 15 s either side of each
+15 s chunk, so a voice with a few seconds in the chunk has the conversation around it to be told apart by.
+The item's ASR regions are not used (senko finds speech itself). Turns are senko's
 ``merged_segments``: a speaker's consecutive windows joined, across pauses of up to 4 s, and turns of
 <= 0.78 s dropped. Its ``raw_segments``, and either cut to its VAD's speech regions, scored worse on the
 development conversations (scripts/eval_diarization.py, seed 1, senko's own options: DER 0.22 and 0.31

@@ -40,13 +40,37 @@ def _join(chunks: Sequence[ChunkInput], first: int, last: int) -> bytes:
     return b"".join(parts)
 
 
+def _near(chunks: Sequence[ChunkInput], chunk: ChunkInput, reach: tuple[int, int]) -> list[ChunkInput]:
+    """The chunks next to ``chunk`` (in file order) whose audio may fall in ``reach``: a file's chunks are
+    in time order, so a few neighbours, not the whole file (thousands of chunks for hours of audio)."""
+    pos = chunk.index if chunk.index < len(chunks) and chunks[chunk.index] is chunk else None
+    if pos is None:
+        pos = next(i for i, c in enumerate(chunks) if c is chunk)
+    near = [chunk]
+    i = pos - 1
+    while i >= 0 and (not chunks[i].audio or _extent(chunks[i])[1] > reach[0]):
+        near.append(chunks[i])
+        if chunks[i].audio and _extent(chunks[i])[0] <= reach[0]:
+            break
+        i -= 1
+    i = pos + 1
+    while i < len(chunks) and (not chunks[i].audio or _extent(chunks[i])[0] < reach[1]):
+        near.append(chunks[i])
+        if chunks[i].audio and _extent(chunks[i])[1] >= reach[1]:
+            break
+        i += 1
+    return near
+
+
 def speaker_context(chunks: Sequence[ChunkInput], chunk: ChunkInput, seconds: float) -> tuple[bytes, bytes]:
     """Up to ``seconds`` of the file's audio just before and just after ``chunk``'s audio (int16 PCM),
-    joined from ``chunks`` (the file's chunks); empty at the file's edges, without context or audio."""
+    joined from ``chunks`` (the file's chunks, in time order, ``chunk`` among them); empty at the file's
+    edges, without context or audio."""
     if seconds <= 0 or not chunk.audio:
         return b"", b""
     first, last = _extent(chunk)
     span = round(seconds * SAMPLE_RATE)
+    chunks = _near(chunks, chunk, (first - span, last + span))
     before = _join(chunks, first - span, first) if first > 0 else b""
     # Only a context that reaches the chunk is usable: one that starts later than asked (a gap) is not.
     if len(before) != (first - max(0, first - span)) * _BYTES:

@@ -19,9 +19,9 @@ from orchestrator.media.chunking import (
     GREY_SIZE,
     ChunkPlanner,
     ChunkSizes,
-    keyframe_targets,
     detect_cuts,
     grey_difference,
+    keyframe_targets,
     plan_chunks,
 )
 

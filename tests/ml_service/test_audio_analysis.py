@@ -212,7 +212,7 @@ def test_context_is_heard_by_the_speaker_model_and_turns_come_back_for_the_item(
 def test_focus_turns_cuts_relabels_and_keeps_vectors() -> None:
     left, right = np.ones(4, np.float32) / 2, np.array([1.0, 0, 0, 0], np.float32)
     turns = [
-        Turn(start=1.0, end=9.8, speaker="S0", embedding=left),  # ends 0.2 s into the item: dropped
+        Turn(start=1.0, end=10.0, speaker="S0", embedding=left),  # 0.4 s into the item: a sliver, dropped
         Turn(start=10.5, end=14.0, speaker="S1", embedding=right),
         Turn(start=14.0, end=30.0, speaker="S0", embedding=left),  # past the item's end: cut
     ]
