@@ -95,10 +95,11 @@ class Settings(BaseSettings):
     face_cluster_threshold: float = 0.45
     voice_cluster_threshold: float | None = None
     # Who speaks when is found over a chunk's audio with this much of the file's audio either side (the
-    # speaker model hears more of each voice; turns are kept for the chunk's span): on the development
-    # conversations' 15 s pieces DER 0.19 -> 0.135 with 15 s (README "Diarization"), at 2.6 times the
-    # speaker model's time. 0: each chunk alone. Part of the speaker model's id in the manifest.
-    speaker_context_seconds: float = Field(default=15.0, ge=0.0, le=60.0)
+    # speaker model hears more of each voice; turns are kept for the chunk's span). Development
+    # conversations' 15 s pieces (README "Diarization"): DER 0.19 alone, 0.13 with 15 s, 0.10 with 30 s;
+    # speaker count exact 0.59 / 0.81 / 0.83; the speaker model's time 1 / 2.6 / 3.8. 0: each chunk alone.
+    # Part of the speaker model's id in the manifest (another context: a new collection version).
+    speaker_context_seconds: float = Field(default=30.0, ge=0.0, le=60.0)
     # Edge searches exactly (brute force, ~19 ms at 100k points) until a collection is this large;
     # past it a job's end builds the HNSW index.
     ann_index_threshold: int = 50_000

