@@ -364,7 +364,7 @@ class PeopleIndex:
                 apart = await self._people.heard_together(
                     self._collection, sorted({c for p in bridges for c in p})
                 )
-            renames = join_clusters(bridges, apart)
+            renames = await asyncio.to_thread(join_clusters, bridges, apart)
             if renames:
                 await self._rename(kind, renames)
                 merged += len(renames)
@@ -435,8 +435,9 @@ def on_screen_faces(
     faces: list[dict[str, Any]], turns: list[dict[str, Any]], clusters: list[str | None]
 ) -> list[dict[str, list[tuple[float, float]]]]:
     """For each speaker turn, the face clusters on screen while it is spoken, with when they are there (cut
-    to the turn): a track's `from_s`-`until_s` (unify.face_tracks: half-way to the neighbouring keyframes),
-    or, without them, its keyframes' `start_s`-`end_s` widened by ON_SCREEN_SLACK_S."""
+    to the turn): a track's `from_s`-`until_s` (unify.face_tracks: its shot, or half-way to the keyframes of
+    its shot that do not show it), or, without them, its keyframes' `start_s`-`end_s` widened by
+    ON_SCREEN_SLACK_S."""
     out: list[dict[str, list[tuple[float, float]]]] = []
     for turn in turns:
         a, b = float(turn.get("start_s") or 0.0), float(turn.get("end_s") or 0.0)
