@@ -248,6 +248,18 @@ def with_context(whole: Conversation, pieces: Sequence[Conversation], seconds: f
     return out
 
 
+def as_pipeline(
+    convs: Sequence[Conversation], chunk_seconds: float, context_seconds: float
+) -> tuple[list[Conversation], list[Context] | None]:
+    """``convs`` cut as the orchestrator cuts a file's audio (speech_corpus.chunks), and each piece's context
+    (None when ``context_seconds`` is 0): what to give ``evaluate``."""
+    cut = [(conv, chunks(conv, chunk_seconds)) for conv in convs]
+    pieces = [piece for _, parts in cut for piece in parts]
+    if context_seconds <= 0:
+        return pieces, None
+    return pieces, [c for conv, parts in cut for c in with_context(conv, parts, context_seconds)]
+
+
 def run_backend(
     model: SpeakerModelType, convs: Sequence[Conversation], contexts: Sequence[Context] | None = None
 ) -> list[Outcome]:
@@ -392,10 +404,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     convs = conversations(args.seed, speakers(), names=QUICK if args.quick else None)
     contexts: list[Context] | None = None
     if args.chunk_seconds > 0:
-        pieces = [(conv, chunks(conv, args.chunk_seconds)) for conv in convs]
-        convs = [piece for _, parts in pieces for piece in parts]
-        if args.context_seconds > 0:
-            contexts = [c for conv, parts in pieces for c in with_context(conv, parts, args.context_seconds)]
+        convs, contexts = as_pipeline(convs, args.chunk_seconds, args.context_seconds)
     print(
         f"{len(convs)} conversations (seed {args.seed}), {sum(c.duration for c in convs):.0f} s of audio, "
         f"built in {time.perf_counter() - started:.1f} s"

@@ -328,8 +328,8 @@ def diarization(seed: int, quick: bool) -> dict[str, Any]:
     ``speaker_count_whole``)."""
     from ml_service.config import MLSettings
     from orchestrator.config import Settings
-    from scripts.eval_diarization import BACKENDS, evaluate, with_context
-    from scripts.speech_corpus import QUICK, chunks, conversations, speakers
+    from scripts.eval_diarization import BACKENDS, as_pipeline, evaluate
+    from scripts.speech_corpus import QUICK, conversations, speakers
 
     settings = MLSettings()
     if settings.pyannote_pipeline_path is not None or settings.speaker_backend not in BACKENDS:
@@ -339,9 +339,7 @@ def diarization(seed: int, quick: bool) -> dict[str, Any]:
     pipeline = Settings()
     convs = conversations(seed, speakers(), names=QUICK if quick else None)
     whole = evaluate(settings.speaker_backend, convs)
-    cut = [(conv, chunks(conv, pipeline.chunk_seconds)) for conv in convs]
-    pieces = [piece for _, parts in cut for piece in parts]
-    contexts = [c for conv, parts in cut for c in with_context(conv, parts, pipeline.speaker_context_seconds)]
+    pieces, contexts = as_pipeline(convs, pipeline.chunk_seconds, pipeline.speaker_context_seconds)
     heard = evaluate(settings.speaker_backend, pieces, contexts=contexts)
     return {
         "backend": settings.speaker_backend,
