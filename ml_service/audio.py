@@ -49,12 +49,16 @@ class DecodedAudio:
         return len(self.samples) / SAMPLE_RATE
 
     @property
+    def has_context(self) -> bool:
+        return bool(len(self.before) or len(self.after))
+
+    @property
     def offset(self) -> float:
         """Where `samples` starts in the speaker model's audio (before + samples + after), in seconds."""
         return len(self.before) / SAMPLE_RATE
 
     def speaker_audio(self) -> FloatArray:
-        if not len(self.before) and not len(self.after):
+        if not self.has_context:
             return self.samples
         return np.concatenate([self.before, self.samples, self.after])
 
@@ -174,7 +178,7 @@ def _regions(asr: ItemResult[Transcript] | None) -> tuple[tuple[float, float], .
 def _speaker_input(audio: DecodedAudio, asr: ItemResult[Transcript] | None) -> SpeakerInput:
     """What the speaker model hears: the item with its context; speech regions from the ASR segments when
     ASR ran on an item without context (else the model's own VAD: the ASR did not hear the context)."""
-    if audio.offset or len(audio.after):
+    if audio.has_context:
         return SpeakerInput(audio.speaker_audio())
     return SpeakerInput(audio.samples, _regions(asr))
 
@@ -210,7 +214,7 @@ def focus_turns(turns: Sequence[Turn], offset: float, duration: float) -> list[T
 
 
 def _focused(answer: ItemResult[list[Turn]], audio: DecodedAudio) -> ItemResult[list[Turn]]:
-    if not (audio.offset or len(audio.after)) or not answer.ok or answer.value is None:
+    if not audio.has_context or not answer.ok or answer.value is None:
         return answer
     return replace(answer, value=focus_turns(answer.value, audio.offset, audio.duration))
 

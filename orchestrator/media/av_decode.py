@@ -12,6 +12,7 @@ one rescale.
 
 from __future__ import annotations
 
+import bisect
 import io
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -310,13 +311,19 @@ class _Decoder:
             later = [c for c in self.candidates if c.t >= window[1]]
             self.candidates = later or self.candidates[-1:]  # keep the last frame for a chunk past the video
 
+    def _cuts_in(self, window: tuple[float, float]) -> list[float]:
+        """The shot changes strictly inside ``window`` (cuts are found in time order: a bisect, not a scan of
+        the whole file's)."""
+        start, end = window
+        return self.cuts[bisect.bisect_right(self.cuts, start) : bisect.bisect_left(self.cuts, end)]
+
     def _pick_keyframes(self, window: tuple[float, float]) -> tuple[list[Keyframe], bytes | None]:
         start, end = window
         inside = [c for c in self.candidates if start <= c.t < end] or [
             min(self.candidates, key=lambda c: abs(c.t - (start + end) / 2))
         ]
         chosen: list[_Candidate] = []
-        for target in keyframe_targets(window, self.cuts, self.options.keyframes_per_chunk):
+        for target in keyframe_targets(window, self._cuts_in(window), self.options.keyframes_per_chunk):
             best = min(inside, key=lambda c: abs(c.t - target))
             if not chosen or chosen[-1] is not best:
                 chosen.append(best)
@@ -355,7 +362,7 @@ class _Decoder:
             audio_pcm=self._pcm(a_start, a_end) if self.pcm is not None else None,
             audio_start_s=a_start,
             audio_end_s=a_end,
-            cuts=tuple(round(c, 3) for c in self.cuts if start < c < end),
+            cuts=tuple(round(c, 3) for c in self._cuts_in(window)),
         )
 
     def _pcm(self, start_s: float, end_s: float) -> bytes:

@@ -29,7 +29,8 @@ def _join(chunks: Sequence[ChunkInput], first: int, last: int) -> bytes:
     parts: list[bytes] = []
     at = max(0, first)
     while at < last:
-        covering = [(c, _extent(c)) for c in chunks if c.audio and _extent(c)[0] <= at < _extent(c)[1]]
+        extents = [(c, _extent(c)) for c in chunks if c.audio]
+        covering = [(c, (start, end)) for c, (start, end) in extents if start <= at < end]
         if not covering:
             break  # a gap (or the file's end): the context stops there
         chunk, (start, end) = max(covering, key=lambda pair: pair[1][1])

@@ -293,7 +293,7 @@ def _cached_av(
     plan = config.plans.get("av", "")
     mkey = media_key(content_hash, plan)
     media = ctx.cache.get_many_sync([mkey]).get(mkey)
-    if media is None or not all(len(c) in (4, 5) for c in media.get("chunks") or [[]]):
+    if media is None or not all(len(c) == 5 for c in media.get("chunks") or [[]]):
         return _NeedsDecode(entry, content_hash, mime, previous)
     chunks = [
         ChunkInput(
@@ -302,8 +302,7 @@ def _cached_av(
             end_s=float(c[1]),
             has_frames=bool(c[2]),
             has_audio=bool(c[3]),
-            # Shot changes (cached since they are: before, faces fall back to the keyframes' half-way rule).
-            cuts=tuple(float(t) for t in c[4]) if len(c) == 5 else (),
+            cuts=tuple(float(t) for t in c[4]),
         )
         for i, c in enumerate(media["chunks"])
     ]
