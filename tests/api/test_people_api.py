@@ -339,12 +339,18 @@ async def _name(orch: RunningOrchestrator, person: str, name: str | None) -> dic
     return body
 
 
+async def _name_both(world: World, cast: Cast) -> tuple[str, str]:
+    """Name the astronaut's person Eileen Collins and Grace Hopper's hers; their ids."""
+    astronaut, hopper = cast.face["astronaut"], cast.face["hopper"]
+    await _name(world.orch, astronaut, EILEEN)
+    await _name(world.orch, hopper, GRACE)
+    return astronaut, hopper
+
+
 async def test_names_reach_payloads_and_new_chunks(world: World) -> None:
     cast = await _cast(world)
     orch = world.orch
-    astronaut, hopper = cast.face["astronaut"], cast.face["hopper"]
-    await _name(orch, astronaut, EILEEN)
-    await _name(orch, hopper, GRACE)
+    astronaut, hopper = await _name_both(world, cast)
     people = await _people(orch)
     assert people[astronaut]["name"] == EILEEN and people[hopper]["name"] == GRACE
     named_first = sorted([astronaut, hopper], key=lambda p: (-people[p]["chunk_count"], p))
@@ -382,9 +388,7 @@ async def _search(orch: RunningOrchestrator, q: str, **params: Any) -> list[dict
 async def test_search_by_speaker_and_person(world: World) -> None:
     cast = await _cast(world)
     orch = world.orch
-    astronaut, hopper = cast.face["astronaut"], cast.face["hopper"]
-    await _name(orch, astronaut, EILEEN)
-    await _name(orch, hopper, GRACE)
+    astronaut, hopper = await _name_both(world, cast)
     # Sheila's words: with speaker=Grace Hopper (her voice's person) the chunk that holds them comes first;
     # with speaker=Eileen Collins it is left out, although Diane speaks in that chunk too.
     said = "Sheila in Texas, originally from Chicago"
