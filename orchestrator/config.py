@@ -108,8 +108,9 @@ class Settings(BaseSettings):
     collection_versions_kept: int = Field(default=1, ge=0)
     # The relevance floor (relevance.py): a hit is a good match when its text-vector cosine, image–text
     # cosine or share of the query's words reaches these; `no_good_match` when none of the first hits
-    # does. Calibrated for the default text model by scripts/eval_search.py; re-calibrate for another.
-    search_text_floor: float = 0.25
+    # does. The text floor is per text model when unset (relevance.TEXT_FLOORS, calibrated by
+    # scripts/eval_search.py); the others are calibrated for the default models.
+    search_text_floor: float | None = None
     search_image_floor: float = 0.27
     search_keyword_floor: float = Field(default=0.5, ge=0.0, le=1.0)
     # How long the signed media URLs in search answers (thumbnail_url, stream_url) work when API_KEY is set:

@@ -5,8 +5,9 @@ still ranks first. A hit's evidence is what each branch saw: the cosine of the q
 the chunk's (the vectors come back with the fused query), the same for the image–text vector, and the
 share of the query's words the chunk holds (its text or its file's name, by the keyword analysis). A
 hit clears the floor when any of them reaches its threshold; `no_good_match` says that none of the
-first hits does. The thresholds depend on the models: the defaults are calibrated for the default text
-model by scripts/eval_search.py (README, "Search quality") and are settings (SEARCH_*_FLOOR).
+first hits does. The thresholds depend on the models: the text floor is calibrated per text model by
+scripts/eval_search.py and scripts/bench_languages.py (README, "Search quality"), the others for the
+defaults; all are settings (SEARCH_*_FLOOR; an unset text floor is the model's own).
 """
 
 from __future__ import annotations
@@ -17,6 +18,24 @@ from dataclasses import dataclass
 
 from orchestrator.clients.vectors import ScoredPoint
 from orchestrator.keywords import query_words, stems, tokens
+
+# The text-vector floor of each text model (its name in the manifest), from the cosines of first hits of
+# answerable and unanswerable queries (scripts/eval_search.py): multilingual-e5 puts unrelated sentences at
+# 0.70-0.80, MiniLM and USE near 0.1.
+TEXT_FLOORS: dict[str, float] = {
+    "all-MiniLM-L6-v2": 0.25,
+    "multilingual-e5-small-q4": 0.84,
+    "use-multilingual-v3": 0.30,
+}
+# A model not calibrated here (a sentence-transformers directory of the user's): MiniLM's.
+DEFAULT_TEXT_FLOOR = 0.25
+
+
+def text_floor(model: str | None, configured: float | None) -> float:
+    """The text floor for a collection embedded by ``model``: the configured one when set."""
+    if configured is not None:
+        return configured
+    return TEXT_FLOORS.get(model or "", DEFAULT_TEXT_FLOOR)
 
 
 @dataclass(frozen=True, slots=True)

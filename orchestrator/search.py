@@ -13,9 +13,10 @@ from urllib.parse import quote
 from orchestrator.catalog import Catalog
 from orchestrator.clients.ml import MLClient, MLRequestError
 from orchestrator.clients.vectors import ScoredPoint, SearchFilter, SearchRequest, VectorStore
+from orchestrator.config import Settings
 from orchestrator.file_index import FileIndex
 from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER, keyword_query, query_words
-from orchestrator.relevance import Floors, evidence, keyword_share, relevant
+from orchestrator.relevance import Floors, evidence, keyword_share, relevant, text_floor
 from orchestrator.snippets import locate, make_snippet
 
 # Interactive: a search waits at most this long for the ML service (retries and requests together: a
@@ -73,6 +74,7 @@ class SearchTarget:
     image_text_version: str | None = None
     version: int | None = None  # the collection version (None: a collection not versioned yet)
     analyzer: str = ANALYZER
+    text_model: str | None = None  # the text model's name (relevance floors are per model)
 
 
 async def resolve_target(catalog: Catalog, collection: str) -> SearchTarget:
@@ -82,7 +84,24 @@ async def resolve_target(catalog: Catalog, collection: str) -> SearchTarget:
         return SearchTarget(collection, analyzer=LEGACY_ANALYZER)
     models = {} if current.manifest.unknown else current.manifest.models
     text, image_text = _version(models.get("text")), _version(models.get("image_text"))
-    return SearchTarget(current.physical, text, image_text, current.version, current.manifest.keywords)
+    text_model = models.get("text")
+    return SearchTarget(
+        current.physical,
+        text,
+        image_text,
+        current.version,
+        current.manifest.keywords,
+        text_model.rsplit("@", 1)[0] if text_model else None,
+    )
+
+
+def search_floors(settings: Settings, target: SearchTarget) -> Floors:
+    """The relevance floors for a search of ``target`` (the text floor is its text model's)."""
+    return Floors(
+        text_floor(target.text_model, settings.search_text_floor),
+        settings.search_image_floor,
+        settings.search_keyword_floor,
+    )
 
 
 def _version(model: str | None) -> str | None:
@@ -211,6 +230,7 @@ async def _embed(ml: MLClient, query: SearchQuery, space: str, version: str | No
         [query.text],
         space=space,
         version=version,
+        query=True,
         request_id=query.request_id,
         deadline_s=SEARCH_ML_DEADLINE_S,
         timeout_s=SEARCH_ML_TIMEOUT_S,

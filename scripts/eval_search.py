@@ -29,8 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.config import Settings
-from orchestrator.relevance import Floors
-from orchestrator.search import SearchQuery, SearchResult, resolve_target, search
+from orchestrator.search import SearchQuery, SearchResult, resolve_target, search, search_floors
 from orchestrator.services import Services
 from scripts.bench_cli import bench_main
 from scripts.bench_jobs import completed_job, job_manager
@@ -59,8 +58,8 @@ def rank_of(result: SearchResult, query: Query, root: Path) -> int | None:
 
 async def evaluate(services: Services, queries: list[Query], root: Path, collection: str) -> dict[str, Any]:
     settings = services.settings
-    floors = Floors(settings.search_text_floor, settings.search_image_floor, settings.search_keyword_floor)
     target = await resolve_target(services.catalog, collection)
+    floors = search_floors(settings, target)
     ranks: dict[str, list[int | None]] = {m: [] for m in MODES}
     flagged: list[bool] = []
     rows = []

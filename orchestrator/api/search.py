@@ -18,8 +18,7 @@ from orchestrator.api.signing import sign_url
 from orchestrator.clients.ml import MLRequestError, MLUnavailableError
 from orchestrator.example_search import ExampleError, ExampleResult, search_by_image, search_by_media
 from orchestrator.media.images import MediaDecodeError
-from orchestrator.relevance import Floors
-from orchestrator.search import SearchQuery, SearchResult, SearchTarget, resolve_target, search
+from orchestrator.search import SearchQuery, SearchResult, SearchTarget, resolve_target, search, search_floors
 from orchestrator.services import Services
 
 router = APIRouter(tags=["search"])
@@ -69,9 +68,9 @@ def _answer(
 
 async def _words(services: Services, query: SearchQuery) -> dict[str, Any]:
     settings = services.settings
-    floors = Floors(settings.search_text_floor, settings.search_image_floor, settings.search_keyword_floor)
     try:
         target = await resolve_target(services.catalog, query.collection)
+        floors = search_floors(settings, target)
         result = await search(services.store, services.ml, services.index, query, target, floors)
     except MLUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc

@@ -267,13 +267,17 @@ class MLClient:
         space: str = "text",
         timeout_s: float | None = None,
         version: str | None = None,
+        query: bool = False,
     ) -> list[list[float] | None]:
         """Vectors in request order; None for a text the service could not embed. `deadline_s` bounds the
         whole call and `timeout_s` each request (interactive search: both short). `space="image_text"`:
         the image–text model's space, to compare with stored image vectors (docs/ml-api.md). `version`:
         the model version that must embed (a collection built with an earlier model than the current
-        one; the service answers 404 `version_not_served` when it does not keep that one)."""
+        one; the service answers 404 `version_not_served` when it does not keep that one). `query`: the
+        texts are search queries, not documents (models such as multilingual-e5 read the two differently)."""
         extra: dict[str, Any] = {} if space == "text" else {"space": space}
+        if query:
+            extra["input_type"] = "query"
         if version is not None:
             extra["version"] = version
 
