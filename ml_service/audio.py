@@ -16,7 +16,7 @@ from ml_service.analyze import round_vector
 from ml_service.batching import Batcher
 from ml_service.config import AudioTask
 from ml_service.errors import ErrorCode, fail_item, fail_task, new_item
-from ml_service.models.asr import SAMPLE_RATE, TIME_DECIMALS, Transcript, as_float_audio
+from ml_service.models.asr import SAMPLE_RATE, TIME_DECIMALS, AsrInput, Transcript, as_float_audio
 from ml_service.models.base import FloatArray, ItemResult
 from ml_service.models.voices import SpeakerInput, Turn
 from ml_service.schemas import AudioItem
@@ -224,7 +224,7 @@ class AudioAnalyzer:
 
     def __init__(
         self,
-        asr: Batcher[FloatArray, Transcript] | None,
+        asr: Batcher[AsrInput, Transcript] | None,
         speakers: Batcher[SpeakerInput, list[Turn]] | None,
         decode_executor: Executor,
         *,
@@ -253,7 +253,14 @@ class AudioAnalyzer:
             asr.check_capacity(len(audios))  # other requests ran while this one decoded
             if speakers is not None:
                 speakers.check_capacity(len(audios))
-            asr_results = list(await asr.submit([a.samples for a in audios]))
+            languages = [
+                item.language for item, d in zip(items, decoded, strict=True) if isinstance(d, DecodedAudio)
+            ]
+            asr_results = list(
+                await asr.submit(
+                    [AsrInput(a.samples, lang) for a, lang in zip(audios, languages, strict=True)]
+                )
+            )
         if audios and speakers is not None:
             # Turns follow the ASR segments when ASR ran on the item; otherwise the speaker model
             # finds speech with the VAD itself.

@@ -73,6 +73,13 @@ class AudioItem(BaseModel):
     context_after: str = Field(
         default="", description="speaker turns only: base64 PCM (same format) heard just after `pcm`"
     )
+    language: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2,3}$",
+        description="ASR only: decode in this language (ISO 639-1), e.g. the language of the item's file "
+        "where detection on the item alone was unsure; absent: ML_ASR_LANGUAGE, else detected. An "
+        'English-only model refuses any other than "en" (that item\'s error)',
+    )
 
 
 class AnalyzeAudioRequest(BaseModel):

@@ -146,6 +146,7 @@ class Hit:
     ocr_text: str = ""
     caption: str = ""
     taken_at: str | None = None
+    language: str | None = None  # the spoken language detected in the chunk (ISO 639-1: "es", "en")
     relevance: dict[str, float | None] = field(default_factory=dict)  # evidence (relevance.py)
     moments: list[Moment] = field(default_factory=list)  # the file's other moments (group_by=media)
 
@@ -341,6 +342,7 @@ def make_hit(
         ocr_text=str(payload.get("ocr_text") or ""),
         caption=str(payload.get("caption") or ""),
         taken_at=payload.get("taken_at"),
+        language=payload.get("language"),
         relevance=proof.to_json(),
         moments=moments,
     )

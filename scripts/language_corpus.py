@@ -169,6 +169,7 @@ ENGLISH_AUDIO = "radio/news_en.wav"
 MIXED_AUDIO = "radio/bilingue.wav"
 MIXED_SPLIT = 3  # Spanish sentences before the English ones in the mixed file
 PAUSE_S = 1.2
+TOLERANCE_S = 2.0
 LEAD_S = 1.0
 
 
@@ -183,11 +184,15 @@ class Spoken:
 
 @dataclass(frozen=True, slots=True)
 class LanguageQuery:
+    """A query and where it is answered: a sign, or a spoken sentence (found when a hit of its file starts
+    no more than 2 s from the sentence: before its start, inside it, or after its end)."""
+
     text: str
     language: str  # of the query
     kind: str  # "es" (Spanish query, Spanish content) | "en" | "cross"
     file: str
-    at_s: float | None  # spoken: where the sentence starts (a hit must start within 2 s)
+    at_s: float | None  # spoken: where the sentence starts
+    end_s: float | None = None  # and ends (a hit must start within 2 s of the sentence)
 
 
 @dataclass(slots=True)
@@ -196,6 +201,17 @@ class LanguageCorpus:
     spoken: list[Spoken] = field(default_factory=list)
     queries: list[LanguageQuery] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # file -> its language
+
+
+def found_at(query: LanguageQuery, start_s: float | None, strict: bool = False) -> bool:
+    """Whether a hit of the query's file starting at ``start_s`` is its moment (``strict``: within 2 s of the
+    sentence's start, as scripts/eval_search.py asks of whole spoken sentences)."""
+    if query.at_s is None:
+        return True
+    if start_s is None:
+        return False
+    end = query.at_s if strict or query.end_s is None else query.end_s
+    return query.at_s - TOLERANCE_S <= start_s <= end + TOLERANCE_S
 
 
 def _trim(samples: np.ndarray[Any, np.dtype[np.int16]]) -> np.ndarray[Any, np.dtype[np.int16]]:
@@ -235,6 +251,7 @@ def _spanish_video(dest: Path, audio: np.ndarray[Any, Any]) -> None:
 
 def build(dest: Path) -> LanguageCorpus:
     corpus = LanguageCorpus(root=str(dest))
+    (dest / "radio").mkdir(parents=True, exist_ok=True)
     spanish = [(s, "es", SPANISH_VOICES[n % 2]) for n, s in enumerate(SPANISH[MIXED_SPLIT:])]
     _spanish_video(dest / SPANISH_VIDEO, _speak(spanish, SPANISH_VIDEO, corpus))
     english = [(s, "en", ENGLISH_VOICES[n % 2]) for n, s in enumerate(ENGLISH[2:])]
@@ -250,10 +267,9 @@ def build(dest: Path) -> LanguageCorpus:
     for spoken in corpus.spoken:
         said = by_text[spoken.text]
         other = "en" if spoken.language == "es" else "es"
-        corpus.queries.append(
-            LanguageQuery(said.query, spoken.language, spoken.language, spoken.file, spoken.start_s)
-        )
-        corpus.queries.append(LanguageQuery(said.cross_query, other, "cross", spoken.file, spoken.start_s))
+        where = (spoken.file, spoken.start_s, spoken.end_s)
+        corpus.queries.append(LanguageQuery(said.query, spoken.language, spoken.language, *where))
+        corpus.queries.append(LanguageQuery(said.cross_query, other, "cross", *where))
     for name, sign in SIGNS.items():
         corpus.queries.append(LanguageQuery(sign.query, "es", "es", name, None))
         corpus.queries.append(LanguageQuery(sign.cross_query, "en", "cross", name, None))

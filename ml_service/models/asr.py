@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
@@ -45,6 +46,15 @@ class Segment(TypedDict):
     end: float
     text: str
     words: list[Word]
+
+
+@dataclass(frozen=True, slots=True)
+class AsrInput:
+    """One item: 16 kHz mono float32 samples, and the language to decode it in when the caller knows it
+    (e.g. its file's, where detection on the item alone was unsure); None: ML_ASR_LANGUAGE, else detected."""
+
+    samples: FloatArray
+    language: str | None = None
 
 
 class Transcript(TypedDict):
@@ -143,7 +153,7 @@ def _seconds(value: float, duration: float) -> float:
     return round(min(max(float(value), 0.0), duration), TIME_DECIMALS)
 
 
-class AsrModel(InferenceModel[FloatArray, Transcript]):
+class AsrModel(InferenceModel[AsrInput, Transcript]):
     """Whisper over a batch of items, several items at once on workers of one thread each.
 
     faster-whisper has no cross-file batching: ``BatchedInferencePipeline`` batches the ~30 s
@@ -189,6 +199,7 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
         self.compute_type = "int8"
         self.beam_size = beam_size
         self.language = language
+        self.multilingual = True  # read from the vocabulary in _resolve
         # Greedy/beam decoding at temperature 0 only: the same audio always gives the same words. Whisper's
         # fallback re-decodes hard passages by sampling at higher temperatures, which made transcripts (and
         # speaker turns cut from them) differ between runs of the same file.
@@ -237,7 +248,8 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
             if use_half("cuda", self.half_precision)
             else "float32"
         )
-        if not _is_multilingual(self.model_path):
+        self.multilingual = _is_multilingual(self.model_path)
+        if not self.multilingual:
             if self.language not in (None, "en"):
                 raise ValueError(
                     f"{self.model_path} is an English-only model; ML_ASR_LANGUAGE={self.language}"
@@ -278,25 +290,29 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def _predict_batch(self, batch: Sequence[FloatArray]) -> list[ItemResult[Transcript]]:
+    def _predict_batch(self, batch: Sequence[AsrInput]) -> list[ItemResult[Transcript]]:
         if self._pool is None or len(batch) == 1:
-            return [self._transcribe_item(samples) for samples in batch]
+            return [self._transcribe_item(item) for item in batch]
         return list(self._pool.map(self._transcribe_item, batch))  # results in batch order
 
-    def _transcribe_item(self, samples: FloatArray) -> ItemResult[Transcript]:
+    def _transcribe_item(self, item: AsrInput) -> ItemResult[Transcript]:
         try:
-            return ItemResult(value=self.transcribe(samples))
+            return ItemResult(value=self.transcribe(item.samples, item.language))
         except Exception as exc:
             return ItemResult(error=describe_error(exc))
 
-    def transcribe(self, samples: FloatArray) -> Transcript:
-        """Segments and words of one 16 kHz mono float32 item, times relative to its start."""
+    def transcribe(self, samples: FloatArray, language: str | None = None) -> Transcript:
+        """Segments and words of one 16 kHz mono float32 item, times relative to its start; ``language``:
+        decode in it (else ML_ASR_LANGUAGE, else the language detected on the item)."""
         if self._model is None:
             raise RuntimeError("ASR model is not loaded")
+        if language is not None and not self.multilingual and language != "en":
+            raise ValueError(f"language {language!r} asked of an English-only model")
+        chosen = language or self.language
         duration = len(samples) / SAMPLE_RATE
         raw_segments, info = self._model.transcribe(
             samples,
-            language=self.language,
+            language=chosen,
             beam_size=self.beam_size,
             temperature=list(self.temperatures),
             word_timestamps=True,
@@ -321,11 +337,11 @@ class AsrModel(InferenceModel[FloatArray, Transcript]):
             start = words[0]["start"] if words else _seconds(raw.start, duration)
             end = words[-1]["end"] if words else _seconds(raw.end, duration)
             segments.append(Segment(start=start, end=max(start, end), text=text, words=words))
-        language: str | None = info.language
+        spoken: str | None = info.language
         probability: float | None = round(float(info.language_probability), SCORE_DECIMALS)
-        if not segments and self.language is None:
-            language = probability = None  # nothing was said: a detected language would be noise
-        return Transcript(language=language, language_probability=probability, segments=segments)
+        if not segments and chosen is None:
+            spoken = probability = None  # nothing was said: a detected language would be noise
+        return Transcript(language=spoken, language_probability=probability, segments=segments)
 
 
 def as_float_audio(samples: np.ndarray[Any, np.dtype[np.int16]]) -> FloatArray:

@@ -172,6 +172,8 @@ class AudioRequestItem:
     # Heard just before and after `pcm` by the speaker model only (turns come back for `pcm`'s span).
     context_before: bytes = b""
     context_after: bytes = b""
+    # ASR decodes in this language (its file's, where the chunk's own detection was unsure); None: detected.
+    language: str | None = None
 
 
 def _audio_item(item: AudioRequestItem) -> dict[str, Any]:
@@ -183,6 +185,8 @@ def _audio_item(item: AudioRequestItem) -> dict[str, Any]:
         body["context_before"] = b64(item.context_before)
     if item.context_after:
         body["context_after"] = b64(item.context_after)
+    if item.language:
+        body["language"] = item.language
     return body
 
 

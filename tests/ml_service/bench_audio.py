@@ -19,9 +19,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ml_service.config import MLSettings, packaged_asr_model
+from ml_service.config import MLSettings
 from ml_service.models.asr import AsrModel, as_float_audio
 from ml_service.models.base import FloatArray
+from ml_service.models.packaged_whisper import english_tiny_model
 from ml_service.models.voices import SpeakerInput, SpeakerModel
 from scripts.speech import SAMPLE_RATE, VOICES, silence, synthesize
 from tests.ml_service.test_audio_analysis import word_errors
@@ -94,7 +95,7 @@ def main() -> None:
         # As served: ML_CPU_THREADS workers of one thread; against one worker on every thread.
         for layout, workers in (("served", None), ("1 worker", 1)):
             model = AsrModel(
-                packaged_asr_model(), device="cpu", beam_size=beam, threads=threads, workers=workers
+                english_tiny_model(), device="cpu", beam_size=beam, threads=threads, workers=workers
             )
             model.load()
             models[beam, layout] = model

@@ -258,3 +258,18 @@ def test_capabilities_list_the_audio_models(ml: httpx.Client) -> None:
         "preferred_batch": 4,
         "max_concurrency": 1,
     }
+
+
+def test_an_item_language_other_than_english_is_refused_by_an_english_only_model(
+    ml: httpx.Client, dialog: Dialog
+) -> None:
+    items = [
+        {"id": "en", "pcm": pcm(dialog.samples), "sample_rate": SAMPLE_RATE, "language": "en"},
+        {"id": "es", "pcm": pcm(dialog.samples), "sample_rate": SAMPLE_RATE, "language": "es"},
+    ]
+    body = ml.post("/v1/analyze/audio", json={"items": items, "tasks": ["asr"]}).json()
+    english, spanish = body["results"]
+    assert english["ok"] and english["language"] == "en" and english["segments"]
+    assert not spanish["ok"] and "English-only" in spanish["error"], spanish
+    bad = {**items[0], "language": "Spanish"}
+    assert ml.post("/v1/analyze/audio", json={"items": [bad], "tasks": ["asr"]}).status_code == 422

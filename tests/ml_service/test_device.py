@@ -204,12 +204,12 @@ def test_audio_models_follow_ml_device_when_auto(monkeypatch: pytest.MonkeyPatch
     audio = ModelRegistry.from_settings(MLSettings()).audio
     assert {m.requested_device for m in audio.values()} == {"cpu"}  # type: ignore[attr-defined]
 
-    from ml_service.config import packaged_asr_model
+    from ml_service.models.packaged_whisper import english_tiny_model
 
     # Compute type without loading: int8 on the CPU, float16 on a GPU unless half precision is off.
     types = {}
     for device_setting, half in (("cpu", None), ("cuda", None), ("cuda", False)):
-        model = AsrModel(packaged_asr_model(), device=device_setting, half_precision=half)  # type: ignore[arg-type]
+        model = AsrModel(english_tiny_model(), device=device_setting, half_precision=half)  # type: ignore[arg-type]
         version = model.identify()
         types[(device_setting, half)] = (model.device, model.compute_type, model.language, version)
     assert [t[:3] for t in types.values()] == [

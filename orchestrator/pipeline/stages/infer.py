@@ -15,6 +15,7 @@ the ML work done before it, and the next run asks only for the chunks not cached
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,10 +23,12 @@ from typing import Any, TypeVar
 from orchestrator import answers
 from orchestrator.cache import media_key, task_key, text_key
 from orchestrator.clients.ml import AudioRequestItem, ImageRequestItem
+from orchestrator.logs import get_logger
 from orchestrator.manifest import model_key
 from orchestrator.pipeline import task_results
 from orchestrator.pipeline.chunk_answers import CAPTION_TASK, ChunkAnswers
 from orchestrator.pipeline.context import PipelineContext
+from orchestrator.pipeline.file_language import Heard, file_language, to_transcribe_again
 from orchestrator.pipeline.messages import (
     SENTINEL,
     AnalyzedFile,
@@ -40,7 +43,9 @@ from orchestrator.pipeline.messages import (
 from orchestrator.pipeline.speaker_context import speaker_context
 from orchestrator.pipeline.unify import Speech, Visual, compose_text, mean_vector, merge_frames, speech
 
+log = get_logger(__name__)
 SPEAKERS_TASK = "speakers"  # the audio task whose requests carry the speaker context
+ASR_TASK = "asr"
 
 # How long a partly filled batch waits for more work. A few ms of queue latency against a model
 # call of hundreds of ms: the wait costs nothing measurable and fills batches when prepare is close behind.
@@ -278,6 +283,38 @@ class InferStage:
                 for task in tasks:
                     job.chunk.audio[task] = task_results.split(result, task)
                     job.chunk.fresh.add(task)
+        await self._settle_languages(requests)
+
+    async def _settle_languages(self, requests: list[_AudioJob]) -> None:
+        """Each file's chunks of this round whose unsure language is not the file's are transcribed again in
+        the file's language (file_language.py); the new answer replaces the first before it is cached."""
+        ctx = self._ctx
+        again: list[_AudioJob] = []
+        files = {id(r.pending): r.pending for r in requests}
+        for p in files.values():
+            heard = [Heard.of(i, c.audio[ASR_TASK]) for i, c in p.chunks.items() if ASR_TASK in c.audio]
+            language = file_language(heard)
+            redo = set(to_transcribe_again(heard, language))
+            for r in requests:
+                if r.pending is p and r.chunk.chunk.index in redo and ASR_TASK in r.chunk.fresh:
+                    item = dataclasses.replace(
+                        r.item, context_before=b"", context_after=b"", language=language
+                    )
+                    again.append(_AudioJob(p, r.chunk, item, (ASR_TASK,)))
+        if not again or ctx.config.audio_batch is None:
+            return
+        for _, part in _by_tasks(again, ctx.config.audio_batch):
+            ctx.progress.ml_call((ASR_TASK,))
+            results = await ctx.ml.analyze_audio(
+                [r.item for r in part],
+                tasks=[ASR_TASK],
+                request_id=ctx.job_id,
+                on_wait=ctx.progress.set_waiting,
+            )
+            for job, result in zip(part, results, strict=True):
+                if result.get("ok"):  # else the first answer stands
+                    job.chunk.audio[ASR_TASK] = task_results.split(result, ASR_TASK)
+        log.info("languages_settled", job_id=ctx.job_id, chunks=len(again))
 
     async def _unify(self, pending: list[_Pending]) -> dict[str, Any]:
         """One ChunkAnalysis per chunk with all its answers (text vectors from the cache, else embedded in
