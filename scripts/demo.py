@@ -26,6 +26,7 @@ from scripts.talk_video import make_talk_video
 ML_PORT, ORCH_PORT = 8001, 8002
 QUERIES = [
     "breaking news about a flood",
+    "noticias de una inundación",  # Spanish: the same English headline (multilingual text model)
     "invoice total due",
     "a cat",
     "rocket launch into space",

@@ -28,3 +28,13 @@ def test_any_branch_over_its_floor_makes_a_good_match() -> None:
     assert relevant(Evidence(0.1, 0.3, 0.0), floors)
     assert relevant(Evidence(None, None, 0.67), floors)
     assert not relevant(Evidence(0.39, 0.2, 0.5), floors)
+
+
+def test_the_text_floor_is_the_collections_text_models_own() -> None:
+    from orchestrator.relevance import DEFAULT_TEXT_FLOOR, TEXT_FLOORS, text_floor
+
+    assert text_floor("multilingual-e5-small-q4", None) == TEXT_FLOORS["multilingual-e5-small-q4"] > 0.8
+    assert text_floor("all-MiniLM-L6-v2", None) == 0.25
+    assert text_floor("a-model-of-the-users", None) == DEFAULT_TEXT_FLOOR
+    assert text_floor(None, None) == DEFAULT_TEXT_FLOOR
+    assert text_floor("multilingual-e5-small-q4", 0.5) == 0.5  # SEARCH_TEXT_FLOOR wins

@@ -4,8 +4,10 @@ Whisper detects each chunk's language from that chunk alone. Over a chunk of cle
 few words, noise or synthetic speech it can name a language nobody speaks in the file (espeak-ng's Spanish was
 heard as Latin and as Thai at 0.4-0.7). The file's language is the one with the most speech, each chunk's
 speech weighted by its detection's probability; a chunk detected in another language with a probability below
-`SURE` is transcribed again in the file's language. A chunk detected in another language at `SURE` or above
-keeps it: a file that switches language keeps each part's own.
+`SURE` is transcribed again in the file's language, and the transcript whose words the decoder was surer of
+(mean word probability) is kept: a chunk misheard as Latin reads better as Spanish, while the English part of
+a file that switches from Spanish stays English (decoded as Spanish, its words come out unsure). A chunk
+detected in another language at `SURE` or above is not asked again.
 """
 
 from __future__ import annotations
@@ -64,3 +66,22 @@ def to_transcribe_again(heard: Iterable[Heard], language: str | None) -> list[in
         for h in heard
         if h.language is not None and h.language != language and h.probability < SURE and h.speech_s > 0
     ]
+
+
+def word_confidence(asr: Mapping[str, Any]) -> float | None:
+    """The mean probability of an ASR answer's words (None: no words)."""
+    probabilities = [
+        p
+        for segment in answers.items(asr.get("segments"))
+        for word in answers.items(segment.get("words"))
+        if (p := answers.number(word.get("probability"))) is not None
+    ]
+    return sum(probabilities) / len(probabilities) if probabilities else None
+
+
+def prefer_second(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    """Whether the transcript in the file's language (``second``) reads better than the chunk's own."""
+    own, other = word_confidence(first), word_confidence(second)
+    if other is None:
+        return False
+    return own is None or other > own

@@ -87,3 +87,36 @@ async def test_a_failure_mid_video_keeps_the_chunks_analysed_before_it(
         assert third["counters"]["cache_hits"] == chunks - 1
         assert calls == [1]
         assert third["counters"]["upserted"] == chunks and third["counters"]["failed"] == 0
+
+
+async def test_a_collection_built_from_the_cache_has_every_chunks_words_at_their_times(
+    tmp_path: Path, ml_service_url: str
+) -> None:
+    """A second collection of the same audio is built from cached answers without decoding: each chunk's
+    words keep their times (they are relative to where the chunk's audio starts, which the cache keeps)."""
+    import numpy as np
+
+    from scripts.speech import VOICES, silence, synthesize, write_wav
+    from scripts.talk_video import sentences
+
+    media = tmp_path / "media"
+    media.mkdir()
+    said = [synthesize(s, VOICES["low"]) for s in sentences(4)]
+    speech = np.concatenate([part for s in said for part in (s, silence(0.8))])
+    await asyncio.to_thread(write_wav, media / "report.wav", speech)
+    settings = make_settings(
+        tmp_path / "data", ml_service_url, [tmp_path], chunk_seconds=5.0, min_chunk_seconds=2.0
+    )
+    store = counting_store(settings)
+    async with running_orchestrator(settings, store) as orch:
+        words: dict[str, list[tuple[float, str, str, list[Any]]]] = {}
+        for collection in ("decoded", "cached"):
+            resp = await orch.client.post("/jobs", json={"path": str(media), "collection": collection})
+            done = await orch.wait_job(resp.json()["job_id"])
+            assert done["state"] == "completed", done
+            points, _ = await store.scroll(collection, None, 100, None)
+            chunks = sorted((p.payload for p in points), key=lambda p: p["start_s"])
+            words[collection] = [(c["start_s"], c["transcript"], c["language"], c["words"]) for c in chunks]
+        assert done["counters"]["cache_hits"] == len(chunks) >= 3, done  # nothing decoded or asked again
+        assert words["cached"] == words["decoded"]
+        assert sum(len(c[3]) for c in words["cached"]) >= 30  # every chunk's words, not only the first's

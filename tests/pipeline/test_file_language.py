@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from orchestrator.pipeline.file_language import SURE, Heard, file_language, to_transcribe_again
+from orchestrator.pipeline.file_language import (
+    SURE,
+    Heard,
+    file_language,
+    prefer_second,
+    to_transcribe_again,
+    word_confidence,
+)
 
 
 def _asr(language: str | None, probability: float, *spans: tuple[float, float]) -> dict[str, object]:
@@ -40,3 +47,22 @@ def test_weights_are_speech_times_probability_and_silence_counts_for_nothing() -
     assert to_transcribe_again(heard, "en") == [1]  # the silent chunk is left alone
     assert file_language([Heard(0, None, 0.0, 0.0)]) is None
     assert to_transcribe_again(heard, None) == []
+
+
+def _words(*probabilities: float) -> dict[str, object]:
+    words = [{"word": "w", "start": 0.0, "end": 0.1, "probability": p} for p in probabilities]
+    return {
+        "language": "xx",
+        "language_probability": 0.5,
+        "segments": [{"start": 0, "end": 1, "words": words}],
+    }
+
+
+def test_the_transcript_with_surer_words_is_kept() -> None:
+    # A Spanish chunk misheard as Latin: the Spanish decode's words are surer, it replaces the first.
+    assert word_confidence(_words(0.9, 0.7)) == 0.8
+    assert prefer_second(_words(0.3, 0.4), _words(0.8, 0.7))
+    # The English part of a Spanish file: decoded as Spanish its words are unsure, the English stays.
+    assert not prefer_second(_words(0.85, 0.9), _words(0.4, 0.5))
+    assert not prefer_second(_words(0.5), {"segments": []})  # nothing heard the second time
+    assert prefer_second({"segments": []}, _words(0.2))

@@ -28,7 +28,7 @@ from orchestrator.manifest import model_key
 from orchestrator.pipeline import task_results
 from orchestrator.pipeline.chunk_answers import CAPTION_TASK, ChunkAnswers
 from orchestrator.pipeline.context import PipelineContext
-from orchestrator.pipeline.file_language import Heard, file_language, to_transcribe_again
+from orchestrator.pipeline.file_language import Heard, file_language, prefer_second, to_transcribe_again
 from orchestrator.pipeline.messages import (
     SENTINEL,
     AnalyzedFile,
@@ -287,7 +287,7 @@ class InferStage:
 
     async def _settle_languages(self, requests: list[_AudioJob]) -> None:
         """Each file's chunks of this round whose unsure language is not the file's are transcribed again in
-        the file's language (file_language.py); the new answer replaces the first before it is cached."""
+        the file's language (file_language.py); the answer whose words are surer is the one cached."""
         ctx = self._ctx
         again: list[_AudioJob] = []
         files = {id(r.pending): r.pending for r in requests}
@@ -303,6 +303,7 @@ class InferStage:
                     again.append(_AudioJob(p, r.chunk, item, (ASR_TASK,)))
         if not again or ctx.config.audio_batch is None:
             return
+        changed = 0
         for _, part in _by_tasks(again, ctx.config.audio_batch):
             ctx.progress.ml_call((ASR_TASK,))
             results = await ctx.ml.analyze_audio(
@@ -312,9 +313,11 @@ class InferStage:
                 on_wait=ctx.progress.set_waiting,
             )
             for job, result in zip(part, results, strict=True):
-                if result.get("ok"):  # else the first answer stands
-                    job.chunk.audio[ASR_TASK] = task_results.split(result, ASR_TASK)
-        log.info("languages_settled", job_id=ctx.job_id, chunks=len(again))
+                answer = task_results.split(result, ASR_TASK)
+                if result.get("ok") and prefer_second(job.chunk.audio[ASR_TASK], answer):
+                    job.chunk.audio[ASR_TASK] = answer
+                    changed += 1
+        log.info("languages_settled", job_id=ctx.job_id, asked_again=len(again), changed=changed)
 
     async def _unify(self, pending: list[_Pending]) -> dict[str, Any]:
         """One ChunkAnalysis per chunk with all its answers (text vectors from the cache, else embedded in
@@ -453,6 +456,10 @@ def media_dict(prepared: PreparedFile) -> dict[str, Any]:
         "exif": m.exif,
         "duration_s": m.duration_s,
         "av": m.av,
-        # Each chunk's span, whether it has keyframes and audio (which tasks it needs), its shot changes.
-        "chunks": [[c.start_s, c.end_s, c.has_frames, c.has_audio, list(c.cuts)] for c in prepared.chunks],
+        # Each chunk's span, whether it has keyframes and audio (which tasks it needs), its shot changes, and
+        # where its audio starts (the ASR's and the speaker model's times are relative to it).
+        "chunks": [
+            [c.start_s, c.end_s, c.has_frames, c.has_audio, list(c.cuts), c.audio_start_s]
+            for c in prepared.chunks
+        ],
     }

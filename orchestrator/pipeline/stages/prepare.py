@@ -293,7 +293,9 @@ def _cached_av(
     plan = config.plans.get("av", "")
     mkey = media_key(content_hash, plan)
     media = ctx.cache.get_many_sync([mkey]).get(mkey)
-    if media is None or not all(len(c) == 5 for c in media.get("chunks") or [[]]):
+    # Each chunk: start, end, has keyframes, has audio, shot changes, where its audio starts (ASR word times
+    # are relative to it; an entry written before it was kept is decoded again, its answers still cached).
+    if media is None or not all(len(c) == 6 for c in media.get("chunks") or [[]]):
         return _NeedsDecode(entry, content_hash, mime, previous)
     chunks = [
         ChunkInput(
@@ -303,6 +305,7 @@ def _cached_av(
             has_frames=bool(c[2]),
             has_audio=bool(c[3]),
             cuts=tuple(float(t) for t in c[4]),
+            audio_start_s=float(c[5]),
         )
         for i, c in enumerate(media["chunks"])
     ]

@@ -70,6 +70,7 @@ export class SearchPage {
       collection: f.collection.value.trim(),
       limit: Number(this.form.dataset.pageSize) || PAGE,
       media_type: f.media_type.value,
+      language: f.language.value,
       path_prefix: f.path_prefix.value.trim(),
       person: f.person.value.trim(),
       taken_after: after,
@@ -163,6 +164,7 @@ export class SearchPage {
       thumb,
       timed ? el("span", { className: "badge time", text: clock(hit.start_s) }) : null,
       el("span", { className: "badge kind", text: hit.media_type || "file" }),
+      hit.language ? el("span", { className: "badge lang", text: hit.language.toUpperCase() }) : null,
       moments
         ? el("span", { className: "badge moments", text: `+${moments} moment${moments === 1 ? "" : "s"}` })
         : null,
