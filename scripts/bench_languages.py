@@ -31,7 +31,6 @@ import shutil
 import sys
 import tempfile
 import time
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.config import Settings
+from orchestrator.keywords import fold
 from orchestrator.search import SearchQuery, SearchResult, resolve_target, search, search_floors
 from orchestrator.services import Services
 from scripts import eval_corpus
@@ -65,10 +65,9 @@ TARGETS = {
 
 
 def folded(text: str) -> str:
-    """Lower case without accents or punctuation (so "amazónica" and "Amazonica" are one word)."""
-    plain = unicodedata.normalize("NFKD", text.lower())
-    kept = "".join(c if c.isalnum() or c.isspace() else " " for c in plain if not unicodedata.combining(c))
-    return " ".join(kept.split())
+    """Case- and accent-folded as the keyword analysis folds (so "amazónica" and "Amazonica" are one word),
+    without punctuation."""
+    return " ".join("".join(c if c.isalnum() else " " for c in fold(text)).split())
 
 
 def wer(reference: str, hypothesis: str) -> tuple[int, int]:

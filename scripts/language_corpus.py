@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.make_samples import font
-from scripts.speech import SAMPLE_RATE, Voice, silence, synthesize, write_wav
+from scripts.speech import SAMPLE_RATE, Voice, silence, synthesize, trim_silence, write_wav
 
 # espeak-ng's Spanish (Spain) voice at two pitches, and its US English voices.
 SPANISH_VOICES = (Voice("es-low", "es", 40), Voice("es-high", "es+f2", 70))
@@ -214,17 +214,12 @@ def found_at(query: LanguageQuery, start_s: float | None, strict: bool = False) 
     return query.at_s - TOLERANCE_S <= start_s <= end + TOLERANCE_S
 
 
-def _trim(samples: np.ndarray[Any, np.dtype[np.int16]]) -> np.ndarray[Any, np.dtype[np.int16]]:
-    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 500)
-    return samples[loud[0] : loud[-1] + 1] if loud.size else samples
-
-
 def _speak(parts: list[tuple[Said, str, Voice]], file: str, corpus: LanguageCorpus) -> np.ndarray[Any, Any]:
     """Sentences one after another with pauses; records when each starts."""
     audio = [silence(LEAD_S)]
     t = LEAD_S
     for said, language, voice in parts:
-        speech = _trim(synthesize(said.text, voice, speed_wpm=140))
+        speech = trim_silence(synthesize(said.text, voice, speed_wpm=140))
         seconds = len(speech) / SAMPLE_RATE
         corpus.spoken.append(Spoken(file, language, said.text, round(t, 2), round(t + seconds, 2)))
         audio += [speech, silence(PAUSE_S)]

