@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS roots (
     root       TEXT NOT NULL,
     PRIMARY KEY (collection, root)
 ) WITHOUT ROWID;
+-- The tenant a collection belongs to (tenancy.py); a collection without a row is the operator's.
+CREATE TABLE IF NOT EXISTS owners (
+    collection TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 State = Literal["building", "current", "retired"]
@@ -182,8 +187,45 @@ class Catalog(SqliteDb):
             with self.conn:
                 self.conn.execute("DELETE FROM versions WHERE collection = ?", (collection,))
                 self.conn.execute("DELETE FROM roots WHERE collection = ?", (collection,))
+                self.conn.execute("DELETE FROM owners WHERE collection = ?", (collection,))
 
         await self.run(forget)
+
+    async def owner(self, collection: str) -> str | None:
+        """The tenant that owns `collection`; None: nobody (the operator's, or not made yet)."""
+
+        def owner() -> str | None:
+            row = self.conn.execute(
+                "SELECT tenant FROM owners WHERE collection = ?", (collection,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.run(owner)
+
+    async def claim(self, collection: str, tenant: str, exists: bool) -> str | None:
+        """Make `tenant` the owner of `collection` unless someone owns it, or it `exists` already (made
+        before tenants, or by the operator: not the tenant's to take). Returns the owner after the call."""
+
+        def claim() -> str | None:
+            with self.conn:
+                if not exists:
+                    self.conn.execute(
+                        "INSERT OR IGNORE INTO owners (collection, tenant) VALUES (?, ?)",
+                        (collection, tenant),
+                    )
+                row = self.conn.execute(
+                    "SELECT tenant FROM owners WHERE collection = ?", (collection,)
+                ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.run(claim)
+
+    async def owned(self, tenant: str) -> set[str]:
+        def owned() -> set[str]:
+            rows = self.conn.execute("SELECT collection FROM owners WHERE tenant = ?", (tenant,)).fetchall()
+            return {str(r[0]) for r in rows}
+
+        return await self.run(owned)
 
     async def add_root(self, collection: str, root: str) -> None:
         def add() -> None:

@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestrator.sources.roots import is_s3_uri
+
 app = typer.Typer(
     help="Archivist: ingest media directories and search them by meaning.", no_args_is_help=True
 )
@@ -50,19 +52,61 @@ def serve() -> None:
 
 @app.command()
 def ingest(
-    directory: Path,
+    directory: str,
     collection: str | None = typer.Option(None, "--collection", "-c"),
     url: str | None = UrlOption,
     wait: bool = typer.Option(True, help="Follow progress until the job ends"),
 ) -> None:
-    """Start a job for DIRECTORY and follow it; exits non-zero if the job fails."""
+    """Start a job for DIRECTORY (a folder, or s3://bucket/prefix) and follow it; exits non-zero if the job
+    fails."""
+    path = directory if is_s3_uri(directory) else str(Path(directory).expanduser().resolve())
     with _client(url) as client:
-        body = {"path": str(directory.expanduser().resolve()), "collection": collection}
+        body = {"path": path, "collection": collection}
         job = _check(client.post("/jobs", json=body))
         console.print(f"job [bold]{job['job_id']}[/bold] {job['state']}")
         if not wait:
             return
         status = _follow(client, job["job_id"])
+    _print_status(status)
+    if status["state"] != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def upload(
+    file: Path,
+    collection: str | None = typer.Option(None, "--collection", "-c"),
+    url: str | None = UrlOption,
+    wait: bool = typer.Option(True, help="Follow its ingest until the job ends"),
+) -> None:
+    """Upload FILE (streamed, never read whole) and follow the job that ingests it; prints where it is
+    kept and its checksums. Exits non-zero if the job fails."""
+    with _client(url) as client, file.open("rb") as fh:
+        form = {"collection": collection} if collection else {}
+        body = _check(client.post("/uploads", files={"file": (file.name, fh)}, data=form))
+        console.print(f"stored {escape(body['path'])} ({body['media_type']}, {body['size']} bytes)")
+        console.print(f"blake3 {body['blake3']}\nsha256 {body['sha256']}")
+        _run_job(client, body, wait)
+
+
+@app.command("ingest-url")
+def ingest_url(
+    source: str,
+    collection: str | None = typer.Option(None, "--collection", "-c"),
+    url: str | None = UrlOption,
+    wait: bool = typer.Option(True, help="Follow progress until the job ends"),
+) -> None:
+    """Download SOURCE (an http(s) URL) into the orchestrator's UPLOAD_DIR and ingest it; exits non-zero
+    if the job fails (a refused address, too large, not media: its reason)."""
+    with _client(url) as client:
+        _run_job(client, _check(client.post("/jobs", json={"url": source, "collection": collection})), wait)
+
+
+def _run_job(client: httpx.Client, job: dict[str, Any], wait: bool) -> None:
+    console.print(f"job [bold]{job['job_id']}[/bold] {job['state']}")
+    if not wait:
+        return
+    status = _follow(client, job["job_id"])
     _print_status(status)
     if status["state"] != "completed":
         raise typer.Exit(1)
@@ -170,6 +214,10 @@ def search(
             if hit.get("start_s") is not None and hit["media_type"] != "image"
             else ""
         )
+        if hit.get("page") is not None:
+            at = f" p. {hit['page']}"
+        if hit.get("heading"):
+            at += f" — {hit['heading']}"
         console.print(
             f"{rank:2d}. [bold]{hit['score']:.3f}[/bold] {hit['path']}{at}", markup=True, highlight=False
         )

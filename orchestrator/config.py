@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -9,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.clients.vector_params import EDGE_SUBDIR
 from orchestrator.hosts import is_loopback_host
+from orchestrator.sources.addresses import IPNetwork, parse_networks
+from orchestrator.tenancy import TenantKeys
 
 
 class Settings(BaseSettings):
@@ -25,6 +28,9 @@ class Settings(BaseSettings):
     # Security: nothing is ingested outside these roots (comma- or os.pathsep-separated absolute paths).
     allowed_roots: str = ""
     api_key: str | None = None
+    # Tenants and their keys ("tenant:key,…", orchestrator/tenancy.py): a tenant's key reaches only the
+    # collections it owns; API_KEY stays the operator's (every collection).
+    tenant_keys: str = ""
     # Listening beyond loopback without an API key is refused unless this is set deliberately.
     allow_unauthenticated: bool = False
     # Host header names the API answers (comma-separated; HOST is added when it names one address); any
@@ -33,6 +39,40 @@ class Settings(BaseSettings):
     trusted_hosts: str = "localhost,127.0.0.1,::1"
     # Largest request body in bytes (JSON bodies are small); a larger one is answered 413.
     max_request_bytes: int = 1 << 20
+    # Files that arrive over HTTP (POST /uploads, tus uploads, URL and text jobs) are kept under UPLOAD_DIR
+    # (unset: DATA_DIR/uploads), always an allowed ingest root beside ALLOWED_ROOTS.
+    upload_dir: Path | None = None
+    # Largest upload in bytes (POST /uploads body, a tus Upload-Length); a larger one is answered 413 and
+    # nothing of it is kept. Those routes are exempt from MAX_REQUEST_BYTES.
+    max_upload_bytes: int = Field(default=8 << 30, ge=1)
+    # URL jobs: a download larger than URL_MAX_BYTES or longer than URL_TIMEOUT_S (the whole download)
+    # fails the job. Only public addresses are fetched unless one is in URL_ALLOWED_NETWORKS (comma-separated
+    # CIDRs, e.g. 10.0.0.0/8 for an intranet): private, loopback, link-local, multicast, reserved refused.
+    url_max_bytes: int = Field(default=8 << 30, ge=1)
+    url_timeout_s: float = Field(default=3600.0, gt=0)
+    url_allowed_networks: str = ""
+    # Live streams (POST /streams: rtsp:// or an HLS .m3u8; the host is judged like a URL job's): recorded
+    # into segments of about CHUNK_SECONDS under UPLOAD_DIR/.streams. At most STREAM_BUFFER_SEGMENTS closed
+    # segments wait for ingest (the oldest beyond are dropped unprocessed); segments older than
+    # STREAM_RETENTION_HOURS (a stream's options.retention_hours wins) are deleted with their points. A
+    # dropped connection is opened again after a wait that doubles up to STREAM_RECONNECT_MAX_S.
+    stream_buffer_segments: int = Field(default=20, ge=1)
+    stream_retention_hours: float = Field(default=24.0, gt=0)
+    stream_reconnect_max_s: float = Field(default=30.0, gt=0)
+    # Object storage (a job's path s3://bucket/prefix): S3_ENDPOINT_URL unset is AWS S3; set, any
+    # S3-compatible store (MinIO, Ceph, R2...), addressed path-style. Credentials come from here (unset:
+    # boto3's own chain: AWS_* environment, shared files, instance role), never from a request. A bucket
+    # is read only when S3_ALLOWED_BUCKETS (comma-separated) names it: the object-store ALLOWED_ROOTS.
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_allowed_buckets: str = ""
+    # Changed objects are downloaded into DATA_DIR/.spool for prepare to read: at most S3_SPOOL_BYTES at
+    # once (downloads wait while it is full; a larger object fails with a reason), S3_DOWNLOAD_WORKERS at
+    # a time.
+    s3_spool_bytes: int = Field(default=8 << 30, ge=1)
+    s3_download_workers: int = Field(default=4, ge=1, le=64)
 
     # Vector store: unset -> embedded Qdrant Edge under DATA_DIR; set -> a Qdrant server or cluster.
     qdrant_url: str | None = None
@@ -68,6 +108,9 @@ class Settings(BaseSettings):
     # Video and audio are hashed as a stream; images are read whole (and also bounded by MAX_IMAGE_PIXELS).
     max_file_bytes: int = 64 << 30
     include_hidden: bool = False
+    # Watched folders (a job's options.watch): a new or changed file is read once its size and mtime have
+    # not changed for this long (a file still being copied is looked at again, never read half written).
+    watch_settle_s: float = Field(default=1.0, ge=0.0, le=3600.0)
     # Jobs beyond this many wait in state "queued": two jobs would only split the same two cores.
     max_concurrent_jobs: int = 1
     # Video and audio: time chunks of about CHUNK_SECONDS, ended at a shot change when one is found, never
@@ -78,6 +121,12 @@ class Settings(BaseSettings):
     keyframes_per_chunk: int = 3
     keyframe_max_side: int = 640
     max_media_seconds: float = 6 * 3600.0
+    # Documents (PDF, DOCX, HTML, Markdown, plain text) become chunk records of at most DOCUMENT_PASSAGE_WORDS
+    # words of one page and one section each (the text models read ~256-512 tokens). A job's
+    # `options.documents` overrides INGEST_DOCUMENTS; off, documents are skipped like any other file.
+    ingest_documents: bool = True
+    document_passage_words: int = Field(default=150, ge=10, le=2000)
+    document_max_pages: int = Field(default=2000, ge=1)
     # Decoding runs in worker processes; a file that takes longer than this is killed and fails alone.
     decode_workers: int = 1
     decode_timeout_s: float = 900.0
@@ -122,6 +171,55 @@ class Settings(BaseSettings):
     def _absolute_data_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("url_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a typo fails at start-up, not at the first URL job
+        return value
+
+    @field_validator("tenant_keys")
+    @classmethod
+    def _tenant_keys(cls, value: str) -> str:
+        TenantKeys.parse(value)  # a malformed entry fails at start-up
+        return value
+
+    @property
+    def tenants(self) -> TenantKeys:
+        return TenantKeys.parse(self.tenant_keys)
+
+    @property
+    def signing_key(self) -> str | None:
+        """What signs media URLs (api/signing.py): API_KEY, else a secret made from the tenants' keys;
+        None without keys (URLs are not signed)."""
+        if self.api_key:
+            return self.api_key
+        if not self.tenant_keys:
+            return None
+        return hashlib.sha256(("archivist-media-urls\n" + self.tenant_keys).encode()).hexdigest()
+
+    @property
+    def url_allowed_network_list(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.url_allowed_networks)
+
+    @property
+    def s3_allowed_bucket_set(self) -> frozenset[str]:
+        return frozenset(b.strip() for b in self.s3_allowed_buckets.split(",") if b.strip())
+
+    @property
+    def upload_root(self) -> Path:
+        """UPLOAD_DIR, resolved (symlinks followed) like the allowed roots."""
+        return (self.upload_dir or self.data_dir / "uploads").expanduser().resolve()
+
+    @property
+    def managed_root_paths(self) -> list[Path]:
+        """Roots the orchestrator fills itself (UPLOAD_DIR): ingested and served, ALLOWED_ROOTS or not."""
+        return [self.upload_root]
+
+    @property
+    def ingest_root_paths(self) -> list[Path]:
+        """Every root a job may ingest and a file may be served from: ALLOWED_ROOTS and UPLOAD_DIR."""
+        return [*self.allowed_root_paths, *self.managed_root_paths]
+
     @property
     def allowed_root_paths(self) -> list[Path]:
         """The configured roots, resolved (symlinks followed) so containment checks are exact."""
@@ -157,7 +255,8 @@ class Settings(BaseSettings):
 
     def check_exposure(self) -> None:
         """Refuse to listen beyond loopback without an API key (security by default)."""
-        if not self.is_loopback and not self.api_key and not self.allow_unauthenticated:
+        keyed = bool(self.api_key or self.tenant_keys)
+        if not self.is_loopback and not keyed and not self.allow_unauthenticated:
             raise ValueError(
                 f"refusing to listen on {self.host} without API_KEY; set API_KEY "
                 "(or ALLOW_UNAUTHENTICATED=true if a proxy in front authenticates)"

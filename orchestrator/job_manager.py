@@ -17,6 +17,7 @@ import structlog
 
 from orchestrator.clients.ml import Capabilities
 from orchestrator.collection_locks import CollectionLocks
+from orchestrator.config import Settings
 from orchestrator.job_store import ErrorRow, JobStore
 from orchestrator.jobs import (
     ACTIVE,
@@ -30,12 +31,20 @@ from orchestrator.jobs import (
 from orchestrator.logs import get_logger
 from orchestrator.manifest import Manifest, compare, current_manifest
 from orchestrator.people import check_vector_sizes
-from orchestrator.pipeline.context import PipelineContext
+from orchestrator.pipeline.context import PipelineContext, ScanScope, WatchScan
 from orchestrator.pipeline.negotiate import collection_spec, pipeline_config
 from orchestrator.pipeline.runner import run_pipeline
-from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root
+from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root, resolve_s3_root
 from orchestrator.services import Services
+from orchestrator.sources.fetch import FetchPolicy
+from orchestrator.sources.managed import ManagedArea
+from orchestrator.sources.roots import Root, S3Prefix, parse_root
+from orchestrator.sources.s3 import ObjectScan
+from orchestrator.sources.spool import Spool, clear_spools, spool_root
+from orchestrator.sources.streams import StreamRecording, recording_for
+from orchestrator.sources.url_job import fetch_phase
 from orchestrator.versions import drop_version, ensure_current, retire
+from orchestrator.watch import FolderWatcher
 
 log = get_logger(__name__)
 
@@ -59,15 +68,14 @@ class JobManager:
         finished); a paused job comes back paused. A job whose root the settings no longer allow (or that
         is gone) does not run: it ends failed with the reason. Returns the resumed jobs."""
         ended = {state: n for state, n in (await self._store.count_by_state()).items() if state not in ACTIVE}
+        await asyncio.to_thread(clear_spools, self._services.settings.data_dir)  # a killed process's copies
         self._services.metrics.count_ended(ended)
         resumed = []
         for row in await self._store.load_active(frozenset(ACTIVE)):
             job = Job.from_row(row)
             refusal = None
             if job.kind != REANALYZE:  # a re-analysis checks each root when it walks it
-                refusal = await asyncio.to_thread(
-                    _root_refusal, job.root, self._services.settings.allowed_root_paths
-                )
+                refusal = await asyncio.to_thread(_root_refusal, job.root, self._services.settings)
             if refusal is not None:
                 job.error = f"not resumed after a restart: {refusal}"
                 job.transition(JobState.FAILED)
@@ -106,7 +114,7 @@ class JobManager:
         return list(self._jobs.values())
 
     async def submit(
-        self, root: Path, collection: str, options: dict[str, Any], idempotency_key: str | None = None
+        self, root: Root, collection: str, options: dict[str, Any], idempotency_key: str | None = None
     ) -> Job:
         """Start a job. A repeated Idempotency-Key returns the job it created; the same root and
         collection while a job on them is active returns that job."""
@@ -226,7 +234,12 @@ class JobManager:
     async def _run(self, job: Job) -> None:
         structlog.contextvars.bind_contextvars(job_id=job.id)
         snapshots = asyncio.create_task(self._snapshots(job))
+        watcher: FolderWatcher | None = None
+        stream: StreamRecording | None = None
         try:
+            if job.streams:  # it records at once (paused or queued too); its passes wait for a slot
+                stream = await self._stream(job)
+                await stream.start()
             # A job restored as paused waits for resume before it takes a slot: it must not hold one idle.
             await job.control.running.wait()
             async with self._slots:
@@ -237,11 +250,20 @@ class JobManager:
                 job.progress.started_at = time.time()
                 await self.save(job)
                 log.info("job_start", path=str(job.root), collection=job.collection, run=job.runs)
-                await self._execute(job)
-                job.transition(JobState.CANCELLED if job.cancel_requested else JobState.COMPLETED)
-                log.info(
-                    "job_cancelled" if job.cancel_requested else "job_completed", **job.progress.counters
-                )
+                if stream is not None:  # the first pass also ingests what an earlier run left
+                    await self._stream_pass(job, stream, None)
+                elif job.watches:  # listening before the first pass reads the tree: no change falls between
+                    watcher = self._watcher(job)
+                    await watcher.start()
+                    await self._watched_pass(job, watcher, None)
+                else:
+                    await self._execute(job)
+            if watcher is not None:
+                await self._watch(job, watcher)  # until a cancel (or its root goes)
+            if stream is not None:
+                await self._follow_stream(job, stream)  # until a cancel
+            job.transition(JobState.CANCELLED if job.cancel_requested else JobState.COMPLETED)
+            log.info("job_cancelled" if job.cancel_requested else "job_completed", **job.progress.counters)
         except asyncio.CancelledError:
             if job.state is JobState.CANCELLED:
                 log.info("job_cancelled")
@@ -254,11 +276,44 @@ class JobManager:
                 job.transition(JobState.FAILED)
             log.error("job_failed", error=job.error)
         finally:
+            if stream is not None:
+                await stream.close()  # the recorder is gone when the job has ended
             snapshots.cancel()
+            if watcher is not None:
+                await watcher.close()
             # The final write must land even while this task is being cancelled.
             await asyncio.shield(self.save(job))
             if not job.active:
                 self._forget(job)
+
+    def _watcher(self, job: Job) -> FolderWatcher:
+        settings = self._services.settings
+        hidden = bool(job.options.get("include_hidden", settings.include_hidden))
+        ignored = (str(settings.data_dir),)  # (each pass writes there)
+        return FolderWatcher(str(job.root), settings.watch_settle_s, hidden, job.watch, ignored)
+
+    async def _watch(self, job: Job, watcher: FolderWatcher) -> None:
+        """A watching job after its first pass: each burst of settled changes is one more pass over the
+        directories they touched (never two at once; changes during a pass wait for the next). A pass takes
+        a job slot only while it runs, so an idle watcher blocks no other job. Paused, it collects changes
+        and passes over them after resume. Returns when a cancel came during a pass's finishing steps."""
+        while not job.cancel_requested:
+            burst = await watcher.next_burst(job.control.running)
+            async with self._slots:
+                log.info("watch_pass", paths=burst.paths, whole=burst.scope is None)
+                await self._watched_pass(job, watcher, burst.scope)
+
+    async def _watched_pass(self, job: Job, watcher: FolderWatcher, scope: ScanScope | None) -> None:
+        """One pass of a watching job (scope None: its whole root); files it found still being written
+        are watched until they settle."""
+        scan = WatchScan(self._services.settings.watch_settle_s, scope)
+        started = time.monotonic()
+        await self._execute(job, scan)
+        job.control.finishing = False  # idle until the next burst: a pause is accepted again
+        job.watch.passes += 1
+        job.watch.last_pass_at = time.time()
+        job.watch.last_pass_s = round(time.monotonic() - started, 3)
+        watcher.requeue(scan.deferred)
 
     async def _snapshots(self, job: Job) -> None:
         while True:
@@ -266,15 +321,44 @@ class JobManager:
             if job.progress.started_at is not None:
                 await self.save(job)  # rows are idempotent: a write cut short is simply redone
 
-    async def _execute(self, job: Job) -> None:
+    async def _stream(self, job: Job) -> StreamRecording:
+        if not isinstance(job.root, Path):
+            raise TypeError("a stream's root is its local directory")
+        return await recording_for(job.root, job.options, self._services.settings, job.stream)
+
+    async def _follow_stream(self, job: Job, stream: StreamRecording) -> None:
+        """A live stream after its first pass: each time segments close (or some pass the retention) one
+        more pass over its directory, one at a time, each holding a job slot only while it runs. Paused,
+        the recorder goes on (its buffer bounded) and the passes wait for resume."""
+        while not job.cancel_requested:
+            await stream.next_batch(job.control.running)
+            async with self._slots:
+                await self._stream_pass(job, stream, ScanScope(shallow=frozenset({str(job.root)})))
+
+    async def _stream_pass(self, job: Job, stream: StreamRecording, scope: ScanScope | None) -> None:
+        """One pass over the stream's directory (scope None: the first, over the whole root)."""
+        batch = await stream.take()
+        await self._execute(job, WatchScan(0.0, scope))  # a segment is complete once it has its name
+        job.control.finishing = False  # idle until the next segment: a pause is accepted again
+        stream.done(batch)
+
+    async def _execute(self, job: Job, watch: WatchScan | None = None) -> None:
         """Bring the collection to the models and settings of now (a re-analysis in place, or a new
-        version built beside the current one and switched to), then, for an ingest, ingest its root."""
+        version built beside the current one and switched to), then, for an ingest, ingest its root (a
+        watching job: the directories of `watch.scope`)."""
         services = self._services
+        # A URL job's file first (its root is a local directory): a refused URL touches nothing.
+        if job.options.get("source") == "url" and isinstance(job.root, Path):
+            policy = FetchPolicy.from_settings(services.settings)
+            await fetch_phase(job.root, str(job.options["url"]), policy, job.progress.source.update)
         caps = await services.ml.capabilities(on_wait=job.progress.set_waiting)
         now = current_manifest(caps.models, services.settings)
         reanalysis = job.kind == REANALYZE
-        if not reanalysis:
-            await services.catalog.add_root(job.collection, str(job.root))
+        if not reanalysis:  # an upload's directory is recorded as its collection's uploads (managed.py)
+            catalog_root = job.root
+            if isinstance(catalog_root, Path):
+                catalog_root = ManagedArea(services.settings.upload_root).catalog_root(catalog_root)
+            await services.catalog.add_root(job.collection, str(catalog_root))
         async with self.locks.shared(job.collection):
             current = await ensure_current(services.store, services.catalog, job.collection, now, caps.models)
             stale = compare(current.manifest, now)
@@ -287,7 +371,7 @@ class JobManager:
                 current = await ensure_current(
                     services.store, services.catalog, job.collection, now, caps.models
                 )
-                await self._pass(job, caps, current.physical, job.root)
+                await self._pass(job, caps, current.physical, job.root, watch=watch)
         # Replaced versions past COLLECTION_VERSIONS_KEPT go (also what a crash left half deleted).
         kept = services.settings.collection_versions_kept
         await retire(services.store, services.index, services.catalog, services.people, job.collection, kept)
@@ -339,7 +423,7 @@ class JobManager:
             await catalog.set_manifest(job.collection, current.version, now)
             job.progress.reanalysis["phase"] = "done"
 
-    async def _roots(self, job: Job) -> tuple[list[Path], list[str]]:
+    async def _roots(self, job: Job) -> tuple[list[Root], list[str]]:
         """The roots the collection's files came from that may still be read, and why the others may not
         (the settings no longer allow one, or it is gone: an error of the job; its files stay as they are)."""
         catalog = self._services.catalog
@@ -347,23 +431,31 @@ class JobManager:
             for row in await self._store.load_all():
                 if row.collection == job.collection and row.root:
                     await catalog.add_root(job.collection, row.root)
-        roots: list[Path] = []
+        roots: list[Root] = []
         refused: list[str] = []
         for root in await catalog.roots(job.collection):
-            refusal = await asyncio.to_thread(
-                _root_refusal, Path(root), self._services.settings.allowed_root_paths
-            )
+            parsed = parse_root(root)
+            refusal = await asyncio.to_thread(_root_refusal, parsed, self._services.settings)
+            if refusal is None and isinstance(parsed, S3Prefix):  # as a local root that is gone
+                refusal = await asyncio.to_thread(self._services.objects.refusal, parsed)
             if refusal is None:
-                roots.append(Path(root))
+                roots.append(parsed)
             else:
                 refused.append(f"{root}: {refusal}")
                 job.progress.fail(root, "scan", f"root not re-analysed: {refusal}")
         return roots, refused
 
     async def _pass(
-        self, job: Job, caps: Capabilities, physical: str, root: Path, reanalyze: bool = False
+        self,
+        job: Job,
+        caps: Capabilities,
+        physical: str,
+        root: Root,
+        reanalyze: bool = False,
+        watch: WatchScan | None = None,
     ) -> None:
-        """One run of the pipeline over one root into one physical collection."""
+        """One run of the pipeline over one root into one physical collection (a watching job's: over the
+        directories of its `watch.scope`)."""
         services = self._services
         progress = job.progress
         job.control.stop_flag.clear()  # the last pass's end; a cancel also cancels the job's task
@@ -374,9 +466,13 @@ class JobManager:
         progress.batch_sizes.update({"infer": config.infer_batch, "upsert": config.upsert_batch})
         await services.store.ensure_collection(physical, collection_spec(caps))
         await check_vector_sizes(services.store, physical, caps.models)
+        objects = None
+        if isinstance(root, S3Prefix):  # listed by stages/scan_s3.py, downloads spooled under DATA_DIR
+            spool = Spool(spool_root(services.settings.data_dir) / job.id, services.settings.s3_spool_bytes)
+            objects = ObjectScan(root, services.objects, spool, services.settings.s3_download_workers)
         ctx = PipelineContext(
             job_id=job.id,
-            root=root,
+            root=root if isinstance(root, Path) else Path(),
             collection=physical,
             config=config,
             store=services.store,
@@ -388,17 +484,27 @@ class JobManager:
             decoder=services.decoder,
             people=services.people,
             media_slots=asyncio.Semaphore(max(1, services.settings.media_in_flight)),
+            watch=watch,
+            objects=objects,
         )
         await run_pipeline(ctx)
-        if await services.store.count(physical) >= services.settings.ann_index_threshold:
+        scoped = watch is not None and watch.scope is not None  # a few files: the next whole pass indexes
+        if not scoped and await services.store.count(physical) >= services.settings.ann_index_threshold:
             await services.store.optimize(physical)
 
 
-def _root_refusal(root: Path, allowed: list[Path]) -> str | None:
-    """Why a job's root may not be ingested now (ALLOWED_ROOTS changed, the directory is gone or a symlink
-    on the way now leads elsewhere); None when it may. Blocking: it looks at the file system."""
+def _root_refusal(root: Root, settings: Settings) -> str | None:
+    """Why a job's root may not be ingested now (ALLOWED_ROOTS or S3_ALLOWED_BUCKETS changed, the directory
+    is gone or a symlink on the way now leads elsewhere); None when it may. UPLOAD_DIR is always allowed.
+    Blocking: it looks at the file system (not at an object store: a bucket gone fails the job's scan)."""
+    if isinstance(root, S3Prefix):
+        try:
+            resolve_s3_root(root.uri, settings.s3_allowed_bucket_set)
+        except (PathNotAllowedError, PathInvalidError) as exc:
+            return str(exc)
+        return None
     try:
-        resolved = resolve_ingest_root(str(root), allowed)
+        resolved = resolve_ingest_root(str(root), settings.allowed_root_paths, settings.managed_root_paths)
     except (PathNotAllowedError, PathInvalidError) as exc:
         return str(exc)
     if resolved != root:

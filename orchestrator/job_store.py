@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS job_errors (
 @dataclass(frozen=True, slots=True)
 class JobRow:
     id: str
-    root: str
+    root: str  # a local path or an s3:// URI (orchestrator/sources/roots.py parses it back)
     collection: str
     options: dict[str, Any]
     state: str

@@ -8,6 +8,10 @@ Finishing: once its stages are done, a job runs its finishing steps (people merg
 holds them until resume) and are never interrupted by the user: a pause is refused (JobFinishingError, a
 409), a cancel waits for them and then ends the job cancelled. So a pause or cancel never turns a job that
 did its work into a failed one.
+
+Watching (options.watch): after its first pass the job stays `running` and listens to its root; each
+burst of changes is one more pass (job_manager.py); it never completes by itself: a cancel ends it, its
+root going fails it. Paused, it collects changes and passes over them after resume.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import asyncio
 import enum
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from orchestrator.job_store import ErrorRow, JobRow
 from orchestrator.pipeline.context import JobControl
 from orchestrator.pipeline.progress import JobProgress
+from orchestrator.sources.roots import Root, S3Prefix, parse_root
+from orchestrator.sources.stream_status import StreamStatus
 
 
 class JobState(enum.StrEnum):
@@ -43,6 +48,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSED})
 REANALYZE = "reanalyze"  # a job's options["kind"] for a re-analysis (api/collections.py)
+STREAM = "stream"  # a job's options["kind"] for a live stream (api/streams.py, sources/streams.py)
 # A job's row keeps its first errors (every one is in the error table), so an old job's status shows them.
 ROW_ERRORS = 20
 
@@ -69,9 +75,32 @@ class JobNotFoundError(Exception):
 
 
 @dataclass(slots=True)
+class WatchStatus:
+    """A watching job's folder (orchestrator/watch.py; GET /jobs/{id} "watch"). Only the loop writes it."""
+
+    listening: bool = False  # the folder is watched now (paused too: changes are collected)
+    passes: int = 0  # pipeline passes over the folder in this process, the first (whole) one included
+    events: int = 0  # changes the notifier reported
+    pending: int = 0  # changed paths waiting to settle or for the next pass
+    last_event_at: float | None = None
+    last_pass_at: float | None = None  # when the last pass ended
+    last_pass_s: float | None = None  # how long it took
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passes": self.passes,
+            "events": self.events,
+            "pending": self.pending,
+            "last_event_at": self.last_event_at,
+            "last_pass_at": self.last_pass_at,
+            "last_pass_s": self.last_pass_s,
+        }
+
+
+@dataclass(slots=True)
 class Job:
     id: str
-    root: Path
+    root: Root  # a local directory, or an object-store prefix (s3://bucket/prefix); Path() for a re-analysis
     collection: str
     options: dict[str, Any]
     idempotency_key: str | None = None
@@ -87,6 +116,8 @@ class Job:
     task: asyncio.Task[None] | None = None
     stored_errors: int = 0  # how many of progress.errors the store already has
     cancel_requested: bool = False  # a cancel that came while finishing: the job ends cancelled after it
+    watch: WatchStatus = field(default_factory=WatchStatus)  # a watching job's folder (`watches`)
+    stream: StreamStatus = field(default_factory=StreamStatus)  # a live stream's health (`streams`)
 
     def transition(self, target: JobState) -> None:
         if target not in TRANSITIONS[self.state]:
@@ -102,8 +133,23 @@ class Job:
 
     @property
     def kind(self) -> str:
-        """ "ingest" (a directory into a collection) or "reanalyze" (a collection's files again, no root)."""
-        return REANALYZE if self.options.get("kind") == REANALYZE else "ingest"
+        """ "ingest" (a directory into a collection), "reanalyze" (a collection's files again, no root) or
+        "stream" (a live stream recorded into its directory, ingested as its segments close)."""
+        kind = self.options.get("kind")
+        return kind if kind in (REANALYZE, STREAM) else "ingest"
+
+    @property
+    def streams(self) -> bool:
+        """A live stream: it runs until cancelled, one more pass each time segments close."""
+        return self.kind == STREAM
+
+    @property
+    def watches(self) -> bool:
+        """An ingest that keeps watching its root after the first pass (options.watch): it runs until
+        cancelled (or its root goes), one more pass per burst of changes. Local folders only (the API
+        refuses it for the others)."""
+        local = not isinstance(self.root, S3Prefix) and self.kind not in (REANALYZE, STREAM)
+        return local and bool(self.options.get("watch"))
 
     @property
     def refresh_tasks(self) -> tuple[str, ...]:
@@ -135,12 +181,17 @@ class Job:
             "runs": self.runs,
             "finishing": self.finishing,
             "waiting_for": self.progress.waiting_for,
+            "watching": self.active and self.watch.listening,
+            "watch": self.watch.to_json() if self.watches else None,
             **progress,
+            "stream": self.stream.to_json() if self.streams else None,
         }
 
     def to_row(self) -> JobRow:
         live = self.progress.started_at is not None
         snapshot = self.progress.snapshot(ROW_ERRORS) if live else self.saved_progress
+        if self.streams:  # its counts outlive a restart (StreamStatus.from_json)
+            snapshot = {**snapshot, "stream": self.stream.to_json()}
         return JobRow(
             id=self.id,
             root=str(self.root),
@@ -167,7 +218,7 @@ class Job:
     def from_row(cls, row: JobRow) -> Job:
         return cls(
             id=row.id,
-            root=Path(row.root),
+            root=parse_root(row.root),
             collection=row.collection,
             options=row.options,
             idempotency_key=row.idempotency_key,
@@ -178,4 +229,5 @@ class Job:
             finished_at=row.finished_at,
             runs=row.runs,
             saved_progress=row.progress,
+            stream=StreamStatus.from_json(row.progress.get("stream")),
         )

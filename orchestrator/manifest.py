@@ -14,7 +14,7 @@ service's /capabilities and the settings is compared with it (`compare`):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -23,6 +23,7 @@ from orchestrator.config import Settings
 from orchestrator.ids import PIPELINE_VERSION, RECORD_SCHEMA
 from orchestrator.keywords import ANALYZER, LEGACY_ANALYZER
 from orchestrator.media.chunking import KEYFRAME_CHOICE
+from orchestrator.media.documents import READER, DocumentOptions
 
 # Models whose output enters chunk records (their /capabilities keys), split by what a change costs.
 VECTOR_MODELS = ("text", "image_text", "faces", "speakers")
@@ -58,7 +59,23 @@ def plan_settings(settings: Settings) -> dict[str, dict[str, Any]]:
             "keyframe_max_side": settings.keyframe_max_side,
             "max_media_seconds": settings.max_media_seconds,
         },
+        "document": {
+            "passage_words": settings.document_passage_words,
+            "max_pages": settings.document_max_pages,
+            "ml_image_max_side": settings.ml_image_max_side,
+            "reader": READER,
+        },
     }
+
+
+def document_options(settings: Settings) -> DocumentOptions:
+    """How documents are cut into passages (what the "document" plan records)."""
+    return DocumentOptions(
+        passage_words=settings.document_passage_words,
+        max_pages=settings.document_max_pages,
+        ml_max_side=settings.ml_image_max_side,
+        thumb_side=settings.thumbnail_size,
+    )
 
 
 def plan_digest(values: dict[str, Any]) -> str:
@@ -68,7 +85,7 @@ def plan_digest(values: dict[str, Any]) -> str:
 @dataclass(frozen=True, slots=True)
 class Manifest:
     models: dict[str, str]  # record model key -> "name@version"
-    plans: dict[str, dict[str, Any]]  # "image" / "av" -> the settings that shape the chunks
+    plans: dict[str, dict[str, Any]]  # "image" / "av" / "document" -> the settings that shape the chunks
     pipeline: str = PIPELINE_VERSION
     unknown: bool = False  # a collection from before manifests whose points say other models
     keywords: str = ANALYZER  # the keyword analysis of its sparse vectors (keywords.py)
@@ -111,6 +128,16 @@ def current_manifest(models: dict[str, dict[str, Any]], settings: Settings) -> M
         # The context the speaker model hears changes its turns and vectors as a new model would.
         ids["speakers"] += f"+context={settings.speaker_context_seconds:g}s"
     return Manifest(models=ids, plans=plan_settings(settings))
+
+
+def with_new_plans(built: Manifest, now: Manifest) -> Manifest | None:
+    """`built` with the chunk plans of kinds it does not know (a kind of file this software did not read
+    when the collection was built: it holds no chunk of that kind, so nothing needs rebuilding); None when
+    it knows them all."""
+    added = {kind: values for kind, values in now.plans.items() if kind not in built.plans}
+    if not added or built.unknown:
+        return None
+    return replace(built, plans={**built.plans, **added})
 
 
 @dataclass(frozen=True, slots=True)

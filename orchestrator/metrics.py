@@ -16,6 +16,8 @@ from prometheus_client.registry import Collector
 
 from orchestrator.jobs import Job, JobState
 from orchestrator.pipeline.progress import COUNTERS, STAGES
+from orchestrator.sources.stream_status import COUNTS as STREAM_COUNTS
+from orchestrator.sources.stream_status import Connection
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -128,9 +130,12 @@ class _Retired:
     items: Tally[str] = field(default_factory=Tally)
     errors: Tally[tuple[str, str]] = field(default_factory=Tally)
     states: Tally[str] = field(default_factory=Tally)
+    streams: Tally[str] = field(default_factory=Tally)  # live streams' counts (StreamStatus.COUNTS)
 
     def add(self, job: Job) -> None:
         self.states[job.state.value] += 1
+        if job.streams:
+            self.streams.update({name: job.stream.this_process(name) for name in STREAM_COUNTS})
         if job.progress.started_at is None:  # it did not run in this process
             return
         self.counters.update(job.progress.counters)
@@ -200,3 +205,38 @@ class _JobsCollector(Collector):
         for state in JobState:
             states.add_metric([state.value], per_state.get(state.value, 0))
         yield states
+        watching = GaugeMetricFamily("archivist_watching_jobs", "Jobs watching their folder (options.watch)")
+        watching.add_metric([], sum(1 for j in self._jobs() if j.active and j.watch.listening))
+        yield watching
+        yield from self._streams()
+
+    def _streams(self) -> Iterator[Metric]:
+        """Live streams (sources/streams.py): by connection state, their segments, reconnects and lag."""
+        streams = [j for j in self._jobs() if j.active and j.streams]
+        by_state = GaugeMetricFamily("archivist_streams", "Live streams by connection", labels=["state"])
+        states = Tally(j.stream.connection.value for j in streams)
+        for state in Connection:
+            if state is not Connection.STOPPED:
+                by_state.add_metric([state.value], states.get(state.value, 0))
+        yield by_state
+        segments = CounterMetricFamily(
+            "archivist_stream_segments",
+            "Live stream segments recorded, ingested (taken by a pass) and dropped (buffer full)",
+            labels=["event"],
+        )
+        for name in ("recorded", "ingested", "dropped"):
+            own = sum(j.stream.this_process(name) for j in self._jobs() if j.streams)
+            segments.add_metric([name], own + self.retired.streams[name])
+        yield segments
+        reconnects = CounterMetricFamily(
+            "archivist_stream_reconnects", "Live stream connections that failed or dropped"
+        )
+        own = sum(j.stream.this_process("reconnects") for j in self._jobs() if j.streams)
+        reconnects.add_metric([], own + self.retired.streams["reconnects"])
+        yield reconnects
+        lag = GaugeMetricFamily(
+            "archivist_stream_lag_seconds",
+            "Largest lag of a live stream: its last pass's end minus the live time of its newest segment",
+        )
+        lag.add_metric([], max((j.stream.lag_s or 0.0 for j in streams), default=0.0))
+        yield lag

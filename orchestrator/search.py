@@ -147,6 +147,8 @@ class Hit:
     caption: str = ""
     taken_at: str | None = None
     language: str | None = None  # the spoken language detected in the chunk (ISO 639-1: "es", "en")
+    page: int | None = None  # documents: the passage's page (1-based; PDF), its thumbnail is that page
+    heading: str | None = None  # documents: the heading the passage stands under
     relevance: dict[str, float | None] = field(default_factory=dict)  # evidence (relevance.py)
     moments: list[Moment] = field(default_factory=list)  # the file's other moments (group_by=media)
 
@@ -343,6 +345,8 @@ def make_hit(
         caption=str(payload.get("caption") or ""),
         taken_at=payload.get("taken_at"),
         language=payload.get("language"),
+        page=payload.get("page"),
+        heading=payload.get("heading") or None,
         relevance=proof.to_json(),
         moments=moments,
     )

@@ -6,10 +6,12 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeGuard
+
+from orchestrator.sources.roots import S3Prefix, parse_s3_uri
 
 # A content hash as the pipeline writes it (blake3 hex digest): the only form that may become a file name.
 _CONTENT_HASH = re.compile(r"[0-9a-f]{64}")
@@ -28,23 +30,46 @@ def is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def resolve_ingest_root(requested: str, allowed_roots: list[Path]) -> Path:
-    """Resolve a requested directory (following symlinks) and check it lies under an allowed root."""
+def resolve_ingest_root(
+    requested: str, allowed_roots: Sequence[Path], managed_roots: Sequence[Path] = ()
+) -> Path:
+    """Resolve a requested directory (following symlinks) and check it lies under an allowed root, or under
+    a root the orchestrator fills itself (`managed_roots`: UPLOAD_DIR), which ALLOWED_ROOTS do not gate."""
     if not requested or "\x00" in requested:
         raise PathInvalidError("path must be a non-empty string without NUL bytes")
     raw = Path(os.path.expanduser(requested))
     if not raw.is_absolute():
         raise PathInvalidError(f"path must be absolute: {requested!r}")
-    if not allowed_roots:
+    if not allowed_roots and not managed_roots:
         raise PathNotAllowedError("no ALLOWED_ROOTS configured: ingestion is refused until one is set")
     resolved = raw.resolve()
-    if not any(is_within(resolved, root) for root in allowed_roots):
-        raise PathNotAllowedError(f"{requested!r} is outside the allowed roots")
+    if not any(is_within(resolved, root) for root in managed_roots):
+        if not allowed_roots:
+            raise PathNotAllowedError("no ALLOWED_ROOTS configured: ingestion is refused until one is set")
+        if not any(is_within(resolved, root) for root in allowed_roots):
+            raise PathNotAllowedError(f"{requested!r} is outside the allowed roots")
     if not resolved.exists():
         raise PathInvalidError(f"no such directory: {requested!r}")
     if not resolved.is_dir():
         raise PathInvalidError(f"not a directory: {requested!r}")
     return resolved
+
+
+def resolve_s3_root(requested: str, allowed_buckets: Collection[str]) -> S3Prefix:
+    """An object-store root `s3://bucket/prefix`: well-formed (else PathInvalidError) and its bucket named
+    in S3_ALLOWED_BUCKETS (else PathNotAllowedError). Asks the store nothing: a missing bucket fails the
+    job."""
+    try:
+        prefix = parse_s3_uri(requested)
+    except ValueError as exc:
+        raise PathInvalidError(str(exc)) from exc
+    if not allowed_buckets:
+        raise PathNotAllowedError(
+            "no S3_ALLOWED_BUCKETS configured: object storage is refused until one is set"
+        )
+    if prefix.bucket not in allowed_buckets:
+        raise PathNotAllowedError(f"bucket {prefix.bucket!r} is not in S3_ALLOWED_BUCKETS")
+    return prefix
 
 
 def is_content_hash(value: object) -> TypeGuard[str]:

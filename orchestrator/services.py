@@ -14,6 +14,7 @@ from orchestrator.file_index import FileIndex
 from orchestrator.media.decode_pool import DecodePool
 from orchestrator.metrics import Metrics
 from orchestrator.people_store import PeopleStore
+from orchestrator.sources.s3 import ObjectStorage
 
 
 @dataclass(slots=True)
@@ -27,6 +28,7 @@ class Services:
     ml: MLClient
     metrics: Metrics
     decoder: DecodePool  # video/audio decoding in worker processes (started on first use)
+    objects: ObjectStorage  # the S3 client of s3:// roots (sources/s3.py; built on first use)
 
     @classmethod
     async def open(cls, settings: Settings, store: VectorStore | None = None) -> Services:
@@ -67,6 +69,7 @@ class Services:
             ml=ml,
             metrics=metrics,
             decoder=decoder,
+            objects=ObjectStorage(settings),
         )
 
     async def close(self) -> None:

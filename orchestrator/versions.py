@@ -12,7 +12,7 @@ from orchestrator.clients.vectors import VectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.keywords import LEGACY_ANALYZER
 from orchestrator.logs import get_logger
-from orchestrator.manifest import Manifest, legacy_signature
+from orchestrator.manifest import Manifest, legacy_signature, with_new_plans
 from orchestrator.people import companions
 from orchestrator.people_store import PeopleStore
 
@@ -28,6 +28,10 @@ async def ensure_current(
     (rebuilt)."""
     current = await catalog.current(collection)
     if current is not None:
+        widened = with_new_plans(current.manifest, now)
+        if widened is not None:  # e.g. documents, read since: recorded, nothing to rebuild
+            await catalog.set_manifest(collection, current.version, widened)
+            return replace(current, manifest=widened)
         return current
     manifest = now
     if await store.collection_exists(collection) and await store.count(collection) > 0:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.make_samples import make_sample_tree
 from scripts.ml_process import REPO, ServiceFailed, ml_service, wait_ready
+from scripts.sample_documents import text_pdf
 from scripts.talk_video import make_talk_video
 
 ML_PORT, ORCH_PORT = 8001, 8002
@@ -34,7 +35,24 @@ QUERIES = [
     "a person in a space suit",
     "firefighters repaired the lighthouse",  # said in the news video: the hit says when
     "who rescued the hikers from the glacier",
+    "when does the ferry to the island leave",  # page 2 of a PDF report: the hit names the page
 ]
+
+
+def write_documents(media: Path) -> list[str]:
+    """A two-page PDF report and a Markdown note: documents are searched with the media."""
+    folder = media / "documents"
+    folder.mkdir(parents=True, exist_ok=True)
+    report = text_pdf(
+        [
+            ["Harbour report", "Fishermen landed cod and hake; the fish market opened at six."],
+            ["Island ferry", "The ferry to the island leaves at nine every morning from pier two."],
+        ],
+        title="Harbour report",
+    )
+    (folder / "harbour_report.pdf").write_bytes(report)
+    (folder / "field_notes.md").write_text("# Field notes\n\nBees visited the almond orchard in February.\n")
+    return ["documents/harbour_report.pdf", "documents/field_notes.md"]
 
 
 def progress_line(status: dict[str, Any]) -> str:
@@ -79,6 +97,7 @@ def main() -> None:
     )
     talk = make_talk_video(media / "tv/evening_news.mp4", n_phrases=8)
     print(f"   + a {talk.duration_s:.0f} s news video: two presenters, {len(talk.phrases)} spoken sentences")
+    print(f"   + documents: {', '.join(write_documents(media))}")
 
     print(f"2. Starting the ML service on :{ML_PORT} (loading the default models) ...")
     logs = work / "logs"
@@ -116,6 +135,7 @@ def main() -> None:
                     for hit in hits["hits"]:
                         rel = Path(hit["path"]).relative_to(media)
                         at = f" @ {hit['start_s']:.1f}s" if hit["start_s"] is not None else ""
+                        at = f" page {hit['page']}" if hit.get("page") is not None else at
                         who = hit.get("names") or hit["people"]
                         people = f"  people: {', '.join(who)}" if who else ""
                         print(f"     {hit['score']:.3f}  {rel}{at}  | {hit['snippet'][:90]}{people}")

@@ -146,8 +146,11 @@ def make_sample_tree(dest: Path) -> SampleManifest:
     manifest.bad["broken/truncated.jpg"] = "truncated JPEG"
     (broken / "notes.jpg").write_text("these are not the pixels you are looking for\n")
     manifest.bad["broken/notes.jpg"] = "text file named .jpg"
-    (dest / "README.txt").write_text("Sample media for Archivist.\n")
-    manifest.not_media.append("README.txt")
+    # A sidecar: not media, not a document (a README.txt would be read as a document).
+    (dest / "album.xmp").write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">Sample media for Archivist.</x:xmpmeta>\n'
+    )
+    manifest.not_media.append("album.xmp")
     return manifest
 
 

@@ -5,10 +5,15 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 # The web UI's browser tests (tests/web) drive Debian's Chromium through Playwright (never
 # `playwright install`, which downloads a browser of its own). The diarization tests read real speech from
-# klettres-data and pocketsphinx-testdata (scripts/speech_corpus.py); the demo needs none of these.
-test_apt=(chromium klettres-data pocketsphinx-testdata)
+# klettres-data and pocketsphinx-testdata (scripts/speech_corpus.py); the live-stream tests serve RTSP with
+# GStreamer's RTSP server under the system Python (tests/support/rtsp_server.py); the demo needs none of these.
+test_apt=(chromium klettres-data pocketsphinx-testdata python3-gi gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav gstreamer1.0-tools)
 if ! command -v chromium >/dev/null || [ ! -d /usr/share/klettres/en ] \
-  || [ ! -d /usr/share/pocketsphinx/test/data/librivox ]; then
+  || [ ! -d /usr/share/pocketsphinx/test/data/librivox ] || ! command -v gst-inspect-1.0 >/dev/null \
+  || ! compgen -G "/usr/lib/*/girepository-1.0/GstRtspServer-1.0.typelib" >/dev/null \
+  || ! compgen -G "/usr/lib/*/gstreamer-1.0/libgstvideoparsersbad.so" >/dev/null; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     { apt-get update -qq && apt-get install -y -qq "${test_apt[@]}"; } || {
       echo "test.sh: installing ${test_apt[*]} failed (exit status above)" >&2
@@ -25,4 +30,5 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/pytest -q -p no:cacheprovider "$@"
+# The slowest tests are listed at the end: where the CI budget (30 min) goes.
+.venv/bin/pytest -q -p no:cacheprovider --durations=30 "$@"

@@ -19,6 +19,7 @@ FORBIDDEN = [
     "ai_edge_litert",
     "faster_whisper",
     "tensorflow",
+    "boto3",  # no framework, but ~1.5 s to import: loaded at the first s3:// root (sources/s3.py)
 ]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 
+from orchestrator.api.access import PrincipalDep, check_read, readable
 from orchestrator.api.deps import DeletionsDep, JobsDep, ServicesDep, same_data
 from orchestrator.api.jobs import accepted
 from orchestrator.api.schemas import COLLECTION_NAME, JobAccepted, ReanalyzeBody
@@ -40,7 +41,7 @@ async def _counts(services: Services, physical: str, names: set[str]) -> dict[st
 
 
 @router.get("/collections")
-async def collections(services: ServicesDep) -> dict[str, Any]:
+async def collections(services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
     names = set(await services.store.list_collections())
     owned = await services.catalog.physical_names()
     shown: dict[str, str] = {}  # collection -> the physical collection that answers for it
@@ -51,7 +52,8 @@ async def collections(services: ServicesDep) -> dict[str, Any]:
         if n in owned or (is_companion(n) and n.rsplit("_", 1)[0] in names):
             continue
         shown.setdefault(n, n)
-    out = [{"name": n, **await _counts(services, shown[n], names)} for n in sorted(shown)]
+    visible = await readable(who, services, sorted(shown))
+    out = [{"name": n, **await _counts(services, shown[n], names)} for n in visible]
     return {"collections": out}
 
 
@@ -66,7 +68,8 @@ async def _version_of(services: Services, name: str) -> None:
 
 
 @router.get("/collections/{name}")
-async def collection(name: str, services: ServicesDep, jobs: JobsDep) -> dict[str, Any]:
+async def collection(name: str, services: ServicesDep, jobs: JobsDep, who: PrincipalDep) -> dict[str, Any]:
+    await check_read(who, services, name)
     await _version_of(services, name)
     versions = await services.catalog.versions(name)
     names = set(await services.store.list_collections())
@@ -110,10 +113,12 @@ async def reanalyze(
     services: ServicesDep,
     jobs: JobsDep,
     deletions: DeletionsDep,
+    who: PrincipalDep,
     body: ReanalyzeBody | None = None,
 ) -> JobAccepted:
     """Bring the collection to the ML service's models now (see GET: `stale`), and run `tasks` again
     whatever the cache holds. A job like any other: status, events, pause, resume, cancel."""
+    await check_read(who, services, name)
     await _version_of(services, name)
     if not re.fullmatch(COLLECTION_NAME, name):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid collection name {name!r}")
@@ -140,9 +145,10 @@ def _writers(jobs: JobsDep, name: str) -> None:
 
 @router.delete("/collections/{name}")
 async def delete_collection(
-    name: str, services: ServicesDep, jobs: JobsDep, deletions: DeletionsDep
+    name: str, services: ServicesDep, jobs: JobsDep, deletions: DeletionsDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """The collection: every version (points, faces and voices, file-index rows) and its record."""
+    await check_read(who, services, name)
     await _version_of(services, name)
     versions = await services.catalog.versions(name)
     if not versions and name not in await services.store.list_collections():
@@ -167,10 +173,11 @@ async def delete_collection(
 
 @router.delete("/collections/{name}/versions/{version}")
 async def delete_version(
-    name: str, version: int, services: ServicesDep, jobs: JobsDep, deletions: DeletionsDep
+    name: str, version: int, services: ServicesDep, jobs: JobsDep, deletions: DeletionsDep, who: PrincipalDep
 ) -> dict[str, Any]:
     """A replaced (retired) version, or one being built that no job builds now. The current one answers
     searches: it goes only with the collection."""
+    await check_read(who, services, name)
     found: CollectionVersion | None = next(
         (v for v in await services.catalog.versions(name) if v.version == version), None
     )

@@ -10,9 +10,11 @@ from fastapi import Depends, HTTPException, Request, status
 from starlette.requests import HTTPConnection
 
 from orchestrator.api.signing import signed
+from orchestrator.config import Settings
 from orchestrator.job_manager import JobManager
 from orchestrator.people import companions
 from orchestrator.services import Services
+from orchestrator.tenancy import OPERATOR, Principal
 
 
 def same_data(a: str, b: str) -> bool:
@@ -45,28 +47,45 @@ def get_deletions(request: Request) -> CollectionDeletions:
     return deletions
 
 
-def has_api_key(conn: HTTPConnection) -> bool:
-    """True when API_KEY is unset, or the request carries it: X-API-Key, Authorization: Bearer, or (for a
-    browser's WebSocket, which cannot set headers) the `api_key` query parameter; or, for a thumbnail or
-    stream, a signed URL (api/signing.py)."""
-    expected: str | None = conn.app.state.settings.api_key
-    if not expected:
-        return True
+def principal_of(conn: HTTPConnection) -> Principal | None:
+    """Who the request is (tenancy.py); None when it needs a key and carries no valid one. Without API_KEY
+    and TENANT_KEYS everyone is the operator. A key comes as X-API-Key, Authorization: Bearer, or (for a
+    browser's WebSocket, which cannot set headers) the `api_key` query parameter; a thumbnail or stream URL
+    from a search answer carries a signature instead (api/signing.py), good for that one path and
+    collection only (whoever it was made for could read it)."""
+    settings: Settings = conn.app.state.settings
+    tenants = settings.tenants
+    if not settings.api_key and not tenants:
+        return OPERATOR
     given = conn.headers.get("x-api-key")
     auth = conn.headers.get("authorization", "")
     if given is None and auth.lower().startswith("bearer "):
         given = auth[7:].strip()
     if given is None and conn.scope["type"] == "websocket":
         given = conn.query_params.get("api_key")
-    if given is None:  # a thumbnail or stream URL from a search answer, signed with the key (signing.py)
-        return signed(conn, expected)
-    return secrets.compare_digest(given.encode(), expected.encode())
+    if given is None:
+        signing_key = settings.signing_key
+        return OPERATOR if signing_key and signed(conn, signing_key) else None
+    operator = bool(settings.api_key) and secrets.compare_digest(
+        given.encode(), (settings.api_key or "").encode()
+    )
+    tenant = tenants.tenant_for(given)
+    if operator:
+        return OPERATOR
+    return Principal(tenant) if tenant is not None else None
+
+
+def has_api_key(conn: HTTPConnection) -> bool:
+    return principal_of(conn) is not None
 
 
 def require_api_key(request: Request) -> None:
-    """When API_KEY is set, every route except liveness and readiness needs it (X-API-Key or Bearer)."""
-    if not has_api_key(request):
+    """With API_KEY or TENANT_KEYS set, every route except liveness and readiness needs a key (X-API-Key
+    or Bearer); who it is stays on the request for the routes' collection checks (api/access.py)."""
+    principal = principal_of(request)
+    if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong API key")
+    request.state.principal = principal
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

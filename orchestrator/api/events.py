@@ -22,9 +22,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSock
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import HTTPConnection
 
-from orchestrator.api.deps import JobsDep, has_api_key, require_api_key
+from orchestrator.api.access import PrincipalDep, can_read
+from orchestrator.api.deps import JobsDep, ServicesDep, principal_of, require_api_key
 from orchestrator.job_manager import JobManager
 from orchestrator.jobs import Job, JobNotFoundError
+from orchestrator.services import Services
+from orchestrator.tenancy import Principal
 
 router = APIRouter(tags=["events"])
 
@@ -87,11 +90,15 @@ async def job_events(job: Job, streams: EventStreams) -> AsyncGenerator[dict[str
         streams.active -= 1
 
 
-async def _job(jobs: JobManager, job_id: str) -> Job:
+async def _job(jobs: JobManager, job_id: str, services: Services, who: Principal) -> Job:
+    """The job, when `who` may read its collection (another tenant's job does not exist for it)."""
     try:
-        return await jobs.get(job_id)
+        job = await jobs.get(job_id)
     except JobNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from exc
+    if not await can_read(services, who, job.collection):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    return job
 
 
 def get_streams(conn: HTTPConnection) -> EventStreams:
@@ -103,9 +110,11 @@ StreamsDep = Annotated[EventStreams, Depends(get_streams)]
 
 
 @router.get("/jobs/{job_id}/events", dependencies=[Depends(require_api_key)])
-async def sse(job_id: str, jobs: JobsDep, streams: StreamsDep) -> EventSourceResponse:
+async def sse(
+    job_id: str, jobs: JobsDep, streams: StreamsDep, services: ServicesDep, who: PrincipalDep
+) -> EventSourceResponse:
     """`event: progress|end`, `data: <the event as JSON>`; a comment line every HEARTBEAT_S."""
-    job = await _job(jobs, job_id)
+    job = await _job(jobs, job_id, services, who)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         async with aclosing(job_events(job, streams)) as events:
@@ -125,13 +134,16 @@ async def websocket(
     """The same events as text frames. The key: X-API-Key, Authorization: Bearer, or `?api_key=`."""
     del api_key  # read by has_api_key; declared so that it is a known query parameter
     await ws.accept()  # before any close, or the client would see a bare HTTP 403 instead of the code
-    if not has_api_key(ws):
+    who = principal_of(ws)
+    if who is None:
         await ws.close(code=WS_UNAUTHORIZED, reason="missing or wrong API key")
         return
     jobs: JobManager = ws.app.state.jobs
     try:
         job = await jobs.get(job_id)
     except JobNotFoundError:
+        job = None
+    if job is None or not await can_read(ws.app.state.services, who, job.collection):
         await ws.close(code=WS_NO_SUCH_JOB, reason=f"no job {job_id}")
         return
     ended = False

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 
+from orchestrator.api.access import PrincipalDep, can_read, check_write
 from orchestrator.api.deps import CollectionDeletions, DeletionsDep, JobsDep, ServicesDep
 from orchestrator.api.schemas import IngestAlias, JobAccepted, JobCreate, JobOptions
 from orchestrator.job_manager import JobManager
 from orchestrator.jobs import InvalidTransitionError, Job, JobNotFoundError
-from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root
+from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root, resolve_s3_root
+from orchestrator.services import Services
+from orchestrator.sources.roots import Root, is_s3_uri
+from orchestrator.sources.text import write_text
+from orchestrator.tenancy import Principal
 
 router = APIRouter(tags=["jobs"])
 
@@ -29,10 +35,18 @@ async def _submit(
     path: str,
     collection: str | None,
     options: JobOptions,
+    who: Principal,
     idempotency_key: str | None = None,
 ) -> Job:
+    settings = services.settings
+    root: Root
     try:
-        root = resolve_ingest_root(path, services.settings.allowed_root_paths)
+        if is_s3_uri(path):  # an object-store prefix (sources/roots.py), its bucket in S3_ALLOWED_BUCKETS
+            root = resolve_s3_root(path, settings.s3_allowed_bucket_set)
+            if options.watch:
+                raise PathInvalidError("watch needs a local folder: an s3:// prefix is ingested by each job")
+        else:
+            root = resolve_ingest_root(path, settings.allowed_root_paths, settings.managed_root_paths)
     except PathNotAllowedError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     except PathInvalidError as exc:
@@ -40,6 +54,7 @@ async def _submit(
     name = collection or services.settings.default_collection
     if deletions.blocks(name):
         raise HTTPException(status.HTTP_409_CONFLICT, f"collection {name} is being deleted")
+    await check_write(who, services, name)
     return await jobs.submit(root, name, options.as_job_options(), idempotency_key)
 
 
@@ -50,48 +65,105 @@ async def create_job(
     services: ServicesDep,
     jobs: JobsDep,
     deletions: DeletionsDep,
+    who: PrincipalDep,
     idempotency_key: str | None = Header(default=None),
 ) -> JobAccepted:
-    job = await _submit(services, jobs, deletions, body.path, body.collection, body.options, idempotency_key)
+    if body.path is not None:
+        job = await _submit(
+            services, jobs, deletions, body.path, body.collection, body.options, who, idempotency_key
+        )
+    else:
+        job = await _submit_managed(request, services, jobs, deletions, body, who, idempotency_key)
     return accepted(job, request)
+
+
+async def _submit_managed(
+    request: Request,
+    services: ServicesDep,
+    jobs: JobManager,
+    deletions: CollectionDeletions,
+    body: JobCreate,
+    who: Principal,
+    idempotency_key: str | None,
+) -> Job:
+    """A URL or text job: a new directory under UPLOAD_DIR that the job fills (a URL: its first phase,
+    `sources/url_job.py`) or that holds the text already, then ingests."""
+    name = body.collection or services.settings.default_collection
+    if deletions.blocks(name):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"collection {name} is being deleted")
+    await check_write(who, services, name)
+    area = request.app.state.intake.area
+    directory = await asyncio.to_thread(area.new_directory, name)
+    options = body.options.as_job_options()
+    try:
+        if body.text is not None:
+            await asyncio.to_thread(write_text, directory, body.title, body.text)
+            options["source"] = "text"
+        else:
+            options.update(source="url", url=body.url)
+        job = await jobs.submit(directory, name, options, idempotency_key)
+    except BaseException:
+        await asyncio.to_thread(area.remove, directory)
+        raise
+    if job.root != directory:  # an Idempotency-Key seen before: the job it created answers
+        await asyncio.to_thread(area.remove, directory)
+    return job
 
 
 @router.post("/ingest", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted)
 async def ingest_alias(
-    body: IngestAlias, request: Request, services: ServicesDep, jobs: JobsDep, deletions: DeletionsDep
+    body: IngestAlias,
+    request: Request,
+    services: ServicesDep,
+    jobs: JobsDep,
+    deletions: DeletionsDep,
+    who: PrincipalDep,
 ) -> JobAccepted:
-    job = await _submit(services, jobs, deletions, body.directory_path, body.collection, body.options)
+    job = await _submit(services, jobs, deletions, body.directory_path, body.collection, body.options, who)
     return accepted(job, request)
 
 
 @router.get("/jobs")
-async def list_jobs(jobs: JobsDep) -> dict[str, Any]:
-    return {"jobs": [job.status(max_errors=3) for job in await jobs.all()]}
+async def list_jobs(jobs: JobsDep, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
+    every = await jobs.all()
+    mine = [job for job in every if await can_read(services, who, job.collection)]
+    return {"jobs": [job.status(max_errors=3) for job in mine]}
 
 
-async def _get(jobs: JobManager, job_id: str) -> Job:
+async def _get(jobs: JobManager, job_id: str, services: Services, who: Principal) -> Job:
+    """The job, when `who` may read its collection (another tenant's job does not exist for it)."""
     try:
-        return await jobs.get(job_id)
+        job = await jobs.get(job_id)
     except JobNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from exc
+    if not await can_read(services, who, job.collection):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    return job
 
 
 @router.get("/jobs/{job_id}", name="job_status")
-async def job_status(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return (await _get(jobs, job_id)).status()
+async def job_status(job_id: str, jobs: JobsDep, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
+    return (await _get(jobs, job_id, services, who)).status()
 
 
 @router.get("/status/{job_id}")
-async def job_status_alias(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return (await _get(jobs, job_id)).status()
+async def job_status_alias(
+    job_id: str, jobs: JobsDep, services: ServicesDep, who: PrincipalDep
+) -> dict[str, Any]:
+    return (await _get(jobs, job_id, services, who)).status()
 
 
 @router.get("/jobs/{job_id}/errors")
 async def job_errors(
-    job_id: str, jobs: JobsDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+    job_id: str,
+    jobs: JobsDep,
+    services: ServicesDep,
+    who: PrincipalDep,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Every failed file of the job's latest run, oldest first, from the job store."""
-    job = await _get(jobs, job_id)
+    job = await _get(jobs, job_id, services, who)
     total, rows = await jobs.errors(job, offset, limit)
     return {
         "job_id": job.id,
@@ -102,9 +174,9 @@ async def job_errors(
 
 
 async def _transition(
-    jobs: JobManager, job_id: str, action: Callable[[str], Awaitable[Job]]
+    jobs: JobManager, job_id: str, action: Callable[[str], Awaitable[Job]], services: Services, who: Principal
 ) -> dict[str, Any]:
-    await _get(jobs, job_id)
+    await _get(jobs, job_id, services, who)
     try:
         job = await action(job_id)
     except InvalidTransitionError as exc:
@@ -115,15 +187,15 @@ async def _transition(
 
 
 @router.post("/jobs/{job_id}/pause")
-async def pause_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return await _transition(jobs, job_id, jobs.pause)
+async def pause_job(job_id: str, jobs: JobsDep, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
+    return await _transition(jobs, job_id, jobs.pause, services, who)
 
 
 @router.post("/jobs/{job_id}/resume")
-async def resume_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return await _transition(jobs, job_id, jobs.resume)
+async def resume_job(job_id: str, jobs: JobsDep, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
+    return await _transition(jobs, job_id, jobs.resume, services, who)
 
 
 @router.post("/jobs/{job_id}/cancel")
-async def cancel_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
-    return await _transition(jobs, job_id, jobs.cancel)
+async def cancel_job(job_id: str, jobs: JobsDep, services: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
+    return await _transition(jobs, job_id, jobs.cancel, services, who)

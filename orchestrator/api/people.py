@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from orchestrator.api.access import PrincipalDep, check_read
 from orchestrator.api.deps import ServicesDep
 from orchestrator.api.schemas import PersonMerge, PersonPatch, PersonSplit
 from orchestrator.api.signing import sign_url
@@ -17,6 +18,7 @@ from orchestrator.people_sync import sync_people
 from orchestrator.people_view import Person, appearances, load_people, order_key, person_json
 from orchestrator.search import media_urls
 from orchestrator.services import Services
+from orchestrator.tenancy import Principal
 
 router = APIRouter(tags=["people"])
 
@@ -24,8 +26,9 @@ _COLLECTION = r"^[A-Za-z0-9_-]{1,64}$"
 _ID = r"^[A-Za-z0-9_-]{1,80}$"
 
 
-async def _physical(services: Services, collection: str | None) -> tuple[str, str]:
+async def _physical(services: Services, who: Principal, collection: str | None) -> tuple[str, str]:
     name = collection or services.settings.default_collection
+    await check_read(who, services, name)
     physical = await services.catalog.resolve(name)  # the version searches read (catalog.py)
     if not await services.store.collection_exists(physical):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection {name}")
@@ -39,7 +42,7 @@ async def _people(services: Services, physical: str) -> tuple[dict[str, Person],
 def _thumbnail(services: Services, name: str, person: Person) -> str:
     # Signed when API_KEY is set (api/signing.py): an <img> cannot send the key.
     url = f"/media/{person.count.first_chunk}/thumbnail?collection={quote(name)}"
-    return sign_url(url, services.settings.api_key, services.settings.media_url_ttl_s)
+    return sign_url(url, services.settings.signing_key, services.settings.media_url_ttl_s)
 
 
 def _one(people: dict[str, Person], person_id: str) -> Person:
@@ -60,6 +63,7 @@ async def _changed(services: Services, physical: str, clusters: list[str], relin
 
 @router.get("/people")
 async def list_people(
+    who: PrincipalDep,
     services: ServicesDep,
     collection: str | None = Query(None, pattern=_COLLECTION),
     limit: int = Query(50, ge=1, le=500),
@@ -68,7 +72,7 @@ async def list_people(
 ) -> dict[str, Any]:
     """The collection's people: named first, then the most often seen or heard. A face cluster is a person
     until merged; a voice is its linked face's person (co-occurrence, links.py) or its own."""
-    coll, physical = await _physical(services, collection)
+    coll, physical = await _physical(services, who, collection)
     people, ids = await _people(services, physical)
     found = sorted(people.values(), key=order_key)
     if name:
@@ -85,10 +89,13 @@ async def list_people(
 
 @router.get("/people/{person_id}")
 async def get_person(
-    person_id: str, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
+    who: PrincipalDep,
+    person_id: str,
+    services: ServicesDep,
+    collection: str | None = Query(None, pattern=_COLLECTION),
 ) -> dict[str, Any]:
     """One person with every file they are seen or heard in, as time ranges."""
-    coll, physical = await _physical(services, collection)
+    coll, physical = await _physical(services, who, collection)
     people, ids = await _people(services, physical)
     person = _one(people, person_id)
     body = person_json(person, ids, _thumbnail(services, coll, person))
@@ -98,20 +105,21 @@ async def get_person(
         for r in f["ranges"]:
             # Signed (api/signing.py): an <img> or a <video> cannot send the key.
             thumbnail, stream = media_urls(r["chunk_id"], coll)
-            r["thumbnail_url"] = sign_url(thumbnail, settings.api_key, settings.media_url_ttl_s)
-            r["stream_url"] = sign_url(stream, settings.api_key, settings.media_url_ttl_s)
+            r["thumbnail_url"] = sign_url(thumbnail, settings.signing_key, settings.media_url_ttl_s)
+            r["stream_url"] = sign_url(stream, settings.signing_key, settings.media_url_ttl_s)
     body["appearances"] = found
     return body
 
 
 @router.patch("/people/{person_id}")
 async def rename_person(
+    who: PrincipalDep,
     person_id: str,
     body: PersonPatch,
     services: ServicesDep,
     collection: str | None = Query(None, pattern=_COLLECTION),
 ) -> dict[str, Any]:
-    coll, physical = await _physical(services, collection)
+    coll, physical = await _physical(services, who, collection)
     people, _ = await _people(services, physical)
     person = _one(people, person_id)
     await services.people.rename(physical, person.id, (body.name or "").strip() or None)
@@ -122,13 +130,14 @@ async def rename_person(
 
 @router.post("/people/{person_id}/merge")
 async def merge_people(
+    who: PrincipalDep,
     person_id: str,
     body: PersonMerge,
     services: ServicesDep,
     collection: str | None = Query(None, pattern=_COLLECTION),
 ) -> dict[str, Any]:
     """Merge the given people into this one (its id and name kept; an unnamed one takes the first name)."""
-    coll, physical = await _physical(services, collection)
+    coll, physical = await _physical(services, who, collection)
     people, _ = await _people(services, physical)
     target = _one(people, person_id)
     others = [_one(people, o) for o in dict.fromkeys(body.people) if o != target.id]
@@ -143,6 +152,7 @@ async def merge_people(
 
 @router.post("/people/{person_id}/split")
 async def split_person(
+    who: PrincipalDep,
     person_id: str,
     body: PersonSplit,
     services: ServicesDep,
@@ -150,7 +160,7 @@ async def split_person(
 ) -> dict[str, Any]:
     """Move some of this person's clusters to a new person. An automatically linked voice moved out is
     remembered as "not this person"."""
-    coll, physical = await _physical(services, collection)
+    coll, physical = await _physical(services, who, collection)
     people, ids = await _people(services, physical)
     person = _one(people, person_id)
     moved = list(dict.fromkeys(body.clusters))
@@ -172,10 +182,10 @@ async def split_person(
 
 @router.post("/people/undo")
 async def undo_people(
-    services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
+    who: PrincipalDep, services: ServicesDep, collection: str | None = Query(None, pattern=_COLLECTION)
 ) -> dict[str, Any]:
     """Undo the collection's last rename, merge or split."""
-    _, physical = await _physical(services, collection)
+    _, physical = await _physical(services, who, collection)
     before, _ = await _people(services, physical)
     try:
         undone = await services.people.undo(physical)

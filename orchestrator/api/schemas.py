@@ -6,6 +6,7 @@ Request bodies refuse unknown fields (422) and take their flags strictly: `"fals
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,21 +26,60 @@ class JobOptions(_Request):
         default=None, description="Ingest names starting with a dot; unset: INCLUDE_HIDDEN"
     )
     prune: bool = Field(default=True, description="Remove points of files gone since the last scan")
+    documents: bool | None = Field(
+        default=None,
+        description="Read PDF, DOCX, HTML, Markdown and text files as documents; unset: INGEST_DOCUMENTS",
+    )
     retry_failed: bool = Field(
         default=False, description="Process again the files that failed in an earlier run, though unchanged"
     )
+    watch: bool = Field(
+        default=False,
+        description="After the first pass keep watching the folder: new, changed, moved and deleted files "
+        "are ingested within seconds, until the job is cancelled",
+    )
 
     def as_job_options(self) -> dict[str, Any]:
-        """The dict a job carries: unset options are left out, so the settings' defaults apply."""
-        return self.model_dump(exclude_none=True)
+        """The dict a job carries: unset options are left out, so the settings' defaults apply (and
+        `watch` only when asked for)."""
+        return self.model_dump(exclude_none=True, exclude=None if self.watch else {"watch"})
 
 
 class JobCreate(_Request):
-    path: str = Field(
-        min_length=1, max_length=4096, description="Absolute path of a directory under one of ALLOWED_ROOTS"
+    """What to ingest: exactly one of a directory (`path`), a URL (`url`) or a text (`text`, `title`)."""
+
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="Absolute path of a directory under one of ALLOWED_ROOTS (or UPLOAD_DIR)",
     )
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8192,
+        description="An http(s) URL: the job downloads it into UPLOAD_DIR (public addresses only, "
+        "URL_ALLOWED_NETWORKS aside; URL_MAX_BYTES, URL_TIMEOUT_S), then ingests it",
+    )
+    text: str | None = Field(
+        default=None, min_length=1, description="A text, stored as <title>.txt in UPLOAD_DIR and ingested"
+    )
+    title: str | None = Field(default=None, min_length=1, max_length=500, description="The text's name")
     collection: str | None = Field(default=None, pattern=COLLECTION_NAME)
     options: JobOptions = Field(default_factory=JobOptions)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobCreate:
+        given = [n for n in ("path", "url", "text") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of path, url, text")
+        if self.title is not None and self.text is None:
+            raise ValueError("title names a text: give it with text")
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise ValueError("url must be an absolute http or https URL")
+        return self
 
 
 class IngestAlias(_Request):
@@ -68,7 +108,53 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
-MediaType = Literal["image", "video", "audio"]
+class UploadAccepted(JobAccepted):
+    """A stored upload and the job that ingests it."""
+
+    upload_id: str
+    path: str = Field(description="Where the file is kept (UPLOAD_DIR/<collection>/<upload_id>/<name>)")
+    size: int
+    media_type: str = Field(description="What its content is: image, video, audio or document")
+    mime: str
+    blake3: str = Field(description="blake3 of the content, hex: the content hash search answers carry")
+    sha256: str
+
+
+class StreamOptions(_Request):
+    """What a live stream may change (api/streams.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    retention_hours: float | None = Field(
+        default=None,
+        gt=0,
+        le=24 * 366,
+        description="Segments older than this are deleted with their points; unset: STREAM_RETENTION_HOURS",
+    )
+
+    def as_job_options(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class StreamCreate(_Request):
+    """A live stream to record and ingest until it is stopped."""
+
+    url: str = Field(
+        min_length=1,
+        max_length=8192,
+        description="rtsp:// (credentials allowed; never shown) or an HLS playlist http(s)://….m3u8; "
+        "public addresses only, URL_ALLOWED_NETWORKS aside",
+    )
+    collection: str | None = Field(default=None, pattern=COLLECTION_NAME)
+    options: StreamOptions = Field(default_factory=StreamOptions)
+
+
+class StreamAccepted(JobAccepted):
+    stream_id: str = Field(description="The stream's id (also its job's id)")
+    url: str = Field(description="The URL without credentials")
+
+
+MediaType = Literal["image", "video", "audio", "document"]
 
 
 class SearchFilters(_Request):

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
 from pydantic import ValidationError
 
+from orchestrator.api.access import check_read, principal
 from orchestrator.api.deps import ServicesDep
 from orchestrator.api.schemas import SearchBody, SearchFilters
 from orchestrator.api.signing import sign_url
@@ -21,12 +22,13 @@ from orchestrator.media.images import MediaDecodeError
 from orchestrator.search import SearchQuery, SearchResult, SearchTarget, resolve_target, search, search_floors
 from orchestrator.services import Services
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"])  # every route reads its collection through `_query`
 
 
 async def _query(services: Services, text: str, filters: SearchFilters, request: Request) -> SearchQuery:
     fields = filters.model_dump(exclude={"query", "media_id", "image_base64"})
     collection = fields["collection"] = filters.collection or services.settings.default_collection
+    await check_read(principal(request), services, collection)  # another tenant's: as if it did not exist
     wanted = {name: fields.pop(name) for name in ("person", "speaker")}
     if any(v is not None for v in wanted.values()):  # names or ids -> person ids (unknown: matches nothing)
         ids = await services.people.identities(await services.catalog.resolve(collection))
@@ -42,7 +44,7 @@ def _answer(
     settings = services.settings
 
     def signed(url: str) -> str:
-        return sign_url(url, settings.api_key, settings.media_url_ttl_s)
+        return sign_url(url, settings.signing_key, settings.media_url_ttl_s)
 
     hits = []
     for hit in result.hits:
@@ -128,7 +130,7 @@ def _get_filters(
     offset: int = Query(0, ge=0, le=800),
     group_by: str | None = Query(default=None, pattern="^media$"),
     mode: str | None = Query(default=None, pattern="^(hybrid|dense|keyword)$"),
-    media_type: str | None = Query(default=None, pattern="^(image|video|audio)$"),
+    media_type: str | None = Query(default=None, pattern="^(image|video|audio|document)$"),
     path_prefix: str | None = Query(default=None, max_length=4096),
     taken_after: float | None = None,
     taken_before: float | None = None,
@@ -182,7 +184,7 @@ async def search_image(
     image: Annotated[UploadFile, File(description="an image: its faces, look or content are searched for")],
     collection: Annotated[str | None, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
     limit: Annotated[int, Form(ge=1, le=200)] = 10,
-    media_type: Annotated[str | None, Form(pattern="^(image|video|audio)$")] = None,
+    media_type: Annotated[str | None, Form(pattern="^(image|video|audio|document)$")] = None,
 ) -> dict[str, Any]:
     """The multipart form of search by example (`curl -F image=@photo.jpg`); the body is capped by
     MAX_REQUEST_BYTES like every request."""

@@ -27,6 +27,11 @@ def takes_body(dependant: Dependant) -> bool:
     return bool(dependant.body_params) or any(takes_body(sub) for sub in dependant.dependencies)
 
 
+def reads_body_itself(route: object) -> bool:
+    """A route that streams its body itself (an upload) declares it in `openapi_extra["requestBody"]`."""
+    return "requestBody" in (getattr(route, "openapi_extra", None) or {})
+
+
 def _has_body(conn: HTTPConnection) -> bool:
     length = conn.headers.get("content-length")
     return "transfer-encoding" in conn.headers or (length is not None and length.strip() not in ("", "0"))
@@ -48,7 +53,12 @@ def reject_unknown_input(conn: HTTPConnection) -> None:
         for name, value in conn.query_params.multi_items()
         if name not in known
     ]
-    if conn.scope["type"] == "http" and _has_body(conn) and not takes_body(dependant):
+    if (
+        conn.scope["type"] == "http"
+        and _has_body(conn)
+        and not takes_body(dependant)
+        and not reads_body_itself(route)
+    ):
         errors.append(
             {"type": "extra_forbidden", "loc": ("body",), "msg": "This route takes no body", "input": None}
         )

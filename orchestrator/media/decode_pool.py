@@ -27,12 +27,13 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, cast
+from typing import Any, cast, overload
 
 from pebble import ProcessExpired, ProcessPool
 
 from orchestrator.logs import get_logger
 from orchestrator.media.av_decode import AVOptions, DecodedAV, decode_av
+from orchestrator.media.documents import DecodedDocument, DocumentOptions, decode_document
 from orchestrator.media.images import MediaDecodeError
 
 log = get_logger(__name__)
@@ -42,7 +43,15 @@ log = get_logger(__name__)
 _GRACE_S = 30.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-DecodeTarget = Callable[[str, AVOptions], Any]
+Options = AVOptions | DocumentOptions
+DecodeTarget = Callable[[str, Any], Any]
+
+
+def decode_file(path: str, options: Options) -> DecodedAV | DecodedDocument:
+    """The workers' default target: a video/audio file or a document, told apart by its options."""
+    if isinstance(options, DocumentOptions):
+        return decode_document(path, options)
+    return decode_av(path, options)
 
 
 class DecodePoolClosedError(RuntimeError):
@@ -61,7 +70,7 @@ class DecodePool:
         workers: int,
         timeout_s: float,
         *,
-        target: DecodeTarget = decode_av,
+        target: DecodeTarget = decode_file,
         max_files_per_worker: int = 200,
         memory_limit_mb: int | None = None,
     ) -> None:
@@ -80,7 +89,13 @@ class DecodePool:
         self._in_flight: set[Future[Any]] = set()
         self._closed = False
 
-    async def decode(self, path: str, options: AVOptions) -> DecodedAV:
+    @overload
+    async def decode(self, path: str, options: AVOptions) -> DecodedAV: ...
+
+    @overload
+    async def decode(self, path: str, options: DocumentOptions) -> DecodedDocument: ...
+
+    async def decode(self, path: str, options: Options) -> DecodedAV | DecodedDocument:
         """Decode ``path`` in a worker. ``MediaDecodeError`` for a file that cannot be decoded, that took
         longer than ``timeout_s``, that needed more memory than the limit or that crashed its worker;
         ``DecodePoolClosedError`` once ``close()`` was called."""
@@ -91,9 +106,9 @@ class DecodePool:
             if _pool_broke(answer) and not self._closed:  # under it, not because of it: once more
                 log.warning("decode_pool_broke_retry", path=path)
                 answer = await self._attempt(path, options)
-            return cast(DecodedAV, self._outcome(answer))
+            return cast(DecodedAV | DecodedDocument, self._outcome(answer))
 
-    async def _attempt(self, path: str, options: AVOptions) -> asyncio.Future[Any]:
+    async def _attempt(self, path: str, options: Options) -> asyncio.Future[Any]:
         """One try in the current pool: its settled answer (never awaited past the time limit + grace)."""
         pool = await self._live_pool()
         future: Future[Any] = pool.schedule(
@@ -215,9 +230,7 @@ def _init_worker(parent_pid: int, memory_limit_mb: int | None) -> None:
         )  # the hard limit too: the decoder cannot lift it
 
 
-def _decode_in_worker(
-    target: DecodeTarget, path: str, options: AVOptions, memory_limit_mb: int | None
-) -> Any:
+def _decode_in_worker(target: DecodeTarget, path: str, options: Options, memory_limit_mb: int | None) -> Any:
     """One file; every failure leaves as a MediaDecodeError with a reason (always picklable)."""
     try:
         return target(path, options)

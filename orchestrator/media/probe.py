@@ -59,7 +59,7 @@ def open_media(path: str) -> Iterator[InputContainer]:
     the open forever), and only a regular file (a device would be read without end). PyAV reads the open
     file; its name still gives the demuxer its extension hint. ``MediaDecodeError`` with the reason."""
     try:
-        fh = open(path, "rb", opener=_open_regular)
+        fh = open(path, "rb", opener=open_regular)
     except MediaDecodeError:
         raise
     except OSError as exc:
@@ -81,7 +81,8 @@ def open_media(path: str) -> Iterator[InputContainer]:
             yield container
 
 
-def _open_regular(path: str, flags: int) -> int:
+def open_regular(path: str, flags: int) -> int:
+    """An `open()` opener: never through a symlink, never blocking, only a regular file (MediaDecodeError)."""
     fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

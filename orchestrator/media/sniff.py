@@ -1,7 +1,9 @@
-"""Media type from content (magic bytes), never from the file name."""
+"""Media type from content (magic bytes). Documents: a PDF by its magic; DOCX, HTML, Markdown and plain text
+by content that agrees with the file's name (a zip named .docx, UTF-8 text named .txt/.md/.html)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 # Extensions whose owners expect them to be ingested: a file with one of these that turns out not to be
@@ -46,14 +48,60 @@ MEDIA_EXTENSIONS = frozenset(
 )
 
 
+# Documents (media_type "document"): a failure of one of these is reported; text-like names whose file is
+# empty are skipped like any empty note (`TEXT_EXTENSIONS`).
+PDF_MIME = "application/pdf"
+DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+HTML_MIME = "text/html"
+MARKDOWN_MIME = "text/markdown"
+TEXT_MIME = "text/plain"
+TEXT_EXTENSIONS = {".txt": TEXT_MIME, ".md": MARKDOWN_MIME, ".markdown": MARKDOWN_MIME}
+HTML_EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
+DOCUMENT_EXTENSIONS = frozenset({".pdf", ".docx", *TEXT_EXTENSIONS, *HTML_EXTENSIONS})
+
+
 @dataclass(frozen=True, slots=True)
 class Sniffed:
-    media_type: str  # image | video | audio | unknown
+    media_type: str  # image | video | audio | document | unknown
     mime: str
 
 
-def sniff(head: bytes) -> Sniffed:
-    """Classify the first bytes of a file (at least 16 of them)."""
+def sniff(head: bytes, name: str = "") -> Sniffed:
+    """Classify the first bytes of a file (at least 16 of them; 256 tell text from binary). `name`, the file's
+    name, only tells documents apart whose bytes alone do not say what they are (a zip, some text)."""
+    kind = _sniff_media(head)
+    if kind.media_type == "unknown":
+        return _sniff_document(head, os.path.splitext(name)[1].lower()) or kind
+    return kind
+
+
+def _sniff_document(head: bytes, extension: str) -> Sniffed | None:
+    if head.startswith(b"%PDF-"):
+        return Sniffed("document", PDF_MIME)
+    if head.startswith(b"PK\x03\x04"):
+        return Sniffed("document", DOCX_MIME) if extension == ".docx" else None
+    if not _is_text(head):
+        return None
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if extension in HTML_EXTENSIONS or start.startswith((b"<!doctype html", b"<html")):
+        return Sniffed("document", HTML_MIME)
+    if extension in TEXT_EXTENSIONS:
+        return Sniffed("document", TEXT_EXTENSIONS[extension])
+    return None
+
+
+def _is_text(head: bytes) -> bool:
+    """UTF-8 without NUL bytes (a character cut at the end of the head does not count against it)."""
+    if not head or b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3 and exc.reason == "unexpected end of data"
+    return True
+
+
+def _sniff_media(head: bytes) -> Sniffed:
     if head.startswith(b"\xff\xd8\xff"):
         return Sniffed("image", "image/jpeg")
     if head.startswith(b"\x89PNG\r\n\x1a\n"):

@@ -13,10 +13,12 @@ from orchestrator.clients.vectors import VectorStore
 from orchestrator.file_index import FileIndex
 from orchestrator.media.av_decode import AVOptions
 from orchestrator.media.decode_pool import DecodePool
+from orchestrator.media.documents import DocumentOptions
 from orchestrator.people import PeopleIndex
 from orchestrator.people_store import PeopleStore
 from orchestrator.pipeline.progress import JobProgress
 from orchestrator.points import PointKeeper
+from orchestrator.sources.s3 import ObjectScan
 
 
 @dataclass(slots=True)
@@ -81,6 +83,8 @@ class PipelineConfig:
     audio_tasks: tuple[str, ...] = ()
     image_tasks: tuple[str, ...] = ()  # what the ML service runs on images (a keyframe may skip some)
     av: AVOptions = field(default_factory=AVOptions)
+    documents: bool = True  # PDF, DOCX, HTML, Markdown and text files become passages (else skipped)
+    doc: DocumentOptions = field(default_factory=DocumentOptions)
     face_cluster_threshold: float = 0.45
     voice_cluster_threshold: float = 0.75
     speaker_context_s: float = 0.0  # audio either side of a chunk that the speaker model hears too
@@ -90,6 +94,27 @@ class PipelineConfig:
     image_dim: int | None = None
     face_dim: int | None = None
     voice_dim: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanScope:
+    """The directories a watched folder's pass lists instead of the whole root (orchestrator/watch_plan.py
+    makes it from the changed paths). Files are named gone only in a directory listed here, or under a
+    `deep` one (or a `shallow` one that no longer exists): never in a directory the pass did not list."""
+
+    shallow: frozenset[str] = frozenset()  # listed; their subdirectories are not entered
+    deep: frozenset[str] = frozenset()  # walked with everything under them (created or moved-in trees)
+
+
+@dataclass(slots=True)
+class WatchScan:
+    """What a watching job's pass asks of the scanner (orchestrator/watch.py)."""
+
+    settle_s: float  # a new or changed file modified less than this ago is left for a later pass
+    scope: ScanScope | None = None  # None: the whole root (the first pass, a catch-up after a restart)
+    # Files left because they were still being written; the scan thread appends, the job reads them after
+    # the pass and watches them settle.
+    deferred: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -108,6 +133,9 @@ class PipelineContext:
     people: PeopleStore  # names, merges, links (people_store.py)
     # Decoded video/audio files between prepare and the end of their inference (memory bound).
     media_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    watch: WatchScan | None = None  # a watching job's pass (scope, settle); None: an ordinary job's
+    # An object-store pass (stages/scan_s3.py lists this prefix instead of walking `root`, then Path()).
+    objects: ObjectScan | None = None
 
     def people_index(self) -> PeopleIndex:
         """This job's view of the collection's people (faces and voices)."""

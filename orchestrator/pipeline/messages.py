@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
@@ -33,12 +34,25 @@ End: TypeAlias = Literal[Sentinel.SENTINEL]
 
 
 @dataclass(frozen=True, slots=True)
+class ScratchCopy:
+    """A local copy of a file that lives elsewhere (an object in a store: stages/scan_s3.py), with the
+    file's size and mtime. Prepare opens it instead of the file's path, checks the copy's own device and
+    inode, and awaits `release` once done with the file, whatever the outcome (the copy is deleted)."""
+
+    path: str
+    device: int
+    inode: int
+    release: Callable[[], Awaitable[None]] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One regular file as the scanner saw it (lstat of the path, or stat of a symlink's in-root target).
 
     `device` and `inode` identify the file the scan saw: prepare opens it without following a symlink
     and refuses another file found at its place. `target` is the resolved path of an in-root symlink
-    (what is opened), None for a plain file."""
+    (what is opened), None for a plain file. A remote file (`scratch`) is read from its local copy; its
+    size, mtime and inode (an object's: a number made from its ETag) stay what the index keeps."""
 
     path: str
     directory: str
@@ -48,10 +62,20 @@ class FileEntry:
     inode: int
     device: int = 0  # 0: not known (a parked duplicate read back from the index; never opened again)
     target: str | None = None
+    scratch: ScratchCopy | None = None
 
     @property
     def open_path(self) -> str:
+        if self.scratch is not None:
+            return self.scratch.path
         return self.target or self.path
+
+    @property
+    def opened_id(self) -> tuple[int, int]:
+        """(device, inode) the file opened must have (device 0: not checked)."""
+        if self.scratch is not None:
+            return self.scratch.device, self.scratch.inode
+        return self.device, self.inode
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +113,22 @@ class DirBatch:
 class MediaInfo:
     """What decoding the file told us; goes into the point payload."""
 
-    media_type: str  # "image" | "video" | "audio"
+    media_type: str  # "image" | "video" | "audio" | "document"
     mime: str
     width: int
     height: int
     exif: dict[str, Any]  # images: EXIF; video/audio: container facts (taken_at from creation_time)
     duration_s: float | None = None
     av: dict[str, Any] = field(default_factory=dict)  # codecs, rotation, fps, sample rate (video/audio)
+    document: dict[str, Any] = field(default_factory=dict)  # format, title, author, pages (documents)
+
+
+# Which chunk plan (manifest.plan_settings) cuts a file of each media type into chunks.
+PLAN_KINDS: Final = {"image": "image", "video": "av", "audio": "av", "document": "document"}
+
+
+def plan_kind(media_type: str) -> str:
+    return PLAN_KINDS.get(media_type, "av")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +141,9 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class ChunkInput:
-    """One unit of ML work: an image (one chunk, one frame), or a time span of a video/audio file with its
-    keyframes and its audio (int16 mono 16 kHz PCM from `audio_start_s`, a little wider than the span).
+    """One unit of ML work: an image (one chunk, one frame), a time span of a video/audio file with its
+    keyframes and its audio (int16 mono 16 kHz PCM from `audio_start_s`, a little wider than the span), or a
+    passage of a document (`text` under `heading`, on `page`; its pictures are its frames).
     `has_frames`/`has_audio` say which tasks it needs; `frames` is empty and `audio` None when the file
     was not decoded (every task's answers are cached)."""
 
@@ -122,6 +156,10 @@ class ChunkInput:
     has_frames: bool = True
     has_audio: bool = False
     cuts: tuple[float, ...] = ()  # shot changes inside the span: faces are on screen within their shot
+    text: str = ""  # a document passage's own text
+    heading: str = ""
+    section: int | None = None  # documents: 1-based section (text under one heading), 0 before the first
+    page: int | None = None  # documents with pages (PDF): 1-based
 
 
 @dataclass(frozen=True, slots=True)

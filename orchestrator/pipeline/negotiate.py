@@ -7,7 +7,7 @@ from typing import Any
 from orchestrator.clients.ml import Capabilities
 from orchestrator.clients.vectors import CollectionSpec
 from orchestrator.config import Settings
-from orchestrator.manifest import current_manifest
+from orchestrator.manifest import current_manifest, document_options
 from orchestrator.media.av_decode import AVOptions
 from orchestrator.pipeline.context import PipelineConfig
 from orchestrator.pipeline.records import FLOAT_FIELDS, KEYWORD_FIELDS
@@ -71,6 +71,8 @@ def pipeline_config(
             thumb_side=settings.thumbnail_size,
             max_duration_s=settings.max_media_seconds,
         ),
+        documents=bool(options.get("documents", settings.ingest_documents)),
+        doc=document_options(settings),
         face_cluster_threshold=settings.face_cluster_threshold,
         voice_cluster_threshold=voice_threshold(settings.voice_cluster_threshold, caps.models),
         speaker_context_s=settings.speaker_context_seconds,

@@ -76,6 +76,8 @@ class JobProgress:
     ml_calls_by_task: dict[str, int] = field(default_factory=dict)
     # What the job found against the collection's manifest (manifest.Staleness), and a version it builds
     reanalysis: dict[str, Any] = field(default_factory=dict)
+    # Where the job's files come from, while it fetches them (a URL job's download: state, bytes, total)
+    source: dict[str, Any] = field(default_factory=dict)
     queues: dict[str, asyncio.Queue[Any]] = field(default_factory=dict)  # read for their depth only
     started_at: float | None = None
     finished_at: float | None = None
@@ -134,6 +136,7 @@ class JobProgress:
             "batch_sizes": dict(self.batch_sizes),
             "ml_calls_by_task": dict(self.ml_calls_by_task),
             "reanalysis": dict(self.reanalysis),
+            "source": dict(self.source),
             "queue_depths": {name: q.qsize() for name, q in self.queues.items()},
             "elapsed_s": round(elapsed, 3),
             "files_done": done,

@@ -88,12 +88,17 @@ def build_points(
             # faces, speakers (with each one's person and name), clusters, people, speaking, names
             **people_fields({"faces": faces, "speakers": speakers}, ids),
             "text": analysis.text,
-            # What was read or heard (the has_text filter): OCR and transcript, not tags or captions.
-            "text_chars": len(analysis.ocr_text.strip()) + len(analysis.transcript.strip()),
+            # What was read or heard (the has_text filter): OCR, transcript and a document's own text, not
+            # tags or captions.
+            "text_chars": len(analysis.ocr_text.strip()) + len(analysis.transcript.strip()) + len(chunk.text),
             "models": models_signature,
             "pipeline_version": PIPELINE_VERSION,
             "indexed_at": time.time(),
         }
+        if media.media_type == "document":  # where in the document: its page, its section and heading
+            payload.update(
+                page=chunk.page, section=chunk.section, heading=chunk.heading, document=media.document
+            )
         dense = {"text": analysis.text_vector}
         if analysis.image_vector is not None:
             dense["image"] = analysis.image_vector

@@ -5,7 +5,9 @@ one sentinel per worker of the next stage. A stage that raises cancels its sibli
 scan thread sees the stop flag, and the error reaches the job as its failure reason. The job's scratch
 rows in the file index (claims, written contents, gone files) are cleared before the stages start and
 after the run, whatever its end (with the duplicates it still had parked); between the two, before the
-stages, the upsert stage pays what earlier runs left owed (`UpsertStage.settle`).
+stages, the upsert stage pays what earlier runs left owed (`UpsertStage.settle`). The scan stage walks a
+local root (stages/scan.py) or lists an object-store prefix (stages/scan_s3.py, when `ctx.objects` is set;
+its spool goes with the scratch).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from orchestrator.pipeline.prune import prune
 from orchestrator.pipeline.stages.infer import InferStage
 from orchestrator.pipeline.stages.prepare import PrepareStage
 from orchestrator.pipeline.stages.scan import scan_stage
+from orchestrator.pipeline.stages.scan_s3 import s3_scan_stage
 from orchestrator.pipeline.stages.upsert import UpsertStage
 
 log = get_logger(__name__)
@@ -55,7 +58,7 @@ async def run_pipeline(ctx: PipelineContext) -> None:
     prepare, infer, upsert = PrepareStage(ctx), InferStage(ctx), UpsertStage(ctx)
     log.info(
         "pipeline_start",
-        root=str(ctx.root),
+        root=str(ctx.root) if ctx.objects is None else ctx.objects.prefix.uri,
         collection=ctx.collection,
         infer_batch=config.infer_batch,
         upsert_batch=config.upsert_batch,
@@ -76,9 +79,12 @@ async def run_pipeline(ctx: PipelineContext) -> None:
 
 async def _drop_scratch(ctx: PipelineContext) -> None:
     """The run's rows in the file index: its TEMP scratch, and the duplicates it still has parked (a run
-    that failed or was stopped never unparks them, and no other job reads them)."""
+    that failed or was stopped never unparks them, and no other job reads them); an object-store pass's
+    spool with any copy still in it."""
     await ctx.index.unpark(ctx.job_id, None)
     await ctx.index.clear_job(ctx.job_id)
+    if ctx.objects is not None:
+        await ctx.objects.spool.close()
 
 
 async def _stages(
@@ -93,7 +99,10 @@ async def _stages(
     config = ctx.config
     try:
         async with asyncio.TaskGroup() as group:
-            group.create_task(scan_stage(ctx, scanned, config.prepare_workers))
+            if ctx.objects is None:  # a local directory, or an object-store prefix
+                group.create_task(scan_stage(ctx, scanned, config.prepare_workers))
+            else:
+                group.create_task(s3_scan_stage(ctx, ctx.objects, scanned, config.prepare_workers))
             group.create_task(
                 _workers(
                     config.prepare_workers,

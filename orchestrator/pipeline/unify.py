@@ -80,9 +80,10 @@ def _score(entry: dict[str, Any]) -> float:
     return answers.number(entry.get("score")) or 0.0
 
 
-def compose_text(visual: Visual, transcript: str = "") -> str:
-    """The text a chunk's `text` vector is computed from: what was said, what it shows (caption, tags and
-    the scene's objects and setting), what is written (OCR; the VLM's reading when OCR found nothing)."""
+def compose_text(visual: Visual, transcript: str = "", document: str = "") -> str:
+    """The text a chunk's `text` vector is computed from: a document passage's own heading and text, what
+    was said, what it shows (caption, tags and the scene's objects and setting), what is written (OCR; the
+    VLM's reading when OCR found nothing)."""
     scene = visual.scene or {}
     shows = list(visual.tags)
     for item in scene.get("objects") or []:
@@ -90,6 +91,8 @@ def compose_text(visual: Visual, transcript: str = "") -> str:
             shows.append(str(item).strip())
     written = visual.ocr_text or str(scene.get("on_screen_text") or "").strip()
     parts = []
+    if document:
+        parts.append(document)
     if transcript:
         parts.append(transcript)
     if visual.caption:

@@ -65,7 +65,7 @@ async def test_delete_move_and_prune_off(tmp_path: Path, ml_service_url: str, sa
         assert str(sample_copy / "news/breaking_flood.png") not in [
             p for h in hits["hits"] for p in h["paths"]
         ]
-        # Indexed: everything but the 3 broken files (retried on every scan); the README is remembered.
+        # Indexed: everything but the 3 broken files (retried on every scan); the sidecar is remembered.
         assert await orch.services.index.count("c") == status["counters"]["discovered"] - 3
 
         # prune=false: a deleted file's point stays.

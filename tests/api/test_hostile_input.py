@@ -426,12 +426,12 @@ CROWD_LIMIT_S = 120.0
 
 
 def _make_crowd(directory: Path) -> bytes:
-    """CROWD one-byte text files and one photo in `directory`; the photo's bytes."""
+    """CROWD one-byte sidecar files (neither media nor documents) and one photo; the photo's bytes."""
     directory.mkdir(parents=True)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for i in range(CROWD):  # through the directory's descriptor: ~10x faster than open() by path
-            note = os.open(f"note_{i:06d}.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd)
+            note = os.open(f"note_{i:06d}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd)
             os.write(note, b"x")
             os.close(note)
     finally:

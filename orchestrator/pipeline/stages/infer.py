@@ -39,6 +39,7 @@ from orchestrator.pipeline.messages import (
     PathLink,
     PreparedFile,
     PrepareQueue,
+    plan_kind,
 )
 from orchestrator.pipeline.speaker_context import speaker_context
 from orchestrator.pipeline.unify import Speech, Visual, compose_text, mean_vector, merge_frames, speech
@@ -163,7 +164,7 @@ class InferStage:
             return
         config = self._ctx.config
         for p, chunk in part:
-            plan = config.plans.get("image" if p.prepared.media.media_type == "image" else "av", "")
+            plan = config.plans.get(plan_kind(p.prepared.media.media_type), "")
             p.chunks[chunk.index] = ChunkAnswers(
                 chunk,
                 plan,
@@ -364,7 +365,7 @@ class InferStage:
                     continue
                 image_vector = mean_vector([v for v in checked if v is not None])
                 parts.append((p, index, visual, said, image_vector))
-        texts = [compose_text(v, s.transcript) for _, _, v, s, _ in parts]
+        texts = [compose_text(v, s.transcript, _passage(p.prepared, i)) for p, i, v, s, _ in parts]
         vectors = await self._text_vectors(texts, fresh)
         for (p, index, visual, said, image_vector), text, vector in zip(parts, texts, vectors, strict=True):
             if vector is None:
@@ -466,9 +467,28 @@ def _by_tasks(requests: list[_Job], size: int) -> list[tuple[tuple[str, ...], li
     return [(tasks, part) for tasks, group in groups.items() for part in _slices(group, size)]
 
 
+def _passage(prepared: PreparedFile, index: int) -> str:
+    """A document passage's heading and text (what it says), "" for other media."""
+    if prepared.media.media_type != "document":
+        return ""
+    chunk = prepared.chunks[index]
+    return f"{chunk.heading}\n{chunk.text}".strip() if chunk.heading else chunk.text
+
+
 def media_dict(prepared: PreparedFile) -> dict[str, Any]:
     """What the media key caches: enough to rebuild the PreparedFile of a fully cached file."""
     m = prepared.media
+    if m.media_type == "document":
+        return {
+            "media_type": m.media_type,
+            "mime": m.mime,
+            "width": m.width,
+            "height": m.height,
+            "document": m.document,
+            "chunks": [[None, None, c.has_frames, False, [], 0.0] for c in prepared.chunks],
+            # Each passage's text, heading, section and page (the cached file is not read again).
+            "passages": [[c.text, c.heading, c.section, c.page] for c in prepared.chunks],
+        }
     return {
         "media_type": m.media_type,
         "mime": m.mime,

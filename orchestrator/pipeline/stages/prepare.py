@@ -30,8 +30,9 @@ from orchestrator.cache import media_key, task_key
 from orchestrator.file_index import IndexedFile
 from orchestrator.manifest import model_key
 from orchestrator.media.av_decode import DecodedAV
+from orchestrator.media.documents import DecodedDocument
 from orchestrator.media.images import MediaDecodeError, decode_image, taken_at_fields, write_thumbnail
-from orchestrator.media.sniff import MEDIA_EXTENSIONS, Sniffed, describe_unknown, sniff
+from orchestrator.media.sniff import DOCUMENT_EXTENSIONS, MEDIA_EXTENSIONS, Sniffed, describe_unknown, sniff
 from orchestrator.media.thumbnails import chunk_thumbnail_path, thumbnail_path
 from orchestrator.pipeline.context import PipelineContext
 from orchestrator.pipeline.messages import (
@@ -55,6 +56,9 @@ MAX_IMAGE_BYTES = 1 << 30
 # Claims whose winner is kept in memory too (claims never change within a job): a tree of copies costs one
 # index round trip (~0.3 ms from a worker thread) per content, not per copy. Bounded: ~100 bytes each.
 CLAIMS_REMEMBERED = 4096
+# Names whose owners expect them read: empty or unreadable, they fail (other files are skipped). Text-like
+# document names (.txt, .md, .html) are not among them: an empty note is common and says nothing.
+EXPECTED_EXTENSIONS = MEDIA_EXTENSIONS | {".pdf", ".docx"}
 # How a remembered failure shows in the job's errors (README, "How a job treats each file").
 KNOWN_FAILURE_PREFIX = "failed before and unchanged since, not read again (options.retry_failed retries it): "
 
@@ -72,12 +76,14 @@ class _Skipped:
 
 @dataclass(frozen=True, slots=True)
 class _NeedsDecode:
-    """A video/audio file whose results are not all cached: decode it in the pool, then finish it."""
+    """A video/audio file or a document whose results are not all cached: decode it in the pool, then
+    finish it."""
 
     entry: FileEntry
     content_hash: str
     mime: str
     previous: IndexedFile | None
+    document: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +160,17 @@ class PrepareStage:
                 and row.size == entry.size
                 and row.mtime_ns == entry.mtime_ns
                 and row.inode == entry.inode
+                and entry.scratch is None  # a copy made to be read is read (and released)
             ):
                 unchanged += 1
                 continue
-            if not running.is_set():
-                await running.wait()  # paused: finish this file, start no new one
-            message = await self._prepare(entry, row, claim)
+            try:
+                if not running.is_set():
+                    await running.wait()  # paused: finish this file, start no new one
+                message = await self._prepare(entry, row, claim)
+            finally:
+                if entry.scratch is not None:  # a remote file's local copy (scan_s3.py): done with it
+                    await entry.scratch.release()
             if isinstance(message, IndexedFile):
                 not_media.append(message)
             elif isinstance(message, _Failed):
@@ -207,10 +218,18 @@ class PrepareStage:
         ctx = self._ctx
         await ctx.media_slots.acquire()
         try:
-            with ctx.progress.busy("decode"):
-                decoded = await ctx.decoder.decode(job.entry.open_path, ctx.config.av)
-            with ctx.progress.busy("prepare"):
-                prepared = await asyncio.to_thread(_finish_av, job, decoded, ctx)
+            prepared: PreparedFile | _Failed
+            if job.document:
+                options = replace(ctx.config.doc, mime=job.mime)
+                with ctx.progress.busy("decode"):
+                    document = await ctx.decoder.decode(job.entry.open_path, options)
+                with ctx.progress.busy("prepare"):
+                    prepared = await asyncio.to_thread(_finish_document, job, document, ctx)
+            else:
+                with ctx.progress.busy("decode"):
+                    decoded = await ctx.decoder.decode(job.entry.open_path, ctx.config.av)
+                with ctx.progress.busy("prepare"):
+                    prepared = await asyncio.to_thread(_finish_av, job, decoded, ctx)
         except MediaDecodeError as exc:
             ctx.media_slots.release()
             return _Failed(str(exc), remember=True)
@@ -234,7 +253,7 @@ def _prepare_file(
         return _Failed(f"file too large: {entry.size} bytes (limit {config.max_file_bytes})")
     try:
         with open_scanned(entry) as fh:
-            read = _read_content(fh, entry)
+            read = _read_content(fh, entry, config.documents)
     except _ChangedError as exc:
         return _Failed(str(exc))
     except OSError as exc:
@@ -249,23 +268,28 @@ def _prepare_file(
         return _prepare_image(entry, data, content_hash, kind.mime, previous, ctx)
     if kind.media_type == "audio" and config.audio_batch is None:
         return _Failed("audio file, but the ML service has no audio models")
+    if kind.media_type == "document":
+        return _cached_document(entry, content_hash, kind.mime, previous, ctx)
     return _cached_av(entry, content_hash, kind.mime, previous, ctx)
 
 
 def _read_content(
-    fh: BinaryIO, entry: FileEntry
+    fh: BinaryIO, entry: FileEntry, documents: bool
 ) -> tuple[Sniffed, bytes, str, FileEntry] | _Failed | _Skipped:
-    """Sniff the open file's type, then read (an image, whole) or stream (video/audio) it for its hash.
-    Returns the type, the bytes (images only), the hash and the entry with the stat of the read."""
+    """Sniff the open file's type, then read (an image, whole) or stream (video/audio, documents) it for its
+    hash. Returns the type, the bytes (images only), the hash and the entry with the stat of the read."""
     head = fh.read(_HEAD_BYTES)
     if not head:
         return _empty(entry)
-    kind = sniff(head)
+    kind = sniff(head, entry.name)
     extension = os.path.splitext(entry.name)[1].lower()
+    if kind.media_type == "document" and not documents:
+        return _Skipped("a document (documents are not ingested: INGEST_DOCUMENTS, options.documents)")
     if kind.media_type == "unknown":
         what = describe_unknown(head)
-        if extension in MEDIA_EXTENSIONS:
-            return _Failed(f"content is {what}, not media (name ends in {extension})", remember=True)
+        if extension in EXPECTED_EXTENSIONS:
+            expected = "a document" if extension in DOCUMENT_EXTENSIONS else "media"
+            return _Failed(f"content is {what}, not {expected} (name ends in {extension})", remember=True)
         return _Skipped(f"not media: {what}")
     if kind.media_type == "image":
         if entry.size > MAX_IMAGE_BYTES:
@@ -279,7 +303,7 @@ def _read_content(
 def _empty(entry: FileEntry) -> _Failed | _Skipped:
     """An empty file fails only under a media name (its owner expected media there); an empty README or
     sidecar is skipped like any other file that is not media."""
-    if os.path.splitext(entry.name)[1].lower() in MEDIA_EXTENSIONS:
+    if os.path.splitext(entry.name)[1].lower() in EXPECTED_EXTENSIONS:
         return _Failed("empty file", remember=True)
     return _Skipped("not media: empty")
 
@@ -346,13 +370,88 @@ def _media_info(media: dict[str, Any]) -> MediaInfo:
         exif=dict(media.get("exif") or {}),
         duration_s=media.get("duration_s"),
         av=dict(media.get("av") or {}),
+        document=dict(media.get("document") or {}),
     )
 
 
-def _finish_av(job: _NeedsDecode, decoded: DecodedAV, ctx: PipelineContext) -> PreparedFile | _Failed:
-    """In a worker thread: check the file did not change since it was hashed, write the chunk thumbnails,
-    and turn the decoded chunks into chunk inputs."""
-    entry = job.entry
+def _cached_document(
+    entry: FileEntry, content_hash: str, mime: str, previous: IndexedFile | None, ctx: PipelineContext
+) -> PreparedFile | _NeedsDecode:
+    """A document whose passages (cached with what decoding found), every picture's answers and every
+    passage's thumbnail are cached needs no reading (infer reads the answers, the text vectors are cached)."""
+    config = ctx.config
+    plan = config.plans.get("document", "")
+    mkey = media_key(content_hash, plan)
+    media = ctx.cache.get_many_sync([mkey]).get(mkey)
+    again = _NeedsDecode(entry, content_hash, mime, previous, document=True)
+    if media is None or len(media.get("passages") or []) != len(media.get("chunks") or [None]):
+        return again
+    chunks = [
+        ChunkInput(
+            index=i,
+            start_s=None,
+            end_s=None,
+            has_frames=bool(c[2]),
+            has_audio=False,
+            text=str(p[0]),
+            heading=str(p[1]),
+            section=p[2],
+            page=p[3],
+        )
+        for i, (c, p) in enumerate(zip(media["chunks"], media["passages"], strict=True))
+    ]
+    thumbs = config.thumbnails_dir
+    if not all(chunk_thumbnail_path(thumbs, content_hash, c.index, plan).exists() for c in chunks):
+        return again
+    if not _all_cached(ctx, content_hash, plan, chunks):
+        return again
+    return PreparedFile(
+        entry=entry, content_hash=content_hash, media=_media_info(media), chunks=chunks, previous=previous
+    )
+
+
+def _finish_document(
+    job: _NeedsDecode, decoded: DecodedDocument, ctx: PipelineContext
+) -> PreparedFile | _Failed:
+    """In a worker thread: check the file did not change since it was hashed, write each passage's
+    thumbnail (its page, or a card), and turn the passages into chunk inputs."""
+    changed = _changed_since_hash(job.entry)
+    if changed is not None:
+        return changed
+    thumbs, plan = ctx.config.thumbnails_dir, ctx.config.plans.get("document")
+    chunks = []
+    for passage in decoded.passages:
+        write_thumbnail(
+            chunk_thumbnail_path(thumbs, job.content_hash, passage.index, plan), passage.thumbnail_jpeg
+        )
+        if passage.index == 0:
+            write_thumbnail(thumbnail_path(thumbs, job.content_hash), passage.thumbnail_jpeg)
+        chunks.append(
+            ChunkInput(
+                index=passage.index,
+                start_s=None,
+                end_s=None,
+                frames=tuple(Frame(None, jpeg) for jpeg in passage.images),
+                has_frames=bool(passage.images),
+                text=passage.text,
+                heading=passage.heading,
+                section=passage.section,
+                page=passage.page,
+            )
+        )
+    media = MediaInfo("document", job.mime, decoded.width, decoded.height, {}, document=dict(decoded.facts))
+    return PreparedFile(
+        entry=job.entry,
+        content_hash=job.content_hash,
+        media=media,
+        chunks=chunks,
+        previous=job.previous,
+        decoded=True,
+    )
+
+
+def _changed_since_hash(entry: FileEntry) -> _Failed | None:
+    """Why the file at the entry's path is no longer the one hashed (None: it still is)."""
     try:
         st = os.stat(entry.open_path, follow_symlinks=False)
     except OSError as exc:
@@ -363,6 +462,16 @@ def _finish_av(job: _NeedsDecode, decoded: DecodedAV, ctx: PipelineContext) -> P
         return _Failed(f"file was {_SWAPPED}")
     if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
         return _Failed("file changed while it was being read")
+    return None
+
+
+def _finish_av(job: _NeedsDecode, decoded: DecodedAV, ctx: PipelineContext) -> PreparedFile | _Failed:
+    """In a worker thread: check the file did not change since it was hashed, write the chunk thumbnails,
+    and turn the decoded chunks into chunk inputs."""
+    entry = job.entry
+    changed = _changed_since_hash(entry)
+    if changed is not None:
+        return changed
     if not decoded.chunks:
         return _Failed("no decodable content", remember=True)
     thumbs = ctx.config.thumbnails_dir
@@ -460,7 +569,8 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def _same_file(st: os.stat_result, entry: FileEntry) -> bool:
-    return st.st_ino == entry.inode and (not entry.device or st.st_dev == entry.device)
+    device, inode = entry.opened_id
+    return st.st_ino == inode and (not device or st.st_dev == device)
 
 
 def open_scanned(entry: FileEntry) -> BinaryIO:
@@ -509,7 +619,8 @@ def _stable(
         after = os.fstat(fh.fileno())
         stable = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
         if stable and read == after.st_size:
-            return result, replace(entry, size=after.st_size, mtime_ns=after.st_mtime_ns, inode=after.st_ino)
+            inode = after.st_ino if entry.scratch is None else entry.inode  # an object's stays its own
+            return result, replace(entry, size=after.st_size, mtime_ns=after.st_mtime_ns, inode=inode)
     raise _ChangedError("file changed while it was being read")
 
 

@@ -15,6 +15,14 @@ target, for a link) go with it: prepare opens only that file (see prepare.py).
 A new or changed file whose failure the index remembers with the same size, mtime and inode is not sent
 to be read again (unless the job has `retry_failed`): it travels as a `KnownFailure`, shown in the job's
 errors.
+
+A watching job's pass (`ctx.watch`, orchestrator/watch.py) may list only some directories (its
+`ScanScope`): `shallow` ones alone, `deep` ones with their trees. Gone files are named only where the pass
+looked: in a listed directory, and under a deep one (or a shallow one that no longer exists) for indexed
+directories the walk did not reach; a scope directory that is not a real directory under the root now
+(removed, or a symlink on the way) is not listed, so its indexed files are gone, as a whole walk would
+find. And it leaves a new or changed file modified less than `settle_s` ago for a later pass (still being
+written): not read, not gone, named in `ctx.watch.deferred`.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from orchestrator.file_index import (
     lookup_dir_stats,
     lookup_file,
 )
-from orchestrator.pipeline.context import PipelineContext
+from orchestrator.pipeline.context import PipelineContext, ScanScope
 from orchestrator.pipeline.messages import SENTINEL, DirBatch, FileEntry, KnownFailure, ScanFailure, ScanQueue
 from orchestrator.security import is_within
 
@@ -85,17 +93,58 @@ class _Walker:
 
     def walk(self) -> None:
         reader = self.ctx.index.reader()
+        watch = self.ctx.watch
         try:
-            stack = [str(self.ctx.root)]
-            while stack:
-                self._directory(stack.pop(), stack, reader)
-            self._vanished_directories(reader)
+            if watch is None or watch.scope is None:
+                self._tree(str(self.ctx.root), reader)
+                self._vanished_directories(reader)
+            else:
+                self._scoped(watch.scope, reader)
             if self._pending:
                 self._send()
         except _Stopped:
             return
         finally:
             reader.close()
+
+    def _tree(self, top: str, reader: sqlite3.Connection) -> None:
+        stack = [top]
+        while stack:
+            directory = stack.pop()
+            if directory not in self._visited:  # (a scope's trees may overlap)
+                self._directory(directory, stack, reader)
+
+    def _scoped(self, scope: ScanScope, reader: sqlite3.Connection) -> None:
+        """A watched folder's pass: its shallow directories listed alone, its deep ones walked; then indexed
+        directories under a deep one (or a vanished shallow one) that the walk did not reach are gone."""
+        root = self.ctx.root
+        tops: list[str] = []
+        for top in sorted(d for d in scope.deep if is_within(Path(d), root)):
+            if self._listable(top):
+                self._tree(top, reader)
+            tops.append(top)
+        for directory in sorted(d for d in scope.shallow if is_within(Path(d), root)):
+            if directory in self._visited:  # walked with a deep one
+                continue
+            if self._listable(directory):
+                self._directory(directory, [], reader)  # the subdirectories it finds are not entered
+            else:
+                tops.append(directory)
+        self._vanished_directories(reader, tops)
+
+    def _listable(self, directory: str) -> bool:
+        """Whether a whole walk would list this directory of a scope: a real directory under the root, no
+        symlink on the way. The root always is (failing to list it is recorded: never a reason to prune);
+        a directory that cannot be looked at for another reason is too (its failure protects its files)."""
+        if directory == str(self.ctx.root):
+            return True
+        try:
+            st = os.lstat(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return True
+        return stat.S_ISDIR(st.st_mode) and os.path.realpath(directory) == directory
 
     def _directory(self, directory: str, stack: list[str], reader: sqlite3.Connection) -> None:
         ctx = self.ctx
@@ -133,7 +182,9 @@ class _Walker:
                             batch.known[name] = indexed
                     before = len(batch.entries)
                     _visit(ctx, directory, entry, stack, batch.entries, batch.failures)
-                    if len(batch.entries) > before and not ctx.config.retry_failed:
+                    if len(batch.entries) > before and self._still_written(batch.entries[-1]):
+                        batch.entries.pop()  # a later pass of the watcher reads it
+                    elif len(batch.entries) > before and not ctx.config.retry_failed:
                         if failed is None:
                             failed = lookup_dir_failures(reader, ctx.collection, directory)
                         if failed and (noted := _still_failed(batch.entries[-1], failed)) is not None:
@@ -159,15 +210,32 @@ class _Walker:
         if batch.entries or batch.failures or batch.unchanged or batch.gone or batch.known_failures:
             self._put(batch)
 
-    def _vanished_directories(self, reader: sqlite3.Connection) -> None:
-        """Indexed directories under the root that the walk never reached (deleted, or now hidden or
-        behind a symlink): all their files are gone, unless an unlistable directory hides them."""
+    def _still_written(self, entry: FileEntry) -> bool:
+        """A watching job's new or changed file modified less than `settle_s` ago (an mtime ahead of the
+        clock does not count): left for a later pass, named in `deferred`."""
+        watch = self.ctx.watch
+        if watch is None or watch.settle_s <= 0:
+            return False
+        age_ns = time.time_ns() - entry.mtime_ns
+        if 0 <= age_ns < watch.settle_s * 1e9:
+            watch.deferred.append(entry.path)
+            return True
+        return False
+
+    def _vanished_directories(self, reader: sqlite3.Connection, tops: list[str] | None = None) -> None:
+        """Indexed directories at or under `tops` (the root) that the walk never reached (deleted, or now
+        hidden or behind a symlink): all their files are gone, unless an unlistable directory hides them."""
         ctx = self.ctx
-        for directory in directories_under(reader, ctx.collection, str(ctx.root)):
-            if directory in self._visited or any(is_within(Path(directory), Path(u)) for u in self._unlisted):
-                continue
-            names = list(lookup_dir_stats(reader, ctx.collection, directory))
-            self._put(DirBatch(directory, [], [], {}, [], gone=names))
+        seen: set[str] = set()
+        for top in [str(ctx.root)] if tops is None else tops:
+            for directory in directories_under(reader, ctx.collection, top):
+                if directory in seen or directory in self._visited:
+                    continue
+                seen.add(directory)
+                if any(is_within(Path(directory), Path(u)) for u in self._unlisted):
+                    continue
+                names = list(lookup_dir_stats(reader, ctx.collection, directory))
+                self._put(DirBatch(directory, [], [], {}, [], gone=names))
 
     def _put(self, batch: DirBatch) -> DirBatch:
         """Queue a batch: at once if it has work in it, else with other unchanged-only batches. Returns a

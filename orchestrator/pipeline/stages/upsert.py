@@ -35,7 +35,7 @@ from orchestrator.ids import point_id
 from orchestrator.logs import get_logger
 from orchestrator.people import ChunkPeople
 from orchestrator.pipeline.context import PipelineContext
-from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, FileEntry, InferQueue, PathLink
+from orchestrator.pipeline.messages import SENTINEL, AnalyzedFile, FileEntry, InferQueue, PathLink, plan_kind
 from orchestrator.pipeline.records import build_points
 from orchestrator.points import path_fields
 
@@ -161,7 +161,8 @@ class UpsertStage:
             paths = {prepared.entry.path}
             paths.update(existing.get(prepared.point_ids[0], {}).get("paths", []))
             paths.update(e.path for e in unparked.get(prepared.content_hash, []))
-            plan = None if f.prepared.media.media_type == "image" else ctx.config.plans.get("av")
+            media_type = f.prepared.media.media_type
+            plan = None if media_type == "image" else ctx.config.plans.get(plan_kind(media_type))
             records.append((f, sorted(paths), plan))
         signature = ctx.config.models_signature
 

@@ -44,6 +44,7 @@ export class Player {
     this.error.hidden = true;
     const src = streamUrl(hit, collection);
     if (playable) this.play({ ...hit, start_s: isTimed(hit) ? hit.start_s : 0 }, moments, src);
+    else if (hit.media_type === "document") this.page(hit, src);
     else this.picture(hit, src);
     if (!this.dialog.open) this.dialog.showModal();
   }
@@ -83,6 +84,17 @@ export class Player {
     img.addEventListener("error", () => this.api.showImage(img, hit.thumbnail_url), { once: true });
     img.src = src;
     this.stage.replaceChildren(img);
+    this.timeline.hidden = true;
+  }
+
+  /** A document's passage: its page (or card) as a picture, and the original opened at that page. */
+  page(hit, src) {
+    const img = el("img", { alt: `${fileName(hit.path)}, page ${hit.page ?? ""}`, className: "full" });
+    this.api.showImage(img, hit.thumbnail_url);
+    const at = Number.isInteger(hit.page) ? `#page=${hit.page}` : "";
+    const where = Number.isInteger(hit.page) ? ` at page ${hit.page}` : "";
+    const link = el("a", { href: src + at, target: "_blank", rel: "noopener", text: `Open the document${where}` });
+    this.stage.replaceChildren(img, el("p", {}, link));
     this.timeline.hidden = true;
   }
 

@@ -163,6 +163,7 @@ export class SearchPage {
       },
       thumb,
       timed ? el("span", { className: "badge time", text: clock(hit.start_s) }) : null,
+      Number.isInteger(hit.page) ? el("span", { className: "badge time", text: `p. ${hit.page}` }) : null,
       el("span", { className: "badge kind", text: hit.media_type || "file" }),
       hit.language ? el("span", { className: "badge lang", text: hit.language.toUpperCase() }) : null,
       moments
@@ -192,6 +193,7 @@ export class SearchPage {
         "div",
         { className: "meta" },
         el("p", { className: "path", title: hit.path || "", text: name }),
+        hit.heading ? el("p", { className: "hint", text: hit.heading }) : null,
         snippet,
         people.length ? el("ul", { className: "chips", "aria-label": "People" }, people) : null,
         hit.taken_at ? el("p", { className: "hint", text: `Taken ${hit.taken_at.replace("T", " ")}` }) : null,
