@@ -138,6 +138,8 @@ class FolderWatcher:
                 else:
                     settling_s = left if settling_s is None else min(settling_s, left)
             held_s = now - min((self._pending[look.path] for look in ripe), default=now)
+            if not running.is_set():  # paused while looking: the changes wait for resume
+                continue
             if ripe and (settling_s is None or held_s >= HOLD_S):
                 for look in ripe:
                     del self._pending[look.path]

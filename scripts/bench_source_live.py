@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,16 +70,17 @@ def rtsp_available() -> bool:
     return subprocess.run([str(SYSTEM_PYTHON), "-c", probe], capture_output=True).returncode == 0
 
 
+Live = tuple[str, RtspServer | LiveHLS, Callable[[], None]]
+
+
 @contextmanager
-def live_source(
-    programme: Programme, workdir: Path, transport: str
-) -> Iterator[tuple[str, RtspServer | LiveHLS]]:
-    """The programme played live: (the stream's URL, what plays it)."""
+def live_source(programme: Programme, workdir: Path, transport: str) -> Iterator[Live]:
+    """The programme played live: (the stream's URL, what plays it, what stops serving it)."""
     if transport == "rtsp":
         server = RtspServer(programme.path)
         server.start()
         try:
-            yield server.url, server
+            yield server.url, server, server.stop
         finally:
             server.stop()
         return
@@ -96,7 +97,7 @@ def live_source(
             if time.monotonic() > deadline or writer.error is not None:
                 raise RuntimeError(f"no HLS playlist: {writer.error}")
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{http_server.server_address[1]}/live.m3u8", writer
+        yield f"http://127.0.0.1:{http_server.server_address[1]}/live.m3u8", writer, http_server.shutdown
     finally:
         writer.stop()
         http_server.shutdown()
@@ -123,7 +124,9 @@ def measure_live(
     workdir.mkdir(parents=True, exist_ok=True)
     transport = transport or ("rtsp" if rtsp_available() else "hls")
     lines = [text for text, _ in SENTENCES]
-    programme = write_programme(workdir / "live.mp4", lines, lead_s=0.6, slot_s=CHUNK_S, tail_s=1.0)
+    # Each sentence 1.5 s into its slot: whole in one segment whether the stream's first video keyframe
+    # comes with its first audio or (GStreamer's RTSP server here) a second later.
+    programme = write_programme(workdir / "live.mp4", lines, lead_s=1.5, slot_s=CHUNK_S, tail_s=1.0)
     env = {
         "CHUNK_SECONDS": str(CHUNK_S),
         "MIN_CHUNK_SECONDS": "2",
@@ -133,7 +136,7 @@ def measure_live(
     }
     lags: dict[int, float] = {}
     with (
-        live_source(programme, workdir, transport) as (url, source),
+        live_source(programme, workdir, transport) as (url, source, stop_serving),
         orchestrator_process(
             workdir / "data", ml_url, [], env, log_path=workdir / "orchestrator.log"
         ) as base,
@@ -145,6 +148,7 @@ def measure_live(
         stream_id = resp.json()["stream_id"]
         ingested = -1
         deadline: float | None = None
+        ended = False
         while len(lags) < len(SENTENCES):
             health = client.get(f"/streams/{stream_id}").json()
             since = _live_since(source)
@@ -152,6 +156,9 @@ def measure_live(
                 deadline = since + programme.duration_s + SETTLE_S
             if deadline is not None and time.time() > deadline:
                 break
+            if since is not None and time.time() > since + programme.duration_s + 1.0 and not ended:
+                stop_serving()  # the programme is over: the recorder must not record a second showing
+                ended = True
             if health["segments"]["ingested"] == ingested or since is None:
                 time.sleep(0.2)
                 continue
@@ -170,6 +177,7 @@ def measure_live(
         "live_lag_max_s": round(float(values.max()), 2) if values.size else None,
         "n": int(values.size),
         "missed": len(SENTENCES) - int(values.size),
+        "missed_words": [word for i, (_, word) in enumerate(SENTENCES) if i not in lags],
         "chunk_s": CHUNK_S,
         "transport": transport,
         "target_s": CHUNK_S + 10.0,

@@ -9,9 +9,10 @@ so the first pass indexes them without ML), and a watching job on it. Then `n` p
 scene, are written one at a time into a new directory; for each, the time from the end of its write (the
 file closed) until a keyword search over HTTP for its file name finds it (polled every 20 ms) is one sample:
 `watch_latency_p50_s` / `_p95_s` (target: ≤ chunk length + 5 s). `scoped_pass_p50_s` is the pass each burst
-took (the job's `watch.last_pass_s`: one directory listed, one picture through the ML service);
-`whole_pass_s` is one pass of an ordinary job over the same folder afterwards (every file unchanged: the
-stat fast path), what each burst would cost if a pass walked the whole root.
+took (the job's `watch.last_pass_s`: one directory listed, one picture through the ML service), and
+`scoped_pass_no_ml_p50_s` the same for bursts that need no ML (one background file deleted each: listing,
+prune); `whole_pass_s` is one pass of an ordinary job over the same folder afterwards (every file unchanged:
+the stat fast path), what a burst would cost if each pass walked the whole root.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def measure_watch(workdir: Path, ml_url: str, n: int = 20) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
     passes: list[float] = []
+    bare: list[float] = []
     try:
         wait_ready(base, proc, 120.0, path="/health", log_path=log_path)
         with httpx.Client(base_url=base, timeout=60.0) as client:
@@ -125,6 +127,11 @@ def measure_watch(workdir: Path, ml_url: str, n: int = 20) -> dict[str, Any]:
                 _wait(f"picture {i}", found, 60)
                 latencies.append(time.monotonic() - written)
                 passes.append(float(status()["watch"]["last_pass_s"]))
+            for i in range(5):  # bursts without ML: one file deleted each
+                done = status()["watch"]["passes"]
+                (media / "archive" / f"part{i:02d}" / f"blob{i:06d}.bin").unlink()
+                _wait(f"deletion {i}", lambda done=done: status()["watch"]["passes"] > done, 60)
+                bare.append(float(status()["watch"]["last_pass_s"]))
             client.post(f"/jobs/{job_id}/cancel")
             job_id = client.post("/jobs", json={"path": str(media), "collection": "watch"}).json()["job_id"]
             whole = _wait(
@@ -140,6 +147,7 @@ def measure_watch(workdir: Path, ml_url: str, n: int = 20) -> dict[str, Any]:
         "watch_latency_p95_s": _quantile(latencies, 0.95),
         "watch_latency_max_s": round(max(latencies), 3),
         "scoped_pass_p50_s": round(statistics.median(passes), 3),
+        "scoped_pass_no_ml_p50_s": round(statistics.median(bare), 3),
         "whole_pass_s": whole["elapsed_s"],
         "whole_pass_files": whole["counters"]["discovered"],
         "first_pass_s": first_pass_s,
@@ -167,8 +175,9 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     if not args.json:
+        width = max(map(len, result))
         for key, value in result.items():
-            print(f"{key:>20}: {value}")
+            print(f"{key:>{width}}: {value}")
     print(json.dumps(result))
 
 

@@ -1,7 +1,9 @@
 """Files gone from the tree: after a complete scan of a root, their paths leave the points that listed
 them, and points no remaining path holds are deleted. The scanner names what is gone (it compares each
 directory's listing with its index rows, and finds indexed directories it never reached); directories it
-could not list are left alone, since their files may still exist.
+could not list are left alone, since their files may still exist. A watching job's pass over a few
+directories (its `ScanScope`) names files gone only in the directories it listed (stages/scan.py), so its
+prune never touches the others.
 
 The gone files wait in the file index (the job's `gone` rows), and are pruned a page at a time: memory and
 every statement's bound values stay the same size however many files went (one IN list over every gone

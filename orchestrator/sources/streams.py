@@ -103,7 +103,6 @@ class StreamRecording:
         self._on_disk: deque[tuple[float, str]] = deque()  # (start, name) of every segment, oldest first
         self._arrived = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
-        self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
         """Clear what a dead recorder left half written, learn the segments on disk, start recording."""
@@ -114,6 +113,7 @@ class StreamRecording:
                 self._on_disk.append((start, name))
         self.status.connection = Connection.CONNECTING
         self._supervisor = asyncio.create_task(self._supervise(), name=f"stream-{self.config.directory.name}")
+        self._supervisor.add_done_callback(lambda _: self._arrived.set())  # next_batch sees it end
         log.info("stream_start", url=self.status.url, segments_on_disk=len(self._on_disk))
 
     async def close(self) -> None:
@@ -195,7 +195,6 @@ class StreamRecording:
             env=_child_env(),
             limit=_MAX_LINE,
         )  # from the event loop's thread: the thread the recorder's PDEATHSIG watches
-        self._process = process
         self.status.recorder_pid = process.pid
         try:
             assert process.stdin is not None and process.stdout is not None  # (PIPE asked for)

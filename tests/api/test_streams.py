@@ -65,7 +65,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def programme(base: Path) -> Programme:
-    return write_programme(base / "media/live.mp4", LINES, lead_s=0.6, slot_s=CHUNK_S, tail_s=0.5)
+    # 1.3 s into each slot: whole in one segment whether the first video keyframe comes with the first audio
+    # or (GStreamer's RTSP server) a second later.
+    return write_programme(base / "media/live.mp4", LINES, lead_s=1.3, slot_s=CHUNK_S, tail_s=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,7 @@ async def test_a_tenant_reaches_only_its_own_collections(tmp_path: Path, ml_serv
         [tmp_path],
         api_key=OPERATOR,
         tenant_keys=f"acme:{ACME},globex:{GLOBEX}",
+        url_allowed_networks="127.0.0.0/8",
     )
     async with running_orchestrator(settings, counting_store(settings)) as orch, _clients(orch.url) as c:
         acme, globex, operator = c["acme"], c["globex"], c["operator"]
@@ -113,6 +114,20 @@ async def test_a_tenant_reaches_only_its_own_collections(tmp_path: Path, ml_serv
         assert job_id not in [j["job_id"] for j in (await globex.get("/jobs")).json()["jobs"]]
         taken = await globex.post("/jobs", json={"path": str(root), "collection": "acme-photos"})
         assert taken.status_code == 409, taken.text
+        taken = await globex.post("/jobs", json={"text": "hello", "title": "t", "collection": "acme-photos"})
+        assert taken.status_code == 409, taken.text
+        upload = {"file": ("x.png", hf.text_photo("X"), "image/png")}
+        taken = await globex.post("/uploads", files=upload, data={"collection": "acme-photos"})
+        assert taken.status_code == 409, taken.text
+        stream = {"url": "rtsp://127.0.0.1:9/live", "collection": "acme-photos"}
+        assert (await globex.post("/streams", json=stream)).status_code == 409
+        mine = await acme.post("/streams", json=stream)
+        assert mine.status_code == 202, mine.text
+        stream_id = mine.json()["stream_id"]
+        assert (await globex.get(f"/streams/{stream_id}")).status_code == 404
+        assert (await globex.post(f"/streams/{stream_id}/cancel")).status_code == 404
+        assert stream_id not in [s["stream_id"] for s in (await globex.get("/streams")).json()["streams"]]
+        assert (await acme.post(f"/streams/{stream_id}/cancel")).status_code == 200
         assert (await globex.get("/metrics")).status_code == 403
 
         # acme reads all of it; the operator too; a collection from before tenants is the operator's alone.

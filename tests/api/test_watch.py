@@ -184,13 +184,12 @@ async def test_a_moved_picture_keeps_its_points_without_ml(watched: Watched) -> 
     ml = watched.orch.services.ml
     requests = ml.requests
     passes = (await watched.status())["watch"]["passes"]
-    (watched.root / "b").mkdir()
-    os.rename(watched.root / "a/moved.jpg", watched.root / "b/moved.jpg")
+    os.rename(watched.root / "a/moved.jpg", watched.root / "moved.jpg")  # into a directory that was there
 
     async def moved() -> bool:
         paths = await watched.paths_of(image(6))
         assert paths is not None, "the picture was not found for a moment"  # one pass: no gap
-        return paths == [str(watched.root / "b/moved.jpg")]
+        return paths == [str(watched.root / "moved.jpg")]
 
     await poll("the new path", moved)
 
@@ -259,7 +258,7 @@ async def test_an_idle_watcher_holds_no_job_slot(watched: Watched) -> None:
     other.mkdir()
     (other / "plain.jpg").write_bytes(image(14))
     resp = await watched.orch.client.post("/jobs", json={"path": str(other), "collection": COLLECTION})
-    done = await watched.orch.wait_job(resp.json()["job_id"], timeout_s=BOUND_S)
+    done: dict[str, Any] = dict(await watched.orch.wait_job(resp.json()["job_id"], timeout_s=BOUND_S))
     assert done["state"] == "completed" and done["counters"]["upserted"] == 1
     assert (await watched.status())["watching"] is True
 
