@@ -75,6 +75,8 @@ class JobCreate(_Request):
             raise ValueError("give exactly one of path, url, text")
         if self.title is not None and self.text is None:
             raise ValueError("title names a text: give it with text")
+        if self.options.watch and self.path is None:
+            raise ValueError("options.watch watches a folder: give it with path")
         if self.url is not None:
             parts = urlsplit(self.url)
             if parts.scheme.lower() not in ("http", "https") or not parts.hostname:

@@ -408,6 +408,8 @@ async def test_text_jobs_and_job_bodies(orch: RunningOrchestrator) -> None:
         {"url": "ftp://example.com/a.jpg"},
         {"url": "not a url"},
         {"text": ""},
+        {"text": "a", "options": {"watch": True}},  # a watch needs a folder
+        {"url": "http://example.com/a.jpg", "options": {"watch": True}},
     ):
         resp = await orch.client.post("/jobs", json=body)
         assert resp.status_code == 422, (body, resp.text)
