@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.sources.sink import BUFFER_BYTES, SYNC_BYTES
-from scripts.ml_process import REPO, free_port, stop_process, wait_ready
+from scripts.ml_process import free_port
+from scripts.orchestrator_process import orchestrator_process
 
 _MB = 1 << 20
 
@@ -80,44 +80,27 @@ def measure_upload(workdir: Path, ml_url: str | None = None, size_mb: int = 200)
     size = payload.stat().st_size
     disk = disk_copy_mb_s(payload, workdir / "disk_copy.wav")
 
-    port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "DATA_DIR": str(workdir / "data"),
-        "ALLOWED_ROOTS": "",
-        "ML_SERVICE_URL": ml_url or f"http://127.0.0.1:{free_port()}",
         "ML_RETRY_DEADLINE_S": "30",
-        "LOG_LEVEL": "WARNING",
         "MAX_UPLOAD_BYTES": str(size + _MB),
     }
+    # Without an ML service to point at, the orchestrator still starts (the upload needs none).
+    target = ml_url or f"http://127.0.0.1:{free_port()}"
     log_path = workdir / "orchestrator.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator"],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with (
+        orchestrator_process(workdir / "data", target, env=env, log_path=log_path) as base,
+        httpx.Client(base_url=base, timeout=600.0) as client,
+        open(payload, "rb") as fh,
+    ):
+        started = time.perf_counter()
+        resp = client.post(
+            "/uploads", files={"file": (payload.name, fh, "audio/wav")}, data={"collection": "bench"}
         )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, proc, 120.0, path="/health", log_path=log_path)
-        with httpx.Client(base_url=base, timeout=600.0) as client, open(payload, "rb") as fh:
-            started = time.perf_counter()
-            resp = client.post(
-                "/uploads", files={"file": (payload.name, fh, "audio/wav")}, data={"collection": "bench"}
-            )
-            elapsed = time.perf_counter() - started
-            if resp.status_code != 201:
-                raise RuntimeError(f"upload answered {resp.status_code}: {resp.text[:500]}")
-            body = resp.json()
-            client.post(f"/jobs/{body['job_id']}/cancel")  # its ingest is not what is measured
-    finally:
-        stop_process(proc)
+        elapsed = time.perf_counter() - started
+        if resp.status_code != 201:
+            raise RuntimeError(f"upload answered {resp.status_code}: {resp.text[:500]}")
+        body = resp.json()
+        client.post(f"/jobs/{body['job_id']}/cancel")  # its ingest is not what is measured
     if body["size"] != size:
         raise RuntimeError(f"stored {body['size']} bytes of {size}")
     upload = size / _MB / elapsed
