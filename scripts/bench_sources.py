@@ -78,7 +78,8 @@ def main() -> None:
             result = run_piece(name, workdir, ml_url)
             for key, value in result.items():
                 print(f"   {key}: {value}", flush=True)
-            out.update(result)
+            # Keys two pieces share ("n") keep the first; the later piece's get its name in front.
+            out.update({(f"{name}_{k}" if k in out else k): v for k, v in result.items()})
     print(json.dumps(out))
 
 
