@@ -8,14 +8,19 @@ tenant's is 409. The operator (API_KEY, or no keys at all) may touch every colle
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from starlette.requests import HTTPConnection
 
+from orchestrator.jobs import InvalidTransitionError, Job, JobNotFoundError
 from orchestrator.people import companions
 from orchestrator.services import Services
 from orchestrator.tenancy import OPERATOR, Principal
+
+if TYPE_CHECKING:
+    from orchestrator.job_manager import JobManager
 
 
 def principal(conn: HTTPConnection) -> Principal:
@@ -71,6 +76,25 @@ async def readable(who: Principal, services: Services, collections: list[str]) -
         return collections
     owned = await services.catalog.owned(who.tenant)
     return [c for c in collections if _base(c) in owned]
+
+
+async def readable_job(jobs: JobManager, job_id: str, services: Services, who: Principal) -> Job | None:
+    """The job (a stream too), when `who` may read its collection; None when there is none for it."""
+    try:
+        job = await jobs.get(job_id)
+    except JobNotFoundError:
+        return None
+    return job if await can_read(services, who, job.collection) else None
+
+
+async def transition(action: Callable[[str], Awaitable[Job]], job_id: str) -> Job:
+    """Pause, resume or cancel a job the caller found readable; 409 when its state does not allow it."""
+    try:
+        return await action(job_id)
+    except InvalidTransitionError as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, {"detail": str(exc), "state": exc.current.value}
+        ) from exc
 
 
 def require_operator(request: Request) -> None:

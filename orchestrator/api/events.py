@@ -22,10 +22,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSock
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import HTTPConnection
 
-from orchestrator.api.access import PrincipalDep, can_read
+from orchestrator.api.access import PrincipalDep, readable_job
 from orchestrator.api.deps import JobsDep, ServicesDep, principal_of, require_api_key
 from orchestrator.job_manager import JobManager
-from orchestrator.jobs import Job, JobNotFoundError
+from orchestrator.jobs import Job
 from orchestrator.services import Services
 from orchestrator.tenancy import Principal
 
@@ -92,11 +92,8 @@ async def job_events(job: Job, streams: EventStreams) -> AsyncGenerator[dict[str
 
 async def _job(jobs: JobManager, job_id: str, services: Services, who: Principal) -> Job:
     """The job, when `who` may read its collection (another tenant's job does not exist for it)."""
-    try:
-        job = await jobs.get(job_id)
-    except JobNotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from exc
-    if not await can_read(services, who, job.collection):
+    job = await readable_job(jobs, job_id, services, who)
+    if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
     return job
 
@@ -139,11 +136,8 @@ async def websocket(
         await ws.close(code=WS_UNAUTHORIZED, reason="missing or wrong API key")
         return
     jobs: JobManager = ws.app.state.jobs
-    try:
-        job = await jobs.get(job_id)
-    except JobNotFoundError:
-        job = None
-    if job is None or not await can_read(ws.app.state.services, who, job.collection):
+    job = await readable_job(jobs, job_id, ws.app.state.services, who)
+    if job is None:
         await ws.close(code=WS_NO_SUCH_JOB, reason=f"no job {job_id}")
         return
     ended = False

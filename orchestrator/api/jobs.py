@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 
-from orchestrator.api.access import PrincipalDep, can_read, check_write
+from orchestrator.api.access import PrincipalDep, can_read, check_write, readable_job, transition
 from orchestrator.api.deps import CollectionDeletions, DeletionsDep, JobsDep, ServicesDep
 from orchestrator.api.schemas import IngestAlias, JobAccepted, JobCreate, JobOptions
 from orchestrator.job_manager import JobManager
-from orchestrator.jobs import InvalidTransitionError, Job, JobNotFoundError
+from orchestrator.jobs import Job
 from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root, resolve_s3_root
 from orchestrator.services import Services
 from orchestrator.sources.roots import Root, is_s3_uri
@@ -132,11 +132,8 @@ async def list_jobs(jobs: JobsDep, services: ServicesDep, who: PrincipalDep) -> 
 
 async def _get(jobs: JobManager, job_id: str, services: Services, who: Principal) -> Job:
     """The job, when `who` may read its collection (another tenant's job does not exist for it)."""
-    try:
-        job = await jobs.get(job_id)
-    except JobNotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}") from exc
-    if not await can_read(services, who, job.collection):
+    job = await readable_job(jobs, job_id, services, who)
+    if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
     return job
 
@@ -177,12 +174,7 @@ async def _transition(
     jobs: JobManager, job_id: str, action: Callable[[str], Awaitable[Job]], services: Services, who: Principal
 ) -> dict[str, Any]:
     await _get(jobs, job_id, services, who)
-    try:
-        job = await action(job_id)
-    except InvalidTransitionError as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, {"detail": str(exc), "state": exc.current.value}
-        ) from exc
+    job = await transition(action, job_id)
     return {"job_id": job.id, "state": job.state.value}
 
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 
-from orchestrator.api.access import PrincipalDep, can_read, check_write
+from orchestrator.api.access import PrincipalDep, can_read, check_write, readable_job, transition
 from orchestrator.api.deps import DeletionsDep, JobsDep, ServicesDep
 from orchestrator.api.schemas import StreamAccepted, StreamCreate
 from orchestrator.job_manager import JobManager
-from orchestrator.jobs import STREAM, InvalidTransitionError, Job, JobNotFoundError
+from orchestrator.jobs import STREAM, Job
 from orchestrator.services import Services
 from orchestrator.sources.managed import new_id
 from orchestrator.sources.stream_status import Connection
@@ -101,11 +101,8 @@ async def list_streams(
 
 async def _get(jobs: JobManager, stream_id: str, services: Services, who: Principal) -> Job:
     """The stream, when `who` may read its collection (another tenant's does not exist for it)."""
-    try:
-        job: Job | None = await jobs.get(stream_id)
-    except JobNotFoundError:
-        job = None
-    if job is None or not job.streams or not await can_read(services, who, job.collection):
+    job = await readable_job(jobs, stream_id, services, who)
+    if job is None or not job.streams:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no stream {stream_id}")
     return job
 
@@ -126,13 +123,7 @@ async def _transition(
     who: Principal,
 ) -> dict[str, Any]:
     await _get(jobs, stream_id, services, who)
-    try:
-        job = await action(stream_id)
-    except InvalidTransitionError as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, {"detail": str(exc), "state": exc.current.value}
-        ) from exc
-    return stream_view(job, request)
+    return stream_view(await transition(action, stream_id), request)
 
 
 @router.delete("/streams/{stream_id}")
