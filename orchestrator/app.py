@@ -50,6 +50,10 @@ def create_app(settings: Settings, store: VectorStore | None = None) -> FastAPI:
         job_store = JobStore(settings.jobs_db_path)
         await job_store.open()
         manager = JobManager(services, job_store)
+        if settings.database_url:  # distributed: the jobs run on workers (imported only then)
+            from orchestrator.distributed.jobs import open_cluster_jobs
+
+            manager = await open_cluster_jobs(services, job_store)
         services.metrics.watch_jobs(manager.live)
         app.state.services = services
         app.state.jobs = manager

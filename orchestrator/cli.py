@@ -51,6 +51,20 @@ def serve() -> None:
 
 
 @app.command()
+def worker() -> None:
+    """Run a worker of the distributed mode (DATABASE_URL, QDRANT_URL): claims partitions of every job."""
+    import asyncio
+
+    from orchestrator.config import Settings
+    from orchestrator.distributed.worker import serve_worker
+    from orchestrator.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(serve_worker(settings))
+
+
+@app.command()
 def ingest(
     directory: str,
     collection: str | None = typer.Option(None, "--collection", "-c"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.clients.qdrant_cluster import QdrantCluster, WriteOrdering
 from orchestrator.clients.vector_params import EDGE_SUBDIR
 from orchestrator.hosts import is_loopback_host
 from orchestrator.sources.addresses import IPNetwork, parse_networks
@@ -74,9 +75,30 @@ class Settings(BaseSettings):
     s3_spool_bytes: int = Field(default=8 << 30, ge=1)
     s3_download_workers: int = Field(default=4, ge=1, le=64)
 
+    # Distributed mode (README "Many machines"): DATABASE_URL set (a libpq URL) -> PostgreSQL holds jobs,
+    # partitions, the shared file index and progress; `archivist worker` processes claim partitions and
+    # `archivist serve` only answers the API. It needs a Qdrant server (QDRANT_URL). Unset: one machine.
+    database_url: str | None = None
+    worker_slots: int = Field(default=2, ge=1, le=64)  # partitions one worker runs at once
+    # A directory's files are cut into partitions of at most this many files and bytes (a scan task
+    # inserts them; a worker claims one at a time per slot).
+    partition_files: int = Field(default=1000, ge=1, le=100_000)
+    partition_bytes: int = Field(default=64 << 30, ge=1)
+    # Workers beat every WORKER_HEARTBEAT_S; one silent for WORKER_STALL_S is taken as dead and its
+    # partitions go to another worker (resumed at their checkpoint).
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    worker_stall_s: float = Field(default=15.0, gt=0)
+
     # Vector store: unset -> embedded Qdrant Edge under DATA_DIR; set -> a Qdrant server or cluster.
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
+    # A Qdrant cluster (orchestrator/clients/qdrant_cluster.py says why these defaults). New collections (the
+    # main one and its companions) get these shard and replica counts and this write consistency factor
+    # (unset: the server's defaults); every write is sent with QDRANT_WRITE_ORDERING.
+    qdrant_shard_number: int | None = Field(default=None, ge=1)
+    qdrant_replication_factor: int | None = Field(default=None, ge=1)
+    qdrant_write_consistency_factor: int | None = Field(default=None, ge=1)
+    qdrant_write_ordering: WriteOrdering = "strong"
     default_collection: str = "media"
 
     # ML service.
@@ -182,6 +204,22 @@ class Settings(BaseSettings):
     def _tenant_keys(cls, value: str) -> str:
         TenantKeys.parse(value)  # a malformed entry fails at start-up
         return value
+
+    @field_validator("qdrant_write_consistency_factor")
+    @classmethod
+    def _write_consistency(cls, value: int | None, info: ValidationInfo) -> int | None:
+        replicas = info.data.get("qdrant_replication_factor")
+        QdrantCluster(replication_factor=replicas, write_consistency_factor=value)
+        return value
+
+    @property
+    def qdrant_cluster(self) -> QdrantCluster:
+        return QdrantCluster(
+            shard_number=self.qdrant_shard_number,
+            replication_factor=self.qdrant_replication_factor,
+            write_consistency_factor=self.qdrant_write_consistency_factor,
+            write_ordering=self.qdrant_write_ordering,
+        )
 
     @property
     def tenants(self) -> TenantKeys:

@@ -6,11 +6,12 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from orchestrator.cache import ResultCache
 from orchestrator.clients.ml import MLClient
 from orchestrator.clients.vectors import VectorStore
-from orchestrator.file_index import FileIndex
+from orchestrator.file_index import FileIndex, IndexedFile
 from orchestrator.media.av_decode import AVOptions
 from orchestrator.media.decode_pool import DecodePool
 from orchestrator.media.documents import DocumentOptions
@@ -117,6 +118,24 @@ class WatchScan:
     deferred: list[str] = field(default_factory=list)
 
 
+class Checkpoint(Protocol):
+    """Where a distributed worker's pass commits what it finished (orchestrator/distributed/ledger.py).
+    The upsert stage calls it after each durable write and its done marks; it raises when the pass's
+    partition has another owner now (the write's points are idempotent; its counts must not land)."""
+
+    async def files_done(self, files: list[IndexedFile]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionScan:
+    """A distributed worker's pass: these names of one directory instead of a walk of the root
+    (stages/scan_partition.py); `known` are their rows in the shared index (a changed file's old content)."""
+
+    directory: str
+    names: tuple[str, ...]
+    known: dict[str, IndexedFile] = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class PipelineContext:
     job_id: str
@@ -136,6 +155,8 @@ class PipelineContext:
     watch: WatchScan | None = None  # a watching job's pass (scope, settle); None: an ordinary job's
     # An object-store pass (stages/scan_s3.py lists this prefix instead of walking `root`, then Path()).
     objects: ObjectScan | None = None
+    partition: PartitionScan | None = None  # a distributed worker's partition (its files only)
+    checkpoint: Checkpoint | None = None  # told of every file done (distributed mode)
 
     def people_index(self) -> PeopleIndex:
         """This job's view of the collection's people (faces and voices)."""

@@ -24,6 +24,7 @@ from orchestrator.pipeline.prune import prune
 from orchestrator.pipeline.stages.infer import InferStage
 from orchestrator.pipeline.stages.prepare import PrepareStage
 from orchestrator.pipeline.stages.scan import scan_stage
+from orchestrator.pipeline.stages.scan_partition import partition_scan_stage
 from orchestrator.pipeline.stages.scan_s3 import s3_scan_stage
 from orchestrator.pipeline.stages.upsert import UpsertStage
 
@@ -99,7 +100,9 @@ async def _stages(
     config = ctx.config
     try:
         async with asyncio.TaskGroup() as group:
-            if ctx.objects is None:  # a local directory, or an object-store prefix
+            if ctx.partition is not None:  # a distributed worker's partition: its files only
+                group.create_task(partition_scan_stage(ctx, ctx.partition, scanned, config.prepare_workers))
+            elif ctx.objects is None:  # a local directory, or an object-store prefix
                 group.create_task(scan_stage(ctx, scanned, config.prepare_workers))
             else:
                 group.create_task(s3_scan_stage(ctx, ctx.objects, scanned, config.prepare_workers))

@@ -181,7 +181,7 @@ class _Walker:
                         if indexed is not None:
                             batch.known[name] = indexed
                     before = len(batch.entries)
-                    _visit(ctx, directory, entry, stack, batch.entries, batch.failures)
+                    visit_entry(ctx, directory, entry, stack, batch.entries, batch.failures)
                     if len(batch.entries) > before and self._still_written(batch.entries[-1]):
                         batch.entries.pop()  # a later pass of the watcher reads it
                     elif len(batch.entries) > before and not ctx.config.retry_failed:
@@ -282,7 +282,7 @@ def _still_failed(entry: FileEntry, failed: dict[str, KnownFailureRow]) -> Known
     return KnownFailure(entry.path, row[3], row[4])
 
 
-def _visit(
+def visit_entry(
     ctx: PipelineContext,
     directory: str,
     entry: os.DirEntry[str],

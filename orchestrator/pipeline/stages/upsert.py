@@ -126,9 +126,10 @@ class UpsertStage:
                 [(f.prepared.entry, f.prepared.previous) for f in files]
                 + [(link.entry, link.previous) for link in links]
             )
-            await ctx.index.mark_done(
-                ctx.collection, [_indexed(e, h, n) for e, h, n in done if e.path not in retry], owed
-            )
+            marked = [_indexed(e, h, n) for e, h, n in done if e.path not in retry]
+            await ctx.index.mark_done(ctx.collection, marked, owed)
+            if ctx.checkpoint is not None:  # a distributed worker's commit (raises if it lost the partition)
+                await ctx.checkpoint.files_done(marked)
             ctx.progress.add("done", len(done))
             await self._points.pay(owed)
 
