@@ -34,6 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ORCHESTRATOR_PORT = Settings.model_fields["port"].default
 ML_PORT = MLSettings.model_fields["port"].default
 QDRANT_REST_PORT = 6333
+POSTGRES_PORT = 5432
+DISTRIBUTED = ("postgres", "api", "worker")
+# The services that run the orchestrator image, and the environment names each may set.
+ORCHESTRATOR_IMAGE_SERVICES = ("orchestrator", "api", "worker")
 
 
 def env_names(cls: type[BaseSettings]) -> dict[str, str]:
@@ -210,17 +214,42 @@ def test_settings_prefixes_and_names_do_not_collide() -> None:
 
 
 def test_compose_services_and_profiles(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"qdrant", "ml", "orchestrator", "vllm"}
-    # A plain `docker compose up` starts the three core services; vLLM only with its profile.
+    assert set(services) == {"qdrant", "ml", "orchestrator", "vllm", *DISTRIBUTED}
+    # A plain `docker compose up` starts the three core services; vLLM and the distributed mode only with
+    # their profiles.
     for name in ("qdrant", "ml", "orchestrator"):
         assert not services[name].get("profiles"), name
     assert services["vllm"]["profiles"] == ["vlm"]
+    for name in DISTRIBUTED:
+        assert services[name]["profiles"] == ["distributed"], name
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "docker compose --profile distributed up -d --build --wait api worker" in text
+
+
+def test_compose_needs_no_new_variable_for_a_plain_up(compose: dict[str, Any]) -> None:
+    """Compose interpolates every service before it applies profiles: a required ${VAR:?} in a profile's
+    service would stop a plain `docker compose up` too. The two keys are the only required variables."""
+
+    def strings(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+        elif isinstance(node, str):
+            yield node
+
+    shell = {"API_KEY": "secret", "ML_API_KEY": "ml-secret"}
+    for value in strings(compose):
+        interpolate(value, shell)
 
 
 def test_compose_builds_the_right_dockerfiles(services: dict[str, dict[str, Any]]) -> None:
-    assert services["orchestrator"]["build"]["dockerfile"] == "Dockerfile"
+    for name in ORCHESTRATOR_IMAGE_SERVICES:
+        assert services[name]["build"]["dockerfile"] == "Dockerfile", name
     assert services["ml"]["build"]["dockerfile"] == "Dockerfile.ml"
-    for name in ("orchestrator", "ml"):
+    for name in (*ORCHESTRATOR_IMAGE_SERVICES, "ml"):
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
     assert services["qdrant"]["image"].startswith("${QDRANT_IMAGE:-qdrant/qdrant")
@@ -236,7 +265,9 @@ def test_compose_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         assert repo and tag and tag != "latest" and re.fullmatch(r"v?\d+(\.\d+)+", tag), (name, image)
     # The images this project builds carry its version.
     assert images["ml"] == f"archivist-ml:{version}"
-    assert images["orchestrator"] == f"archivist-orchestrator:{version}"
+    for name in ORCHESTRATOR_IMAGE_SERVICES:
+        assert images[name] == f"archivist-orchestrator:{version}", name
+    assert services["postgres"]["image"].startswith("${POSTGRES_IMAGE:-postgres:")
     # The Qdrant server is the release of the locked client (its compatibility check wants the same minor).
     client = read_lock(ROOT / "requirements" / "lock.txt")["qdrant-client"].version
     server = images["qdrant"].rpartition(":v")[2]
@@ -244,7 +275,8 @@ def test_compose_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
 
 
 def test_compose_environment_names_are_real_settings(services: dict[str, dict[str, Any]]) -> None:
-    for service, known in (("orchestrator", ORCHESTRATOR_ENV), ("ml", ML_ENV)):
+    checked = [(name, ORCHESTRATOR_ENV) for name in ORCHESTRATOR_IMAGE_SERVICES] + [("ml", ML_ENV)]
+    for service, known in checked:
         env = compose_env(services[service])
         assert env, f"{service} sets no environment"
         unknown = sorted(set(env) - set(known))
@@ -350,6 +382,7 @@ def test_compose_healthchecks_point_at_real_endpoints(services: dict[str, dict[s
     for service, port, routes in (
         ("ml", ML_PORT, ml_routes),
         ("orchestrator", ORCHESTRATOR_PORT, orch_routes),
+        ("api", ORCHESTRATOR_PORT, orch_routes),
     ):
         snippet = python_snippet(services[service])
         compile(snippet, f"{service} healthcheck", "exec")
@@ -364,11 +397,123 @@ def test_compose_healthchecks_point_at_real_endpoints(services: dict[str, dict[s
 
 
 def test_compose_depends_on_healthy_services(services: dict[str, dict[str, Any]]) -> None:
-    depends = services["orchestrator"]["depends_on"]
-    assert set(depends) == {"qdrant", "ml"}
-    for name, spec in depends.items():
-        assert spec["condition"] == "service_healthy", name
-        assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck to wait for"
+    for service, needs in (
+        ("orchestrator", {"qdrant", "ml"}),
+        ("api", {"postgres", "qdrant", "ml"}),
+        ("worker", {"postgres", "qdrant", "ml"}),
+    ):
+        depends = services[service]["depends_on"]
+        assert set(depends) == needs, service
+        for name, spec in depends.items():
+            assert spec["condition"] == "service_healthy", (service, name)
+            assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck to wait for"
+
+
+# --- docker-compose.yml: the distributed mode (profile "distributed") ----------------------------------
+
+
+def test_compose_distributed_commands_are_cli_commands(services: dict[str, dict[str, Any]]) -> None:
+    from orchestrator.cli import app
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["archivist"] == "orchestrator.cli:main"
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback is not None}
+    for service, command in (("api", "serve"), ("worker", "worker")):
+        assert services[service]["command"] == ["archivist", command]
+        assert command in commands, f"`archivist {command}` ({service}) is not a command of orchestrator.cli"
+
+
+def test_compose_distributed_environment(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API and the workers reach the database the postgres service creates (its password followed), the
+    shared Qdrant server and the ML service; the values parse as Settings; the API still needs its key."""
+    pg = compose_env(services["postgres"])
+    orch = compose_env(services["orchestrator"])
+    shell = {"API_KEY": "secret", "ML_API_KEY": "ml-secret"}
+    for name in ("api", "worker"):
+        env = compose_env(services[name])
+        for given in (shell, {**shell, "POSTGRES_PASSWORD": "chosen"}):
+            password = interpolate(pg["POSTGRES_PASSWORD"], given)
+            user, db = pg["POSTGRES_USER"], pg["POSTGRES_DB"]
+            expected = f"postgresql://{user}:{password}@postgres:{POSTGRES_PORT}/{db}"
+            assert interpolate(env["DATABASE_URL"], given) == expected, name
+        # A Qdrant server (never the embedded store), the ML service and its key as the orchestrator has them.
+        for key in ("QDRANT_URL", "ML_SERVICE_URL", "ML_SERVICE_API_KEY", "ML_SERVICE_URLS", "ALLOWED_ROOTS"):
+            assert env[key] == orch[key], (name, key)
+
+        for setting in ORCHESTRATOR_ENV:
+            monkeypatch.delenv(setting, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, interpolate(value, shell))
+        settings = Settings(_env_file=None)
+        assert settings.database_url and settings.database_url.startswith("postgresql://"), name
+        assert settings.qdrant_url == f"http://qdrant:{QDRANT_REST_PORT}"
+        assert settings.ml_service_api_key == "ml-secret"
+
+    # The API is the orchestrator's service with a database, under its own host name.
+    api = compose_env(services["api"])
+    assert {k: v for k, v in api.items() if k not in {"DATABASE_URL", "TRUSTED_HOSTS"}} == {
+        k: v for k, v in orch.items() if k != "TRUSTED_HOSTS"
+    }
+    assert "api" in interpolate(api["TRUSTED_HOSTS"], {}).split(",")
+    for setting in ORCHESTRATOR_ENV:
+        monkeypatch.delenv(setting, raising=False)
+    for key, value in api.items():
+        monkeypatch.setenv(key, interpolate(value, shell))
+    Settings(_env_file=None).check_exposure()
+    monkeypatch.delenv("API_KEY")
+    with pytest.raises(ValueError, match="API_KEY"):
+        Settings(_env_file=None).check_exposure()
+    # The workers' slots default to the setting's default.
+    slots = interpolate(compose_env(services["worker"])["WORKER_SLOTS"], {})
+    assert int(slots) == Settings.model_fields["worker_slots"].default
+
+
+def test_compose_distributed_ports_and_replicas(services: dict[str, dict[str, Any]]) -> None:
+    # The API publishes what the single-machine orchestrator does (the header says to run one of the two).
+    assert services["api"]["ports"] == services["orchestrator"]["ports"]
+    # Workers serve nothing and scale (`--scale worker=N`); PostgreSQL, with a default password, stays on
+    # the compose network.
+    assert "ports" not in services["worker"] and "expose" not in services["worker"]
+    assert "ports" not in services["postgres"]
+    assert [int(p) for p in services["postgres"]["expose"]] == [POSTGRES_PORT]
+    assert services["worker"]["deploy"]["replicas"] >= 2
+
+
+def test_compose_distributed_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    named = set(compose["volumes"])
+    assert services["postgres"]["volumes"] == ["postgres_data:/var/lib/postgresql/data"]
+    assert "postgres_data" in named
+    orch = {v["target"]: v for v in services["orchestrator"]["volumes"]}
+    api = {v["target"]: v for v in services["api"]["volumes"]}
+    assert api["/data"]["type"] == "volume" and api["/data"]["source"] in named
+    # The single-machine orchestrator's state stays apart from the API's.
+    assert api["/data"]["source"] != orch["/data"]["source"]
+    # No shared volume at the workers' DATA_DIR: each replica's node-local SQLite files stay its own.
+    worker = {v["target"]: v for v in services["worker"]["volumes"]}
+    assert set(worker) == {"/media"}
+    # The API and the workers see the media at the paths the jobs name.
+    for mounts in (api, worker):
+        assert mounts["/media"] == orch["/media"]
+    for name in ("api", "worker"):
+        assert compose_env(services[name])["DATA_DIR"] == "/data"
+
+
+def test_compose_distributed_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    pg = compose_env(services["postgres"])
+    # Over TCP (the image's init-time server listens on its socket only), as the database's user.
+    assert services["postgres"]["healthcheck"]["test"] == [
+        "CMD",
+        "pg_isready",
+        "--host=127.0.0.1",
+        f"--port={POSTGRES_PORT}",
+        f"--username={pg['POSTGRES_USER']}",
+        f"--dbname={pg['POSTGRES_DB']}",
+    ]
+    # The image's own check asks /health, which a worker does not serve: it must be switched off.
+    assert services["worker"]["healthcheck"] == {"disable": True}
+    assert "/ready" in python_snippet(services["api"])
 
 
 class _StatusServer(http.server.BaseHTTPRequestHandler):

@@ -95,6 +95,11 @@ _JOB_COLUMNS = (
 )
 
 
+async def _exists(conn: AsyncConnection[tuple[Any, ...]], table: str) -> bool:
+    row = await (await conn.execute("SELECT to_regclass(%s)", (table,))).fetchone()
+    return row is not None and row[0] is not None
+
+
 _JOINED_JOB_COLUMNS = ", ".join("j." + c for c in _JOB_COLUMNS.split(", "))
 
 
@@ -121,11 +126,13 @@ class ClusterStore:
         """Our tables and procrastinate's, once, whoever starts first (`apply_queue_schema`: the app's
         `schema_manager.apply_schema_async`, run only where its tables do not exist yet)."""
         async with self._pool.connection() as conn:
+            if await _exists(conn, "archivist_file_index") and await _exists(conn, "procrastinate_jobs"):
+                return  # DDL on a live database would take table locks against running transactions
             await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
             try:
-                await conn.execute(TABLES)
-                found = await (await conn.execute("SELECT to_regclass('procrastinate_jobs')")).fetchone()
-                if found is None or found[0] is None:
+                if not await _exists(conn, "archivist_file_index"):
+                    await conn.execute(TABLES)
+                if not await _exists(conn, "procrastinate_jobs"):
                     await apply_queue_schema()
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
