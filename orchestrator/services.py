@@ -53,7 +53,9 @@ class Services:
         )
         ml.start()
         if store is None:
-            store = open_vector_store(settings.data_dir, settings.qdrant_url, settings.qdrant_api_key)
+            store = open_vector_store(
+                settings.data_dir, settings.qdrant_url, settings.qdrant_api_key, settings.qdrant_cluster
+            )
         decoder = DecodePool(
             workers=max(1, settings.decode_workers),
             timeout_s=settings.decode_timeout_s,

@@ -1,6 +1,8 @@
 """VectorStore over qdrant-client: a Qdrant server or cluster (QDRANT_URL), or local mode in tests.
 
-Writes pass wait=True, so they return once the server has applied them to its WAL-backed storage.
+Writes pass wait=True, so they return once the server has applied them to its WAL-backed storage, and the
+cluster's write ordering (`QdrantCluster.write_ordering`, QDRANT_WRITE_ORDERING); new collections get its
+shard and replica counts (orchestrator/clients/qdrant_cluster.py says why which defaults).
 Local mode (`AsyncQdrantClient(location=":memory:")`) speaks the same API and runs the contract tests;
 it ignores payload indexes and is far too slow to be a store (docs/performance-limits.md).
 """
@@ -15,6 +17,7 @@ import structlog
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from orchestrator.clients.qdrant_cluster import QdrantCluster
 from orchestrator.clients.vector_params import HNSW_EF_SEARCH
 from orchestrator.clients.vectors import (
     RRF_K,
@@ -41,8 +44,12 @@ T = TypeVar("T")
 class QdrantServerVectorStore:
     """The VectorStore contract over an AsyncQdrantClient the caller built (and this store closes)."""
 
-    def __init__(self, client: AsyncQdrantClient, hnsw_ef: int = HNSW_EF_SEARCH) -> None:
+    def __init__(
+        self, client: AsyncQdrantClient, hnsw_ef: int = HNSW_EF_SEARCH, cluster: QdrantCluster | None = None
+    ) -> None:
         self._client = client
+        self._cluster = cluster or QdrantCluster()
+        self._ordering = models.WriteOrdering(self._cluster.write_ordering)
         # The same engine as Edge, so the ef measured there is the starting point here too.
         self._search_params = models.SearchParams(hnsw_ef=hnsw_ef)
 
@@ -76,6 +83,10 @@ class QdrantServerVectorStore:
                         vname: models.SparseVectorParams(modifier=models.Modifier.IDF)
                         for vname in spec.sparse
                     },
+                    # None: not sent, the server's default.
+                    shard_number=self._cluster.shard_number,
+                    replication_factor=self._cluster.replication_factor,
+                    write_consistency_factor=self._cluster.write_consistency_factor,
                 )
                 log.info("vectors.server.created", collection=name, spec=spec.to_json())
             except (UnexpectedResponse, ValueError):
@@ -89,7 +100,9 @@ class QdrantServerVectorStore:
         wanted += [(f, models.PayloadSchemaType.FLOAT) for f in spec.float_indexes]
         for field_name, schema in wanted:
             if field_name not in info.payload_schema:
-                await self._client.create_payload_index(name, field_name, schema, wait=True)
+                await self._client.create_payload_index(
+                    name, field_name, schema, wait=True, ordering=self._ordering
+                )
 
     async def collection_exists(self, name: str) -> bool:
         return await self._client.collection_exists(validate_collection_name(name))
@@ -110,7 +123,9 @@ class QdrantServerVectorStore:
             models.PointStruct(id=canonical_id(p.id), vector=_server_vectors(p), payload=p.payload)
             for p in points
         ]
-        await self._guard(name, lambda: self._client.upsert(name, structs, wait=True))
+        await self._guard(
+            name, lambda: self._client.upsert(name, structs, wait=True, ordering=self._ordering)
+        )
 
     async def retrieve(self, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
@@ -137,7 +152,10 @@ class QdrantServerVectorStore:
             return
         # By filter rather than by id list, so missing ids are skipped as on Edge.
         selector = models.Filter(must=[models.HasIdCondition(has_id=[canonical_id(i) for i in ids])])
-        await self._guard(name, lambda: self._client.set_payload(name, payload, selector, wait=True))
+        await self._guard(
+            name,
+            lambda: self._client.set_payload(name, payload, selector, wait=True, ordering=self._ordering),
+        )
 
     async def set_payloads(self, name: str, updates: dict[str, dict[str, Any]]) -> None:
         if not updates:
@@ -151,13 +169,18 @@ class QdrantServerVectorStore:
             )
             for point, payload in updates.items()
         ]
-        await self._guard(name, lambda: self._client.batch_update_points(name, operations, wait=True))
+        await self._guard(
+            name,
+            lambda: self._client.batch_update_points(name, operations, wait=True, ordering=self._ordering),
+        )
 
     async def delete(self, name: str, ids: list[str]) -> None:
         if not ids:
             return
         selector = models.PointIdsList(points=[canonical_id(i) for i in ids])
-        await self._guard(name, lambda: self._client.delete(name, selector, wait=True))
+        await self._guard(
+            name, lambda: self._client.delete(name, selector, wait=True, ordering=self._ordering)
+        )
 
     async def dense_vectors(self, name: str) -> dict[str, int]:
         info = await self._guard(name, lambda: self._client.get_collection(name))

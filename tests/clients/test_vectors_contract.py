@@ -1,6 +1,8 @@
-"""One contract for both VectorStore adapters: embedded Qdrant Edge and qdrant-client (local mode).
+"""One contract for both VectorStore adapters: embedded Qdrant Edge, and qdrant-client both in local mode
+and over HTTP to the stand-in Qdrant server (scripts/qdrant_standin.py, one process per session: this checks
+that the stand-in speaks what the adapter asks of a server).
 
-Every test in the first part runs against both; the Edge-only tests at the end cover what only the
+Every test in the first part runs against all three; the Edge-only tests at the end cover what only the
 embedded engine has: files on disk, reopening, a process dying after a write.
 """
 
@@ -30,6 +32,7 @@ from orchestrator.clients.vectors import (
 )
 from orchestrator.clients.vectors_edge import EdgeVectorStore
 from orchestrator.clients.vectors_qdrant import QdrantServerVectorStore
+from tests.support.qdrant_server import QdrantStandIn
 
 # Local mode says, rightly, that it ignores payload indexes and HNSW parameters.
 pytestmark = [
@@ -74,10 +77,39 @@ def labels(hits: list[ScoredPoint]) -> list[str]:
     return [str(h.payload["label"]) for h in hits]
 
 
-@pytest.fixture(params=["edge", "server"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+@pytest.fixture(scope="module")
+async def standin_store(
+    qdrant_standin: QdrantStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[VectorStore]:
+    """The session's stand-in server, opened by the factory as QDRANT_URL opens it; one client for the
+    module (building one costs ~0.1 s: an HTTP client and its version check)."""
+    store = open_vector_store(tmp_path_factory.mktemp("standin"), qdrant_standin.url, None)
+    yield store
+    await store.close()
+
+
+@pytest.fixture(params=["edge", "server", "standin"])
+def engine(request: pytest.FixtureRequest) -> tuple[str, VectorStore | None]:
+    """Which store the contract runs against; the stand-in's store when it is the one (started only then)."""
+    shared = request.getfixturevalue("standin_store") if request.param == "standin" else None
+    return request.param, shared
+
+
+async def _clear(store: VectorStore) -> None:
+    for name in await store.list_collections():
+        await store.delete_collection(name)
+
+
+@pytest.fixture
+async def store(engine: tuple[str, VectorStore | None], tmp_path: Path) -> AsyncIterator[VectorStore]:
+    kind, shared = engine
+    if shared is not None:  # the stand-in's: empty for each test, and left empty
+        await _clear(shared)
+        yield shared
+        await _clear(shared)
+        return
     vector_store: VectorStore
-    if request.param == "edge":
+    if kind == "edge":
         vector_store = EdgeVectorStore(tmp_path / "edge")
     else:
         vector_store = QdrantServerVectorStore(AsyncQdrantClient(location=":memory:"))
