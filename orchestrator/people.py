@@ -238,6 +238,8 @@ class PeopleIndex:
         """Each chunk's faces (or turns) → their clusters (None: no usable vector); their points are
         written to the companion collection."""
         clusters: list[list[str | None]] = [[None] * len(group) for group in entries]
+        if not any(entries):  # no face or turn at all (documents, most photos): no store round trip
+            return clusters
         dim = await self._dim(kind, entries)
         usable: list[_Entry] = []
         refused = 0

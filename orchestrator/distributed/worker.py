@@ -171,6 +171,10 @@ class Worker:
         job = claim.job
         settled = await self.store.done_paths(job.id, claim.id)
         names = tuple(n for n in claim.names if os.path.join(claim.directory, n) not in settled)
+        if not names:  # an earlier attempt settled every file: only the partition's end is left
+            await PartitionLedger(self.store, claim, JobProgress()).finish()
+            await self.store.maybe_complete(job.id)
+            return
         caps = await self._capabilities()
         config = pipeline_config(self.settings, caps, job.options, reanalyze=True)
         collection = job.physical
@@ -216,6 +220,7 @@ class Worker:
             files=len(names),
             seconds=round(time.perf_counter() - started, 3),
             upserted=progress.counters["upserted"],
+            busy_s={name: round(timer.busy_s, 3) for name, timer in progress.stages.items()},
         )
         await self.store.maybe_complete(job.id)
 

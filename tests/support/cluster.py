@@ -78,7 +78,7 @@ def start_worker(name: str, data_dir: Path, env: Mapping[str, str]) -> WorkerPro
     log = log_path.open("ab")
     full = {**os.environ, "LOG_JSON": "true", **env, "DATA_DIR": str(data_dir)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "worker"],
+        [sys.executable, *_profiler(data_dir), "-m", "orchestrator.cli", "worker"],
         cwd=REPO,
         env=full,
         stdin=subprocess.DEVNULL,
@@ -86,3 +86,11 @@ def start_worker(name: str, data_dir: Path, env: Mapping[str, str]) -> WorkerPro
         stderr=subprocess.STDOUT,
     )
     return WorkerProcess(name, process, log_path, log)
+
+
+def _profiler(data_dir: Path) -> list[str]:
+    """ARCHIVIST_PROFILE_WORKERS=1: each worker runs under cProfile (`worker.prof` in its DATA_DIR, written
+    when it stops cleanly): where a worker's CPU goes (scripts/bench_distributed.py --profile)."""
+    if os.environ.get("ARCHIVIST_PROFILE_WORKERS") != "1":
+        return []
+    return ["-m", "cProfile", "-o", str(data_dir / "worker.prof")]
