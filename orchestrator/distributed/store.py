@@ -10,15 +10,18 @@ The guarantees the workers rely on live here:
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from orchestrator.distributed.schema import SCHEMA_LOCK, TABLES
 from orchestrator.file_index import IndexedFile
@@ -26,6 +29,31 @@ from orchestrator.file_index import IndexedFile
 # Namespace of scan and partition ids (uuid5 of job, directory[, page]): a scan run twice adds nothing.
 _NAMESPACE = uuid.UUID("5f0e7c1a-4b8e-4f55-9d7e-6a0c2b7d1e90")
 ACTIVE_PARTITION = ("queued", "running", "paused")
+# PostgreSQL restarting or failing over: each call (one transaction) is tried again for this long.
+RECONNECT_S = 120.0
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def reconnecting(call: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """Run a store call again (backoff 0.2 s doubling to 5 s) while PostgreSQL cannot be reached. Every call
+    is one transaction, so a retry re-does all of it; a transaction that committed just before the connection
+    dropped is re-done harmlessly (results are keyed by path; an attempt already taken is simply newer)."""
+
+    @functools.wraps(call)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            stop=stop_after_delay(RECONNECT_S),
+            reraise=True,
+        ):
+            with attempt:
+                return await call(*args, **kwargs)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    return wrapper
 
 
 class StaleCheckpoint(Exception):
@@ -114,7 +142,12 @@ class ClusterStore:
     @classmethod
     async def open(cls, url: str, max_size: int = 8) -> ClusterStore:
         pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
-            url, min_size=1, max_size=max_size, open=False, kwargs={"autocommit": True}
+            url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,  # a connection from before a restart is replaced
         )
         await pool.open(wait=True, timeout=30)
         return cls(pool)
@@ -139,6 +172,7 @@ class ClusterStore:
 
     # -- jobs ------------------------------------------------------------------------------------------------
 
+    @reconnecting
     async def insert_job(self, job: JobRecord) -> JobRecord:
         """Insert; with an idempotency key already used, the job that has it."""
         async with self._pool.connection() as conn:
@@ -170,17 +204,20 @@ class ClusterStore:
             assert row is not None  # inserted, or found by the unique key
             return _job(row)
 
+    @reconnecting
     async def job(self, job_id: str) -> JobRecord | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_JOB_COLUMNS} FROM archivist_jobs WHERE id = %s", (job_id,))
             row = await cur.fetchone()
         return None if row is None else _job(row)
 
+    @reconnecting
     async def jobs(self) -> list[JobRecord]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_JOB_COLUMNS} FROM archivist_jobs ORDER BY created_at")
             return [_job(row) for row in await cur.fetchall()]
 
+    @reconnecting
     async def job_states(self, job_ids: Iterable[str]) -> dict[str, str]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -188,6 +225,7 @@ class ClusterStore:
             )
             return {row[0]: row[1] for row in await cur.fetchall()}
 
+    @reconnecting
     async def set_state(
         self, job_id: str, target: str, allowed_from: Iterable[str], error: str | None = None
     ) -> JobRecord | None:
@@ -227,6 +265,7 @@ class ClusterStore:
                 )
             return _job(row)
 
+    @reconnecting
     async def maybe_complete(self, job_id: str) -> bool:
         """Complete a running job with nothing left to scan or process (True: this call completed it)."""
         async with self._pool.connection() as conn, conn.transaction():
@@ -242,6 +281,7 @@ class ClusterStore:
 
     # -- scans -----------------------------------------------------------------------------------------------
 
+    @reconnecting
     async def add_scans(self, job_id: str, directories: list[str]) -> list[str]:
         """Record scans of these directories; returns the directories whose scan is queued (new or not yet
         done: a task may be deferred for each again, procrastinate's queueing lock keeps one)."""
@@ -259,6 +299,7 @@ class ClusterStore:
             )
             return [row[0] for row in await cur.fetchall()]
 
+    @reconnecting
     async def finish_scan(
         self,
         job_id: str,
@@ -320,6 +361,7 @@ class ClusterStore:
             ).fetchall()
             return [r[0] for r in queued], [r[0] for r in dirs]
 
+    @reconnecting
     async def index_rows(self, collection: str, directory: str) -> dict[str, IndexedFile]:
         """The shared index's rows of one directory."""
         async with self._pool.connection() as conn:
@@ -334,6 +376,7 @@ class ClusterStore:
 
     # -- partitions ------------------------------------------------------------------------------------------
 
+    @reconnecting
     async def claim(self, pid: uuid.UUID, owner: str, task_id: int | None) -> Claim | None:
         """Own a partition (its attempt + 1) if its job runs and it is not finished; None otherwise (a
         queued partition of a paused job is parked: resume queues it again)."""
@@ -358,6 +401,7 @@ class ClusterStore:
                 return None
         return Claim(pid, row[0], _job(row[3:]), row[1], tuple(row[2]))
 
+    @reconnecting
     async def done_paths(self, job_id: str, pid: uuid.UUID) -> set[str]:
         """Paths of this partition a checkpoint already settled (a resumed partition skips them)."""
         async with self._pool.connection() as conn:
@@ -367,6 +411,7 @@ class ClusterStore:
             )
             return {r[0] for r in await cur.fetchall()}
 
+    @reconnecting
     async def checkpoint(
         self,
         claim: Claim,
@@ -446,6 +491,7 @@ class ClusterStore:
         statuses = [r[0] for r in await cur.fetchall()]
         return len(statuses), sum(1 for s in statuses if s == "failed")
 
+    @reconnecting
     async def release(self, claim: Claim) -> str | None:
         """A pass stopped by a pause or a cancel: the partition is parked (paused), cancelled, or queued
         again when the job runs once more meanwhile. Returns that state; None if another attempt owns it."""
@@ -461,6 +507,7 @@ class ClusterStore:
             ).fetchone()
             return None if row is None else str(row[0])
 
+    @reconnecting
     async def queued_partitions(self, job_id: str) -> list[uuid.UUID]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -468,6 +515,7 @@ class ClusterStore:
             )
             return [r[0] for r in await cur.fetchall()]
 
+    @reconnecting
     async def queued_scans(self, job_id: str) -> list[str]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
@@ -475,6 +523,7 @@ class ClusterStore:
             )
             return [r[0] for r in await cur.fetchall()]
 
+    @reconnecting
     async def orphans(self, stall_s: float) -> list[tuple[uuid.UUID, int | None, str | None]]:
         """Running partitions whose worker is silent for `stall_s` (or gone from procrastinate's workers):
         (partition, its task, that task's status now). The reaper retries a task still `doing` and
@@ -494,6 +543,7 @@ class ClusterStore:
 
     # -- what the API shows ----------------------------------------------------------------------------------
 
+    @reconnecting
     async def progress(self, job_id: str) -> dict[str, Any]:
         """Counts summed over the job's scans and partitions: files seen, settled (done), failed, left."""
         async with self._pool.connection() as conn:
@@ -541,6 +591,7 @@ class ClusterStore:
             "partitions": {"done": int(parts[2]), "total": int(parts[3]), "running": int(parts[4])},
         }
 
+    @reconnecting
     async def errors(self, job_id: str, offset: int, limit: int) -> tuple[int, list[tuple[Any, ...]]]:
         async with self._pool.connection() as conn:
             total = await (

@@ -21,6 +21,7 @@ PARTITION_TASK = "archivist.partition"
 
 
 def queue_app(database_url: str) -> procrastinate.App:
+    # (procrastinate's pool checks each connection it hands out: one from before a restart is replaced)
     return procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import time
 import uuid
@@ -23,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import procrastinate
+import procrastinate.worker
+import psycopg
 import structlog
+from tenacity import AsyncRetrying, wait_exponential
 
 from orchestrator.clients.ml import Capabilities
 from orchestrator.config import Settings
@@ -50,6 +54,10 @@ log = get_logger(__name__)
 
 _FOLLOW_S = 0.5  # how often running passes look at their jobs' states (a pause takes effect within this)
 _CAPS_TTL_S = 30.0  # capabilities are asked again after this (a replaced ML service)
+
+
+class _QueueWorkerStopped(Exception):
+    """procrastinate's worker returned without being asked to (a side task failed: PostgreSQL went away)."""
 
 
 @dataclass(slots=True)
@@ -82,23 +90,46 @@ class Worker:
             await self.run_partition(uuid.UUID(partition), context.job.id)
 
     async def run(self) -> None:
-        """Until SIGTERM/SIGINT (procrastinate's handlers: running tasks finish first)."""
+        """Until SIGTERM/SIGINT: the passes running then finish first (graceful). procrastinate's worker stops
+        by itself when PostgreSQL goes away (its heartbeat fails); it is started again, with backoff, until
+        PostgreSQL is back: a restart of the database never ends a worker."""
         settings = self.settings
+        stopping = asyncio.Event()
+        current: list[procrastinate.worker.Worker] = []
+
+        def stop() -> None:
+            stopping.set()
+            for queue_worker in current:
+                queue_worker.stop()  # type: ignore[no-untyped-call]  # (procrastinate leaves it unannotated)
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop)
         follow = asyncio.create_task(self._follow_jobs())
         reap = asyncio.create_task(self._reap())
         log.info("worker_start", worker=self.name, slots=settings.worker_slots)
         try:
-            await self.app.run_worker_async(
-                queues=[QUEUE],
-                name=self.name,
-                concurrency=settings.worker_slots,
-                update_heartbeat_interval=settings.worker_heartbeat_s,
-                stalled_worker_timeout=settings.worker_stall_s,
-                fetch_job_polling_interval=1.0,
-                abort_job_polling_interval=settings.worker_heartbeat_s,
-                delete_jobs="successful",
-            )
+            async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10.0)):
+                with attempt:
+                    queue_worker = procrastinate.worker.Worker(
+                        self.app,
+                        queues=[QUEUE],
+                        name=self.name,
+                        concurrency=settings.worker_slots,
+                        update_heartbeat_interval=settings.worker_heartbeat_s,
+                        stalled_worker_timeout=settings.worker_stall_s,
+                        fetch_job_polling_interval=1.0,
+                        abort_job_polling_interval=settings.worker_heartbeat_s,
+                        delete_jobs="successful",
+                        install_signal_handlers=False,
+                    )
+                    current[:] = [queue_worker]
+                    await queue_worker.run()  # type: ignore[no-untyped-call]
+                    if not stopping.is_set():
+                        raise _QueueWorkerStopped("the queue worker stopped (PostgreSQL unreachable?)")
         finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
             follow.cancel()
             reap.cancel()
             await asyncio.gather(follow, reap, return_exceptions=True)
@@ -159,6 +190,9 @@ class Worker:
                 await self._run_claimed(claim)
             except StaleCheckpoint as exc:
                 log.warning("partition_taken_over", reason=str(exc))
+            except psycopg.OperationalError:  # PostgreSQL gone past RECONNECT_S: the reaper requeues it
+                log.exception("partition_interrupted")
+                raise
             except Exception as exc:
                 log.exception("partition_failed")
                 await self.store.set_state(
