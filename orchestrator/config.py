@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # partitions go to another worker (resumed at their checkpoint).
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
     worker_stall_s: float = Field(default=15.0, gt=0)
+    # Where thumbnails are written and served from (unset: DATA_DIR/thumbnails). In the distributed mode the
+    # workers write them and the API nodes serve them: one directory every node mounts.
+    shared_thumbnails_dir: Path | None = None
 
     # Vector store: unset -> embedded Qdrant Edge under DATA_DIR; set -> a Qdrant server or cluster.
     qdrant_url: str | None = None
@@ -302,7 +305,7 @@ class Settings(BaseSettings):
 
     @property
     def thumbnails_dir(self) -> Path:
-        return self.data_dir / "thumbnails"
+        return self.shared_thumbnails_dir or self.data_dir / "thumbnails"
 
     @property
     def cache_dir(self) -> Path:

@@ -453,7 +453,12 @@ def test_compose_distributed_environment(
 
     # The API is the orchestrator's service with a database, under its own host name.
     api = compose_env(services["api"])
-    assert {k: v for k, v in api.items() if k not in {"DATABASE_URL", "TRUSTED_HOSTS"}} == {
+    own = {
+        "DATABASE_URL",
+        "TRUSTED_HOSTS",
+        "SHARED_THUMBNAILS_DIR",
+    }  # (thumbnails: test_compose_distributed_volumes)
+    assert {k: v for k, v in api.items() if k not in own} == {
         k: v for k, v in orch.items() if k != "TRUSTED_HOSTS"
     }
     assert "api" in interpolate(api["TRUSTED_HOSTS"], {}).split(",")
@@ -492,7 +497,12 @@ def test_compose_distributed_volumes(compose: dict[str, Any], services: dict[str
     assert api["/data"]["source"] != orch["/data"]["source"]
     # No shared volume at the workers' DATA_DIR: each replica's node-local SQLite files stay its own.
     worker = {v["target"]: v for v in services["worker"]["volumes"]}
-    assert set(worker) == {"/media"}
+    assert set(worker) == {"/media", "/thumbnails"}
+    # Thumbnails: written by the workers, served by the API, from one volume.
+    thumbs = compose_env(services["api"])["SHARED_THUMBNAILS_DIR"]
+    assert thumbs == compose_env(services["worker"])["SHARED_THUMBNAILS_DIR"]
+    assert api[thumbs]["type"] == worker[thumbs]["type"] == "volume"
+    assert api[thumbs]["source"] == worker[thumbs]["source"] in named
     # The API and the workers see the media at the paths the jobs name.
     for mounts in (api, worker):
         assert mounts["/media"] == orch["/media"]
