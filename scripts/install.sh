@@ -54,8 +54,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       --no-deps --require-hashes -r .venv/uv-requirement.txt
   fi
   # Exactly the lock: installs what is missing, replaces other versions, removes what the lock does not name.
+  # --compile-bytecode: the .pyc files are written once here. Where PYTHONDONTWRITEBYTECODE is set (these
+  # machines), Python never writes them, and every process (ML services, workers, decoders) compiled the
+  # sources it imports again: the orchestrator's imports 2.6 s of CPU instead of 1.1.
   step "sync .venv with requirements/lock.txt" .venv/bin/uv pip sync --python .venv/bin/python \
-    --require-hashes "${pkg_sources[@]}" requirements/lock.txt
+    --require-hashes --compile-bytecode "${pkg_sources[@]}" requirements/lock.txt
   # This project, editable, without dependencies (they are all locked above) and with the locked setuptools.
   step "install archivist (editable)" .venv/bin/uv pip install --python .venv/bin/python --no-deps \
     --no-build-isolation -e .
