@@ -7,6 +7,7 @@ Files are small text documents (one passage, one text embedding each): thousands
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -64,11 +65,14 @@ class Cluster:
 
     async def partitions(self, job_id: str) -> list[tuple[str, int, str | None]]:
         """(state, attempt, owner) of each partition of the job."""
+        return list((await self.partitions_by_id(job_id)).values())
+
+    async def partitions_by_id(self, job_id: str) -> dict[str, tuple[str, int, str | None]]:
         async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
             cur = await conn.execute(
-                "SELECT state, attempt, owner FROM archivist_partitions WHERE job_id = %s", (job_id,)
+                "SELECT id, state, attempt, owner FROM archivist_partitions WHERE job_id = %s", (job_id,)
             )
-            return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+            return {str(r[0]): (r[1], r[2], r[3]) for r in await cur.fetchall()}
 
     def logs(self) -> str:
         return "\n\n".join(f"--- {w.name}\n{w.tail()}" for w in self.workers)
@@ -198,6 +202,13 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_little(cluster: Clus
 
     await wait_for(victim_busy, 120, "the victim running a partition after 3 are done", cluster)
     victim.kill()
+    orphaned = {
+        pid: attempt
+        for pid, (state, attempt, owner) in (await cluster.partitions_by_id(job_id)).items()
+        if state == "running" and owner and owner.endswith(f":{victim.pid}")
+    }
+    assert orphaned
+    events = asyncio.create_task(first_progress_event(cluster, job_id))
     status, seen = await follow_job(cluster, job_id, 240)
     assert status["state"] == "completed", (status, cluster.logs())
     counters = status["counters"]
@@ -206,8 +217,13 @@ async def test_a_killed_worker_loses_nothing_and_duplicates_little(cluster: Clus
     assert all(done <= discovered for done, discovered in seen), "progress went past the files found"
     parts = await cluster.partitions(job_id)
     assert len(parts) == 30 and all(state == "done" for state, _, _ in parts)
-    taken_over = [attempt for _, attempt, _ in parts if attempt > 1]
-    assert taken_over, "no partition changed hands after the kill"
+    after = await cluster.partitions_by_id(job_id)
+    for pid, attempt in orphaned.items():  # each of the victim's partitions: a new owner finished it
+        state, now, owner = after[pid]
+        assert state == "done" and now > attempt and owner and not owner.endswith(f":{victim.pid}")
+    # Any API node streams progress made on the workers (the event stream of GET /jobs/{id}/events).
+    event = await asyncio.wait_for(events, 30)
+    assert event["state"] in ("running", "completed") and event["counters"]["done"] > 0
     assert await point_ids(cluster.qdrant.url, "kill") == set(expected.values())
     # ML work done twice: at most what the killed worker had in flight (its slots' uncommitted batches).
     served = await text_items_served(cluster.ml_url) - served_before
@@ -301,6 +317,17 @@ async def test_pause_resume_cancel_and_a_postgres_restart(cluster: Cluster, post
     status = await cluster.status(job_id)
     assert status["state"] == "cancelled" and status["counters"]["done"] < len(more)
     assert (await cluster.api.client.post(f"/jobs/{job_id}/resume")).status_code == 409
+
+
+async def first_progress_event(cluster: Cluster, job_id: str) -> dict[str, Any]:
+    """The first server-sent event of the job showing files done."""
+    async with cluster.api.client.stream("GET", f"/jobs/{job_id}/events", timeout=60) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                event: dict[str, Any] = json.loads(line[5:])
+                if event["counters"]["done"] > 0:
+                    return event
+    raise AssertionError("the event stream ended without progress")
 
 
 async def open_tasks(database_url: str) -> int:
