@@ -77,6 +77,8 @@ class ClusterJobs(JobManager):
         self, root: Root, collection: str, options: dict[str, Any], idempotency_key: str | None = None
     ) -> Job:
         services = self._services
+        if (running := await self._cluster.active_job(str(root), collection)) is not None:
+            return await self._job(running)  # as on one machine: the same root and collection, the same job
         unsupported = _unsupported(root, options)
         record = JobRecord(
             id=uuid.uuid4().hex,

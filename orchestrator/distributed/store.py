@@ -212,6 +212,18 @@ class ClusterStore:
         return None if row is None else _job(row)
 
     @reconnecting
+    async def active_job(self, root: str, collection: str) -> JobRecord | None:
+        """A job on this root and collection that has not ended (a second submit returns it)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM archivist_jobs WHERE root = %s AND collection = %s "
+                "AND state IN ('queued', 'running', 'paused') ORDER BY created_at LIMIT 1",
+                (root, collection),
+            )
+            row = await cur.fetchone()
+        return None if row is None else _job(row)
+
+    @reconnecting
     async def jobs(self) -> list[JobRecord]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(f"SELECT {_JOB_COLUMNS} FROM archivist_jobs ORDER BY created_at")
