@@ -105,6 +105,7 @@ class Claim:
     job: JobRecord
     directory: str
     names: tuple[str, ...]
+    settled: frozenset[str] = frozenset()  # paths an earlier attempt committed (a resumed pass skips them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +148,7 @@ class ClusterStore:
             max_size=max_size,
             open=False,
             kwargs={"autocommit": True},
-            check=AsyncConnectionPool.check_connection,  # a connection from before a restart is replaced
-        )
+        )  # no check per checkout: one from before a restart fails, is dropped, and `reconnecting` retries
         await pool.open(wait=True, timeout=30)
         return cls(pool)
 
@@ -280,7 +280,7 @@ class ClusterStore:
     @reconnecting
     async def maybe_complete(self, job_id: str) -> bool:
         """Complete a running job with nothing left to scan or process (True: this call completed it)."""
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn:  # one statement: atomic alone
             cur = await conn.execute(
                 "UPDATE archivist_jobs SET state = 'completed', finished_at = %s WHERE id = %s "
                 "AND state = 'running' AND NOT EXISTS (SELECT 1 FROM archivist_scans "
@@ -392,14 +392,18 @@ class ClusterStore:
     async def claim(self, pid: uuid.UUID, owner: str, task_id: int | None) -> Claim | None:
         """Own a partition (its attempt + 1) if its job runs and it is not finished; None otherwise (a
         queued partition of a paused job is parked: resume queues it again)."""
-        async with self._pool.connection() as conn, conn.transaction():
+        # Single statements, each atomic alone (autocommit): a claim is a few round trips (bench_distributed's
+        # claims/s), and what a resumed partition already settled comes back with it.
+        async with self._pool.connection() as conn:
             row = await (
                 await conn.execute(
                     "UPDATE archivist_partitions p SET attempt = p.attempt + 1, owner = %s, task_id = %s, "
                     "state = 'running', updated_at = now() FROM archivist_jobs j "
                     "WHERE p.id = %s AND j.id = p.job_id AND p.state IN ('queued', 'running') "
                     "AND j.state = 'running' "
-                    f"RETURNING p.attempt, p.directory, p.names, {_JOINED_JOB_COLUMNS}",
+                    "RETURNING p.attempt, p.directory, p.names, (SELECT coalesce(array_agg(r.path), '{}') "
+                    "  FROM archivist_file_results r WHERE r.job_id = p.job_id AND r.partition_id = p.id), "
+                    f"{_JOINED_JOB_COLUMNS}",
                     (owner, task_id, pid),
                 )
             ).fetchone()
@@ -411,7 +415,7 @@ class ClusterStore:
                     (pid,),
                 )
                 return None
-        return Claim(pid, row[0], _job(row[3:]), row[1], tuple(row[2]))
+        return Claim(pid, row[0], _job(row[4:]), row[1], tuple(row[2]), frozenset(row[3]))
 
     @reconnecting
     async def done_paths(self, job_id: str, pid: uuid.UUID) -> set[str]:

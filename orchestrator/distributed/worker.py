@@ -203,8 +203,7 @@ class Worker:
     async def _run_claimed(self, claim: Claim) -> None:
         services = self.services
         job = claim.job
-        settled = await self.store.done_paths(job.id, claim.id)
-        names = tuple(n for n in claim.names if os.path.join(claim.directory, n) not in settled)
+        names = tuple(n for n in claim.names if os.path.join(claim.directory, n) not in claim.settled)
         if not names:  # an earlier attempt settled every file: only the partition's end is left
             await PartitionLedger(self.store, claim, JobProgress()).finish()
             await self.store.maybe_complete(job.id)
