@@ -131,6 +131,10 @@ class MLSettings(BaseSettings):
     # ML_MAX_BATCH='{"text": 128}'.
     max_batch: dict[str, int] = Field(default_factory=dict)
     preferred_batch: dict[str, int] = Field(default_factory=dict)
+    # Items per forward pass of the models that pad a pass's texts to the longest ("text" with
+    # sentence-transformers, "image_text"), as JSON like ML_MAX_BATCH: a larger merged batch runs as
+    # length-sorted sub-batches of this size. Unset: measured per device (scripts/measure_compute_batch.py).
+    compute_batch: dict[str, int] = Field(default_factory=dict)
 
     # Threads inference may keep busy at once: the text model's intra-op threads, and the budget an
     # image model's instances share. Models run one at a time (ml_service/service.py).
@@ -335,7 +339,7 @@ class MLSettings(BaseSettings):
         """Intra-op threads of each of ``task``'s instances."""
         return self.image_instance_threads or max(1, self.cpu_threads // self.instances_for(task))
 
-    @field_validator("max_batch", "preferred_batch")
+    @field_validator("max_batch", "preferred_batch", "compute_batch")
     @classmethod
     def _known_models(cls, value: dict[str, int]) -> dict[str, int]:
         unknown = set(value) - MODEL_KEYS

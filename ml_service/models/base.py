@@ -220,15 +220,25 @@ class InferenceModel(ABC, Generic[In, Out]):
     # Attributes holding the loaded runtime (sessions, weights); ``unload`` sets them back to None so
     # that their memory can be released. A model with more to release overrides ``_unload``.
     runtime_attributes: ClassVar[tuple[str, ...]] = ()
+    # Items one forward pass takes, per device ("cpu", "cuda"), for a model that pads a pass's items to
+    # the longest: a larger batch runs as length-sorted sub-batches of this size (``sub_batches.py``).
+    # None: the model does not cut batches (``compute_batch`` is then ``max_batch``).
+    default_compute_batch: ClassVar[dict[str, int] | None] = None
 
     def __init__(
-        self, *, max_batch: int | None = None, preferred_batch: int | None = None, threads: int = 1
+        self,
+        *,
+        max_batch: int | None = None,
+        preferred_batch: int | None = None,
+        threads: int = 1,
+        compute_batch: int | None = None,
     ) -> None:
         # What configuration allows; on a GPU ``load`` may lower max_batch to what fits in memory.
         self.configured_max_batch = max_batch or self.default_max_batch
         self.configured_preferred_batch = min(
             preferred_batch or self.default_preferred_batch, self.configured_max_batch
         )
+        self.configured_compute_batch = compute_batch  # ML_COMPUTE_BATCH; None: the device's default
         self.max_batch = self.configured_max_batch
         self.preferred_batch = self.configured_preferred_batch
         self.threads = threads
@@ -251,6 +261,14 @@ class InferenceModel(ABC, Generic[In, Out]):
     def identified(self) -> bool:
         """The version is known (``identify`` ran); it may be, while the model is not loaded."""
         return self._version is not None
+
+    @property
+    def compute_batch(self) -> int:
+        """Items per forward pass (at most ``max_batch``): ML_COMPUTE_BATCH, else the measured default for
+        the device the model runs on, else ``max_batch`` (the batch in one pass)."""
+        defaults = self.default_compute_batch or {}
+        size = self.configured_compute_batch or defaults.get(self.device) or self.max_batch
+        return max(1, min(size, self.max_batch))
 
     @property
     def version(self) -> str:
@@ -299,7 +317,7 @@ class InferenceModel(ABC, Generic[In, Out]):
         )
 
     def capabilities(self) -> dict[str, object]:
-        return {
+        caps: dict[str, object] = {
             "task": self.task,
             "name": self.name,
             "version": self.version,
@@ -310,6 +328,10 @@ class InferenceModel(ABC, Generic[In, Out]):
             "device": self.device,
             "loaded": self.loaded,
         }
+        if self.default_compute_batch:
+            # Only the models that cut a batch into sub-batches: the others run a batch as one unit.
+            caps["compute_batch"] = self.compute_batch
+        return caps
 
     def processing_options(self) -> str:
         """Settings that change results (thresholds, sizes); folded into the version."""

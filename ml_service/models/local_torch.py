@@ -30,8 +30,11 @@ class LocalTorchModel(InferenceModel[In, Out]):
         max_batch: int | None = None,
         preferred_batch: int | None = None,
         threads: int = 1,
+        compute_batch: int | None = None,
     ) -> None:
-        super().__init__(max_batch=max_batch, preferred_batch=preferred_batch, threads=threads)
+        super().__init__(
+            max_batch=max_batch, preferred_batch=preferred_batch, threads=threads, compute_batch=compute_batch
+        )
         self.model_path = model_path
         self.requested_device: DeviceSetting = device
         self.half_precision = half_precision

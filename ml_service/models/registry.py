@@ -234,6 +234,7 @@ def _text_embedder(path: Path, settings: MLSettings) -> TextEmbedder:
         max_batch=settings.max_batch.get("text"),
         preferred_batch=settings.preferred_batch.get("text"),
         threads=settings.cpu_threads,
+        compute_batch=settings.compute_batch.get("text"),
     )
     model.memory_fraction = settings.gpu_memory_fraction
     return model
@@ -248,6 +249,7 @@ def _clip_model(path: Path, settings: MLSettings) -> ClipModel:
         max_batch=settings.max_batch.get(IMAGE_TEXT),
         preferred_batch=settings.preferred_batch.get(IMAGE_TEXT),
         threads=settings.cpu_threads,
+        compute_batch=settings.compute_batch.get(IMAGE_TEXT),
     )
     model.memory_fraction = settings.gpu_memory_fraction
     return model
@@ -447,9 +449,12 @@ class ModelRegistry:
         models = {model.key: model.capabilities() for model in self.all_models()}
         endpoints: dict[str, Any] = {}
         if self.text:
+            # max_batch: the most texts a request may carry; compute_batch: how many one forward pass takes
+            # (a larger merged batch runs as length-sorted sub-batches of it).
             endpoints["/v1/embed/text"] = {
                 "max_batch": self.text.max_batch,
                 "preferred_batch": self.text.preferred_batch,
+                "compute_batch": self.text.compute_batch,
                 "max_concurrency": self.text.max_concurrency,
             }
         if self.image or self.image_text is not None:

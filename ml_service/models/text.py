@@ -7,17 +7,23 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+import structlog
 
 from ml_service.device import require_cuda
-from ml_service.models.base import FloatArray, ItemResult
+from ml_service.models.base import FloatArray, ItemResult, describe_error
 from ml_service.models.local_torch import LocalTorchModel
+from ml_service.models.packed_bert import PackedBert
+from ml_service.models.sub_batches import run_length_sorted
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+log = structlog.get_logger(__name__)
+
 
 class TextEmbedder(LocalTorchModel[str, FloatArray]):
-    """L2-normalised text vectors; one forward pass per batch."""
+    """L2-normalised text vectors; a batch runs as length-sorted passes of ``compute_batch`` texts, on packed
+    tokens where the model allows it (packed_bert.py), else through sentence-transformers' encode."""
 
     key: ClassVar[str] = "text"
     task: ClassVar[str] = "text-embedding"
@@ -28,11 +34,34 @@ class TextEmbedder(LocalTorchModel[str, FloatArray]):
     # latency doubles: prefer 64, accept up to 128.
     default_max_batch: ClassVar[int] = 128
     default_preferred_batch: ClassVar[int] = 64
+    # Texts per forward pass; a larger merged batch runs as length-sorted sub-batches (sub_batches.py).
+    # CPU: measured by scripts/measure_compute_batch.py (docs/ml-api.md, "Compute batches"). CUDA: a larger
+    # pass keeps a GPU busy; 128 is a default no GPU here has checked.
+    default_compute_batch: ClassVar[dict[str, int] | None] = {"cpu": 32, "cuda": 128}
     processing_version: ClassVar[str] = "1"  # mean pooling from the model config + L2 norm
-    runtime_attributes: ClassVar[tuple[str, ...]] = ("_model",)
+    runtime_attributes: ClassVar[tuple[str, ...]] = ("_model", "_packed")
+    # Probe texts at load: the packed encoder must give encode's vectors (PackedBert) before it is used.
+    packed_probe: ClassVar[tuple[str, ...]] = (
+        "",
+        "a cat",
+        "Residents were evacuated after the river flooded the harbour district on Tuesday morning.",
+        "Officials said the new railway line will reopen next summer, according to a spokesperson.",
+    )
+    packed_tolerance: ClassVar[float] = 1e-4  # largest difference of a vector component
 
     # The loaded model (``runtime_attributes``: None again after an unload). Construction: LocalTorchModel.
     _model: SentenceTransformer | None = None
+    # The same model on packed tokens (no padding in its matrix products; packed_bert.py), when it is a
+    # model that module computes exactly; None: sentence-transformers' encode.
+    _packed: PackedBert | None = None
+
+    @property
+    def packed_tokens(self) -> bool:
+        """The loaded model runs on packed tokens (packed_bert.py), not sentence-transformers' encode."""
+        return self._packed is not None
+
+    def capabilities(self) -> dict[str, object]:
+        return {**super().capabilities(), "packed_tokens": self.packed_tokens}
 
     def memory_probe(self, size: int) -> Sequence[str] | None:
         # Worst case: texts as long as the model reads (max_seq_length tokens; longer are cut).
@@ -61,16 +90,57 @@ class TextEmbedder(LocalTorchModel[str, FloatArray]):
         dim = self._model.get_embedding_dimension()
         if dim != self.vector_size:
             raise ValueError(f"text model at {self.model_path} gives {dim}-d vectors, expected 384")
+        self._packed = self._checked_packed(PackedBert.build(self._model, self.device))
+
+    def _checked_packed(self, packed: PackedBert | None) -> PackedBert | None:
+        """``packed`` if it gives encode's vectors for the probe texts, else None (logged)."""
+        if packed is None:
+            return None
+        texts = list(self.packed_probe)
+        expected = np.stack(self._encode_stock(texts))
+        try:
+            difference = float(np.max(np.abs(packed.encode(texts) - expected)))
+        except Exception as exc:  # a layout the checks in PackedBert.build did not foresee: encode serves
+            log.warning("packed_encoder_failed", model=self.key, error=describe_error(exc))
+            return None
+        if difference > self.packed_tolerance:
+            log.warning("packed_encoder_differs", model=self.key, max_difference=difference)
+            return None
+        return packed
 
     def _predict_batch(self, batch: Sequence[str]) -> list[ItemResult[FloatArray]]:
         if self._model is None:
             raise RuntimeError("text model is not loaded")
+        texts = list(batch)
+        lengths = self.token_lengths(texts) if len(texts) > self.compute_batch else [0] * len(texts)
+        rows = run_length_sorted(texts, lengths, self.compute_batch, self._encode)
+        return [ItemResult(value=row) for row in rows]
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens the model reads of each text (special tokens included, cut at ``max_seq_length``)."""
+        if self._model is None:
+            raise RuntimeError("text model is not loaded")
+        ids = self._model.tokenizer(
+            list(texts), add_special_tokens=True, truncation=True, max_length=self._model.max_seq_length
+        )["input_ids"]
+        return [len(row) for row in ids]
+
+    def _encode(self, texts: list[str]) -> list[FloatArray]:
+        """One forward pass over ``texts``: unit vectors, in order."""
+        if self._packed is not None:
+            return list(self._packed.encode(texts))
+        return self._encode_stock(texts)
+
+    def _encode_stock(self, texts: list[str]) -> list[FloatArray]:
+        """sentence-transformers' encode, one pass padded to the longest of ``texts``."""
+        if self._model is None:
+            raise RuntimeError("text model is not loaded")
         vectors = self._model.encode(
-            list(batch),
-            batch_size=len(batch),
+            texts,
+            batch_size=len(texts),
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
         matrix = np.asarray(vectors, dtype=np.float32)  # float16 on a GPU with half precision
-        return [ItemResult(value=row) for row in matrix]
+        return list(matrix)

@@ -45,6 +45,10 @@ def test_capabilities_describe_the_loaded_models(ml: httpx.Client) -> None:
     assert len({m["version"] for m in models.values()}) == len(models)
     text = caps["endpoints"]["/v1/embed/text"]
     assert text["max_batch"] == models["text"]["max_batch"]
+    # The request limit and the texts one forward pass takes (length-sorted sub-batches, packed tokens).
+    assert 1 <= text["compute_batch"] == models["text"]["compute_batch"] <= text["max_batch"]
+    assert models["text"]["packed_tokens"] is True
+    assert "compute_batch" not in models["ocr"]  # a model that runs a batch as one unit
     images = caps["endpoints"]["/v1/analyze/images"]
     assert images["max_batch"] == min(models[t]["max_batch"] for t in IMAGE_TASKS)
     assert images["max_concurrency"] == 1  # one model batch at a time, spread over instances
