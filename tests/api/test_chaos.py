@@ -24,6 +24,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
@@ -157,9 +158,11 @@ def test_chaos_during_one_ingest_ends_as_a_clean_ingest(base: Path) -> None:
         opened: list[Orchestrator] = []
         stack.callback(_kill_all, opened)
 
+        # B runs the chaos; A, the reference, ingests the tree as it is once the chaos has changed it. Both
+        # processes start together (one core each).
+        orch, ref = _start_together(opened, base, media, [first.url], data_b, data_a)
+
         # Before the chaos job, B holds an earlier tree: changed.jpg with other bytes, gone.jpg.
-        orch = Orchestrator(base, data_b, media, [first.url])
-        opened.append(orch)
         done = orch.finish(orch.submit(media))
         assert done["state"] == "completed" and _stored(done) == 2, done
         note("B: the earlier tree ingested")
@@ -207,6 +210,8 @@ def test_chaos_during_one_ingest_ends_as_a_clean_ingest(base: Path) -> None:
         if len(unmarked) > 1:
             unmarked[-1].write_bytes(spare[3])
         note(f"written, not marked done: {[p.name for p in unmarked]}; first gone, last changed")
+        # The tree is final from here on: A's clean ingest of it runs beside B's last two jobs.
+        reference_job = ref.submit(media)
 
         # 4: the same directory again, once the store writes again: it completes.
         retry = orch.submit(media)
@@ -228,9 +233,7 @@ def test_chaos_during_one_ingest_ends_as_a_clean_ingest(base: Path) -> None:
         orch.close()
 
         # A: the reference, a clean ingest of the tree as it is now.
-        ref = Orchestrator(base, data_a, media, [first.url])
-        opened.append(ref)
-        done = ref.finish(ref.submit(media))
+        done = ref.finish(reference_job)
         assert done["state"] == "completed" and done["counters"]["failed"] == 0, done
         assert done["counters"]["done"] == len(files), done
         ref.close()
@@ -262,6 +265,17 @@ def _written_not_done(orch: Orchestrator, media: Path, index: Path) -> list[Path
         if resp.status_code == 200 and str(path) in resp.json()["paths"]:
             out.append(path)
     return out
+
+
+def _start_together(
+    opened: list[Orchestrator], base: Path, media: Path, ml_urls: list[str], *datas: Path
+) -> list[Orchestrator]:
+    """One orchestrator per DATA_DIR, started at once; each one that answers goes into `opened` (killed at
+    the end) before the first failure to start, if any, is raised."""
+    with ThreadPoolExecutor(len(datas)) as starting:
+        futures = [starting.submit(Orchestrator, base, data, media, ml_urls) for data in datas]
+    opened += [f.result() for f in futures if f.exception() is None]
+    return [f.result() for f in futures]
 
 
 def _kill_all(opened: list[Orchestrator]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.app_factory import counting_store, make_settings
-from tests.support.ml_server import NO_MODELS, running_ml_service
+from tests.support.ml_server import NO_MODELS, QUICK_START_TEXT, running_ml_service
 from tests.support.orchestrator_server import running_orchestrator
 from tests.support.vlm_standin import solid_image
 
@@ -22,7 +22,14 @@ async def test_a_job_against_a_keyed_ml_service(tmp_path: Path) -> None:
     media.mkdir()
     (media / "red.png").write_bytes(solid_image("red", (160, 120)))
     (media / "blue.jpg").write_bytes(solid_image("blue", (160, 120), "JPEG"))
-    env = {**NO_MODELS, "ML_TEXT_ENABLED": "true", "ML_IMAGE_TASKS": "tags", "ML_API_KEY": KEY}
+    # The key is under test, not the models: tags and the quick-starting text model.
+    env = {
+        **NO_MODELS,
+        **QUICK_START_TEXT,
+        "ML_TEXT_ENABLED": "true",
+        "ML_IMAGE_TASKS": "tags",
+        "ML_API_KEY": KEY,
+    }
     with running_ml_service(env=env) as ml:
         keyed = make_settings(tmp_path / "keyed", ml.url, [tmp_path], ml_service_api_key=KEY)
         async with running_orchestrator(keyed, counting_store(keyed)) as orch:

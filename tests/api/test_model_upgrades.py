@@ -24,14 +24,13 @@ from typing import Any
 import httpx
 import pytest
 
-from ml_service.config import packaged_text_model
 from orchestrator.manifest import current_manifest
 from orchestrator.media.images import decode_image
 from scripts.bench_pipeline import make_images
 from scripts.ml_process import free_port
 from tests.support.app_factory import make_settings
 from tests.support.ml_gate import ml_gate
-from tests.support.ml_server import MLService, running_ml_service
+from tests.support.ml_server import QUICK_START_TEXT, MLService, running_ml_service
 from tests.support.model_variants import text_model_variant
 from tests.support.orchestrator_process import give_away, kill, start_orchestrator, stop
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
@@ -39,8 +38,10 @@ from tests.support.orchestrator_server import RunningOrchestrator, running_orche
 pytestmark = pytest.mark.slow
 
 FILES = 16
-# Light services: OCR and tags (a derived-text task and another one), the text model; no audio.
+# Light services: OCR and tags (a derived-text task and another one), the text model; no audio. The text
+# model is e5 (QUICK_START_TEXT: ready in a second, no torch import); the new one is a MiniLM variant.
 LIGHT = {
+    **QUICK_START_TEXT,
     "ML_IMAGE_TASKS": "ocr,tags",
     "ML_ASR_ENABLED": "false",
     "ML_VOICES_ENABLED": "false",
@@ -66,12 +67,13 @@ def new_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def services(new_text_model: Path) -> Iterator[Services]:
-    """Started at once: each loads its models on about one core (mostly imports), so on 2 cores the three
-    take about half as long as one after another."""
+    """Started at once: the light ones are ready in seconds, the new text model's service (torch and
+    sentence-transformers) loads while the first tests run."""
     new_text_env = {
         **LIGHT,
+        "ML_TEXT_BACKEND": "sentence-transformers",
         "ML_TEXT_MODEL_PATH": str(new_text_model),
-        "ML_TEXT_QUERY_MODEL_PATHS": str(packaged_text_model()),
+        "ML_TEXT_QUERY_BACKENDS": LIGHT["ML_TEXT_BACKEND"],  # the old model, for the old version's queries
     }
     with ExitStack() as stack:
         started = [

