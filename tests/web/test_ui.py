@@ -407,6 +407,8 @@ async def test_people_page_names_merges_splits_and_undoes(ui: UI) -> None:
         await expect(page.locator("#player video")).to_have_count(0)
         await view.get_by_role("button", name="Back to all people").click()
         await expect(cards).to_have_count(len(people))
+        # The list is read again: its cards take no input until the new ones are shown (inert).
+        await expect(page.locator("#people-list")).not_to_have_attribute("aria-busy", "true")
 
         # Rename from the keyboard: type the name, Enter saves it (PATCH).
         await card(grace).get_by_label("Name", exact=True).fill("Eileen")
@@ -467,6 +469,7 @@ async def test_people_page_names_merges_splits_and_undoes(ui: UI) -> None:
         await shots.take(page, "split")
         await view.get_by_role("button", name="Back to all people").click()
         await expect(cards).to_have_count(len(people))
+        await expect(page.locator("#people-list")).not_to_have_attribute("aria-busy", "true")
 
         # Undo, step by step: the split, the merge, the name; then there is nothing left to undo.
         await undo.click()

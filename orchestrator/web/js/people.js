@@ -86,6 +86,7 @@ export class PeoplePage {
     const controller = new AbortController();
     this.inFlight = controller;
     this.list.setAttribute("aria-busy", "true");
+    this.list.inert = true; // the cards shown are about to be replaced: a name typed into one would be lost
     const name = this.form.elements.name.value.trim();
     let body;
     try {
@@ -101,6 +102,7 @@ export class PeoplePage {
       if (this.inFlight === controller) {
         this.inFlight = null;
         this.list.removeAttribute("aria-busy");
+        this.list.inert = false;
       }
     }
     const people = Array.isArray(body.people) ? body.people : [];
