@@ -109,14 +109,7 @@ class Worker:
         reap = asyncio.create_task(self._reap())
         log.info("worker_start", worker=self.name, slots=settings.worker_slots)
         try:
-            async for attempt in AsyncRetrying(
-                wait=wait_exponential(multiplier=0.5, max=10.0),
-                before_sleep=lambda state: log.warning(
-                    "queue_worker_restart",
-                    attempt=state.attempt_number,
-                    error=repr(state.outcome.exception()) if state.outcome is not None else None,
-                ),
-            ):
+            async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=10.0)):
                 with attempt:
                     queue_worker = procrastinate.worker.Worker(
                         self.app,
