@@ -62,28 +62,23 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import blake3
 import httpx
 import psycopg
-from qdrant_client import AsyncQdrantClient
 
-from orchestrator.clients.vectors_qdrant import QdrantServerVectorStore
 from orchestrator.config import Settings
 from orchestrator.distributed.ledger import redelivery_bound
 from orchestrator.distributed.store import ClusterStore, JobRecord, partition_id
 from orchestrator.distributed.tasks import PARTITION_TASK, QUEUE, queue_app
-from orchestrator.ids import point_id
 from orchestrator.logs import configure_logging
 from orchestrator.pipeline.negotiate import pipeline_config
 from scripts.ml_standin import running_ml_standins
-from tests.support.cluster import WorkerProcess, start_worker
+from tests.support.cluster import WorkerProcess, make_documents, point_ids, start_worker
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
 from tests.support.postgres import PostgresServer, running_postgres
 from tests.support.qdrant_server import running_qdrant_standin
 
 T = TypeVar("T")
 
-WORDS = ("harbour", "lantern", "orchard", "glacier", "meadow", "quarry", "violin", "compass", "ember", "tide")
 THROUGHPUT_COLUMNS = [
     "run", "workers", "files", "partitions", "elapsed_s", "files_per_s", "wall_s", "ml_requests",
     "items_per_request", "duplicates", "cpu_workers", "cpu_postgres", "cpu_qdrant", "cpu_ml", "cpu_api",
@@ -265,22 +260,6 @@ async def wait_for(
         await asyncio.sleep(poll_s)
 
 
-def make_documents(root: Path, directories: int, per_directory: int) -> dict[str, str]:
-    """Distinct one-passage text files (as tests/distributed/test_workers.py): path -> expected point id."""
-    expected = {}
-    for d in range(directories):
-        folder = root / f"d{d:03d}"
-        folder.mkdir(parents=True)
-        for i in range(per_directory):
-            n = d * per_directory + i
-            words = " ".join(WORDS[(n // 10**k) % 10] for k in range(4))
-            text = f"Note {n}: the {words} were counted on day {n % 365} of the survey.\n"
-            path = folder / f"note{i:04d}.txt"
-            path.write_text(text)
-            expected[str(path)] = point_id(blake3.blake3(text.encode()).hexdigest(), 0)
-    return expected
-
-
 def worker_env(bench: Bench, database_url: str) -> dict[str, str]:
     plan = bench.plan
     env = {
@@ -369,20 +348,6 @@ async def ml_served(bench: Bench) -> tuple[int, int, int]:
             items += int(stats["items"])
             digests.update(stats["digests"])
     return requests, items, len(digests)
-
-
-async def point_ids(qdrant_url: str, collection: str) -> set[str]:
-    store = QdrantServerVectorStore(AsyncQdrantClient(url=qdrant_url))
-    try:
-        ids: set[str] = set()
-        offset: str | None = None
-        while True:
-            page, offset = await store.scroll(collection, None, 1000, offset)
-            ids.update(p.id for p in page)
-            if offset is None:
-                return ids
-    finally:
-        await store.close()
 
 
 def check_completed(status: dict[str, Any], files: int, run: Run) -> None:
@@ -848,7 +813,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             media = base / "media"
             docs = media / "docs"
-            expected = make_documents(docs, plan.directories, plan.per_directory)
+            expected = make_documents(docs, plan.directories, plan.per_directory, tag="b")
             bench = Bench(
                 plan=plan,
                 base=base,

@@ -15,18 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import blake3
 import httpx
 import psycopg
 import pytest
-from qdrant_client import AsyncQdrantClient
 
-from orchestrator.clients.vectors_qdrant import QdrantServerVectorStore
 from orchestrator.distributed.ledger import redelivery_bound
-from orchestrator.ids import point_id
 from orchestrator.pipeline.negotiate import pipeline_config
 from tests.support.app_factory import make_settings
-from tests.support.cluster import WorkerProcess, start_worker
+from tests.support.cluster import WorkerProcess, make_documents, point_ids, start_worker
 from tests.support.ml_server import MLService
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
 from tests.support.postgres import PostgresServer
@@ -35,7 +31,6 @@ from tests.support.qdrant_server import QdrantStandIn, running_qdrant_standin
 pytestmark = pytest.mark.timeout(300)
 
 STALL_S = 4.0
-WORDS = ("harbour", "lantern", "orchard", "glacier", "meadow", "quarry", "violin", "compass", "ember", "tide")
 
 
 @dataclass(slots=True)
@@ -78,42 +73,12 @@ class Cluster:
         return "\n\n".join(f"--- {w.name}\n{w.tail()}" for w in self.workers)
 
 
-def make_documents(root: Path, directories: int, per_directory: int, tag: str) -> dict[str, str]:
-    """Distinct one-passage text files; path -> expected point id."""
-    expected = {}
-    for d in range(directories):
-        folder = root / f"d{d:03d}"
-        folder.mkdir(parents=True)
-        for i in range(per_directory):
-            n = d * per_directory + i
-            words = " ".join(WORDS[(n // 10**k) % 10] for k in range(4))
-            text = f"Note {tag} {n}: the {words} were counted on day {n % 365} of the survey.\n"
-            path = folder / f"note{i:04d}.txt"
-            path.write_text(text)
-            expected[str(path)] = point_id(blake3.blake3(text.encode()).hexdigest(), 0)
-    return expected
-
-
 async def text_items_served(ml_url: str) -> float:
     """Texts the ML service's text model has run since it started (its batch-size histogram's sum)."""
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"{ml_url}/metrics")).text
     match = re.search(r'^archivist_ml_model_batch_items_sum\{model="text"\} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0
-
-
-async def point_ids(qdrant_url: str, collection: str) -> set[str]:
-    store = QdrantServerVectorStore(AsyncQdrantClient(url=qdrant_url))
-    try:
-        ids: set[str] = set()
-        offset: str | None = None
-        while True:
-            page, offset = await store.scroll(collection, None, 1000, offset)
-            ids.update(p.id for p in page)
-            if offset is None:
-                return ids
-    finally:
-        await store.close()
 
 
 async def wait_for(predicate: Any, timeout_s: float, what: str, cluster: Cluster) -> Any:

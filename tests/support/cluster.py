@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import blake3
+from qdrant_client import AsyncQdrantClient
+
+from orchestrator.clients.vectors_qdrant import QdrantServerVectorStore
+from orchestrator.ids import point_id
+
 REPO = Path(__file__).resolve().parents[2]
+WORDS = ("harbour", "lantern", "orchard", "glacier", "meadow", "quarry", "violin", "compass", "ember", "tide")
 _STOP_S = 20.0
 
 
@@ -69,6 +76,37 @@ class WorkerProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def make_documents(root: Path, directories: int, per_directory: int, tag: str) -> dict[str, str]:
+    """Distinct one-passage text files; path -> expected point id."""
+    expected = {}
+    for d in range(directories):
+        folder = root / f"d{d:03d}"
+        folder.mkdir(parents=True)
+        for i in range(per_directory):
+            n = d * per_directory + i
+            words = " ".join(WORDS[(n // 10**k) % 10] for k in range(4))
+            text = f"Note {tag} {n}: the {words} were counted on day {n % 365} of the survey.\n"
+            path = folder / f"note{i:04d}.txt"
+            path.write_text(text)
+            expected[str(path)] = point_id(blake3.blake3(text.encode()).hexdigest(), 0)
+    return expected
+
+
+async def point_ids(qdrant_url: str, collection: str) -> set[str]:
+    """Every point id in a collection of the shared Qdrant server."""
+    store = QdrantServerVectorStore(AsyncQdrantClient(url=qdrant_url))
+    try:
+        ids: set[str] = set()
+        offset: str | None = None
+        while True:
+            page, offset = await store.scroll(collection, None, 1000, offset)
+            ids.update(p.id for p in page)
+            if offset is None:
+                return ids
+    finally:
+        await store.close()
 
 
 def start_worker(name: str, data_dir: Path, env: Mapping[str, str]) -> WorkerProcess:
