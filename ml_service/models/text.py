@@ -38,6 +38,9 @@ class TextEmbedder(LocalTorchModel[str, FloatArray]):
     # CPU: measured by scripts/measure_compute_batch.py (docs/ml-api.md, "Compute batches"). CUDA: a larger
     # pass keeps a GPU busy; 128 is a default no GPU here has checked.
     default_compute_batch: ClassVar[dict[str, int] | None] = {"cpu": 32, "cuda": 128}
+    # On packed tokens a pass pads nothing (packed_bert.py), so its size is only about memory and per-pass
+    # costs: measured the same way, 128 (a full request in one pass).
+    packed_compute_batch: ClassVar[int] = 128
     processing_version: ClassVar[str] = "1"  # mean pooling from the model config + L2 norm
     runtime_attributes: ClassVar[tuple[str, ...]] = ("_model", "_packed")
     # Probe texts at load: the packed encoder must give encode's vectors (PackedBert) before it is used.
@@ -59,6 +62,14 @@ class TextEmbedder(LocalTorchModel[str, FloatArray]):
     def packed_tokens(self) -> bool:
         """The loaded model runs on packed tokens (packed_bert.py), not sentence-transformers' encode."""
         return self._packed is not None
+
+    @property
+    def compute_batch(self) -> int:
+        """Texts per pass: ML_COMPUTE_BATCH, else ``packed_compute_batch`` on packed tokens, else the device's
+        default (at most ``max_batch``)."""
+        if self._packed is not None and self.configured_compute_batch is None:
+            return max(1, min(self.packed_compute_batch, self.max_batch))
+        return super().compute_batch
 
     def capabilities(self) -> dict[str, object]:
         return {**super().capabilities(), "packed_tokens": self.packed_tokens}

@@ -12,7 +12,7 @@ import pytest
 
 from ml_service.config import MLSettings, packaged_text_model
 from ml_service.models.clip import ClipModel
-from ml_service.models.packed_bert import PackedBert
+from ml_service.models.packed_bert import PackedBert, onednn_available
 from ml_service.models.registry import ModelRegistry
 from ml_service.models.sub_batches import length_sorted_chunks, run_length_sorted
 from ml_service.models.text import TextEmbedder
@@ -103,6 +103,17 @@ def test_sub_batched_packed_vectors_equal_one_padded_pass() -> None:
     assert alone is not None and np.allclose(sub[3], alone, atol=1e-5)
     lengths = model.token_lengths(texts)
     assert lengths[7] == min(lengths) == 2  # [CLS] [SEP]
+    assert len(set(lengths)) < len(lengths)  # some texts share a length: one attention call takes them all
+    # Both ways of running its linear layers give those vectors: oneDNN (reordered weights, GELU and residuals
+    # fused) where this PyTorch has it, and F.linear.
+    assert model._packed.onednn == onednn_available()
+    for onednn in {False, onednn_available()}:
+        packed = PackedBert(model._model, "mean", onednn=onednn)
+        assert np.allclose(packed.encode(texts), one, atol=1e-5)
+    assert packed.encode([]).shape == (0, 384)
+    # Packed passes pad nothing: a full request is one pass unless ML_COMPUTE_BATCH says otherwise.
+    model.configured_compute_batch = None
+    assert model.compute_batch == min(TextEmbedder.packed_compute_batch, model.max_batch)
     # A packed encoder that fails or differs at load is not used: encode serves instead.
     assert model._checked_packed(cast(PackedBert, _Broken())) is None
     assert model._checked_packed(cast(PackedBert, _Shifted(model._packed))) is None
