@@ -132,6 +132,20 @@ async def _exists(conn: AsyncConnection[tuple[Any, ...]], table: str) -> bool:
 _JOINED_JOB_COLUMNS = ", ".join("j." + c for c in _JOB_COLUMNS.split(", "))
 
 
+async def _stale(conn: AsyncConnection[Any], claim: Claim) -> str | None:
+    """Lock the claim's partition row (until the transaction ends); None when the claim owns it (its attempt
+    is the current one and it runs), else why not."""
+    row = await (
+        await conn.execute(
+            "SELECT attempt, state FROM archivist_partitions WHERE id = %s FOR UPDATE", (claim.id,)
+        )
+    ).fetchone()
+    if row is not None and row[0] == claim.attempt and row[1] == "running":
+        return None
+    now = (None, None) if row is None else (row[0], row[1])
+    return f"partition {claim.id}: attempt {claim.attempt} is stale (now {now[0]}, {now[1]})"
+
+
 def _job(row: tuple[Any, ...]) -> JobRecord:
     return JobRecord(*row)
 
@@ -244,38 +258,59 @@ class ClusterStore:
         """Move a job to `target` if it is in one of `allowed_from` (None: it was not). Pausing or
         cancelling parks/cancels its queued partitions in the same transaction; resuming queues its paused
         ones again (the caller defers a task for each: `queued_partitions`)."""
+        async with self._pool.connection() as conn, conn.transaction():
+            return await self._set_state(conn, job_id, target, allowed_from, error)
+
+    @reconnecting
+    async def fail_owned(self, claim: Claim, error: str) -> bool:
+        """Fail the claim's job for an error of its pass, if the claim still owns its partition (the current
+        attempt, running): a pass taken over meanwhile (its worker frozen or cut off past the stall time) has
+        no say on the job any more. False: it did not own it, nothing changed."""
+        async with self._pool.connection() as conn, conn.transaction():
+            if await _stale(conn, claim) is not None:
+                return False
+            await self._set_state(conn, claim.job.id, "failed", ("running", "paused"), error)
+            return True
+
+    async def _set_state(
+        self,
+        conn: AsyncConnection[Any],
+        job_id: str,
+        target: str,
+        allowed_from: Iterable[str],
+        error: str | None,
+    ) -> JobRecord | None:
         now = time.time()
         ended = target in ("completed", "failed", "cancelled")
-        async with self._pool.connection() as conn, conn.transaction():
-            row = await (
-                await conn.execute(
-                    "UPDATE archivist_jobs SET state = %s, error = coalesce(%s, error), "
-                    "started_at = CASE WHEN %s = 'running' THEN coalesce(started_at, %s) "
-                    "ELSE started_at END, "
-                    "finished_at = CASE WHEN %s THEN %s ELSE finished_at END "
-                    f"WHERE id = %s AND state = ANY(%s) RETURNING {_JOB_COLUMNS}",
-                    (target, error, target, now, ended, now, job_id, list(allowed_from)),
-                )
-            ).fetchone()
-            if row is None:
-                return None
-            if target == "cancelled" or target == "failed":
-                await conn.execute(
-                    "UPDATE archivist_partitions SET state = 'cancelled', updated_at = now() "
-                    "WHERE job_id = %s AND state IN ('queued', 'paused')",
-                    (job_id,),
-                )
-                await conn.execute(
-                    "UPDATE archivist_scans SET state = 'cancelled' WHERE job_id = %s AND state = 'queued'",
-                    (job_id,),
-                )
-            elif target == "running":
-                await conn.execute(
-                    "UPDATE archivist_partitions SET state = 'queued', updated_at = now() "
-                    "WHERE job_id = %s AND state = 'paused'",
-                    (job_id,),
-                )
-            return _job(row)
+        row = await (
+            await conn.execute(
+                "UPDATE archivist_jobs SET state = %s, error = coalesce(%s, error), "
+                "started_at = CASE WHEN %s = 'running' THEN coalesce(started_at, %s) "
+                "ELSE started_at END, "
+                "finished_at = CASE WHEN %s THEN %s ELSE finished_at END "
+                f"WHERE id = %s AND state = ANY(%s) RETURNING {_JOB_COLUMNS}",
+                (target, error, target, now, ended, now, job_id, list(allowed_from)),
+            )
+        ).fetchone()
+        if row is None:
+            return None
+        if target == "cancelled" or target == "failed":
+            await conn.execute(
+                "UPDATE archivist_partitions SET state = 'cancelled', updated_at = now() "
+                "WHERE job_id = %s AND state IN ('queued', 'paused')",
+                (job_id,),
+            )
+            await conn.execute(
+                "UPDATE archivist_scans SET state = 'cancelled' WHERE job_id = %s AND state = 'queued'",
+                (job_id,),
+            )
+        elif target == "running":
+            await conn.execute(
+                "UPDATE archivist_partitions SET state = 'queued', updated_at = now() "
+                "WHERE job_id = %s AND state = 'paused'",
+                (job_id,),
+            )
+        return _job(row)
 
     @reconnecting
     async def maybe_complete(self, job_id: str) -> bool:
@@ -438,16 +473,8 @@ class ClusterStore:
         """Commit what a pass settled, under its ownership token; raises `StaleCheckpoint` when the partition
         has a newer attempt or is no longer running (nothing of this call lands)."""
         async with self._pool.connection() as conn, conn.transaction():
-            row = await (
-                await conn.execute(
-                    "SELECT attempt, state FROM archivist_partitions WHERE id = %s FOR UPDATE", (claim.id,)
-                )
-            ).fetchone()
-            if row is None or row[0] != claim.attempt or row[1] != "running":
-                raise StaleCheckpoint(
-                    f"partition {claim.id}: attempt {claim.attempt} is stale "
-                    f"(now {None if row is None else row[0]}, {None if row is None else row[1]})"
-                )
+            if (stale := await _stale(conn, claim)) is not None:
+                raise StaleCheckpoint(stale)
             done, failed = await self._settle(conn, claim.job.id, claim.id, settled)
             rows = [s.row for s in settled if s.row is not None and s.status == "done"]
             if rows:

@@ -74,7 +74,10 @@ class Worker:
     store: ClusterStore
     app: procrastinate.App
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    _passes: dict[uuid.UUID, _Pass] = field(default_factory=dict)
+    # The passes running, by (partition, attempt): after a freeze this worker may hold a stale attempt of a
+    # partition beside a newer one it claimed again.
+    _passes: dict[tuple[uuid.UUID, int], _Pass] = field(default_factory=dict)
+    _queue_worker: procrastinate.worker.Worker | None = None
     _caps: tuple[float, Capabilities] | None = None
     _collections: set[str] = field(default_factory=set)
 
@@ -124,6 +127,7 @@ class Worker:
                         install_signal_handlers=False,
                     )
                     current[:] = [queue_worker]
+                    self._queue_worker = queue_worker
                     await queue_worker.run()  # type: ignore[no-untyped-call]
                     if not stopping.is_set():
                         raise _QueueWorkerStopped("the queue worker stopped (PostgreSQL unreachable?)")
@@ -194,10 +198,15 @@ class Worker:
                 log.exception("partition_interrupted")
                 raise
             except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if not await self.store.fail_owned(
+                    claim, error
+                ):  # a newer attempt owns it: no say on the job
+                    log.warning(
+                        "partition_taken_over", reason=f"its pass failed afterwards: {error}", exc_info=True
+                    )
+                    return
                 log.exception("partition_failed")
-                await self.store.set_state(
-                    job.id, "failed", ("running", "paused"), error=f"{type(exc).__name__}: {exc}"
-                )
                 raise
 
     async def _run_claimed(self, claim: Claim) -> None:
@@ -234,12 +243,12 @@ class Worker:
             checkpoint=ledger,
         )
         running = _Pass(claim, control)
-        self._passes[claim.id] = running
+        self._passes[claim.id, claim.attempt] = running
         started = time.perf_counter()
         try:
             await run_pipeline(ctx)
         finally:
-            del self._passes[claim.id]
+            del self._passes[claim.id, claim.attempt]
         if running.stopped and not progress.scan_complete:
             await ledger.flush()
             state = await self.store.release(claim)
@@ -294,6 +303,8 @@ class Worker:
             await asyncio.sleep(self.settings.worker_heartbeat_s)
             try:
                 for stalled in await manager.get_stalled_jobs(seconds_since_heartbeat=stall_s):
+                    if stalled.worker_id is not None and stalled.worker_id == self._own_worker_id():
+                        continue  # this worker's own, its heartbeat late (it was frozen): it still runs them
                     try:
                         await manager.retry_job(stalled)
                         log.warning("task_retried", task=stalled.id, name=stalled.task_name)
@@ -306,6 +317,9 @@ class Worker:
                     log.warning("partition_requeued", partition=str(pid), task=task_id, status=status)
             except Exception:
                 log.warning("reap_failed", exc_info=True)
+
+    def _own_worker_id(self) -> int | None:
+        return None if self._queue_worker is None else self._queue_worker.worker_id
 
 
 async def serve_worker(settings: Settings) -> None:

@@ -56,6 +56,9 @@ async def test_a_stale_attempt_commits_nothing(store: ClusterStore) -> None:
         await store.checkpoint(old, [Settled("/r/a", "done", row=row)], {"upserted": 1}, final=False)
     assert (await store.progress(job.id))["counters"]["done"] == 0
     assert await store.index_rows("c", "/r") == {}
+    # Nor can its pass fail the job (a request timed out while its worker was frozen): it has no say any more.
+    assert not await store.fail_owned(old, "ResponseHandlingException: timed out")
+    assert await store.job_states({job.id}) == {job.id: "running"}
     # The owner's commits count each file once, however often it is delivered.
     await store.checkpoint(new, [Settled("/r/a", "done", row=row)], {"upserted": 1}, final=False)
     await store.checkpoint(new, [Settled("/r/a", "done", row=row)], {"upserted": 1}, final=False)
@@ -72,6 +75,20 @@ async def test_a_stale_attempt_commits_nothing(store: ClusterStore) -> None:
     assert await store.maybe_complete(job.id)
     with pytest.raises(StaleCheckpoint):  # done: no one commits into it any more
         await store.checkpoint(new, [], {}, final=True)
+
+
+async def test_the_owners_failure_fails_the_job_and_cancels_what_waits(store: ClusterStore) -> None:
+    job = await _job(store)
+    await store.add_scans(job.id, ["/r"])
+    parts = [Partition("/r", page, (f"f{page}",)) for page in range(2)]
+    found = await store.finish_scan(job.id, "/r", parts, [], 0, [])
+    assert found is not None
+    [running, waiting], _ = found
+    claim = await store.claim(running, "w1", None)
+    assert claim is not None
+    assert await store.fail_owned(claim, "UnexpectedResponse: 400 (Bad Request)")
+    assert await store.job_states({job.id}) == {job.id: "failed"}
+    assert await store.claim(waiting, "w2", None) is None  # cancelled with the job
 
 
 async def test_a_scan_run_twice_adds_nothing(store: ClusterStore) -> None:
