@@ -92,7 +92,9 @@ def test_concurrent_single_text_requests_share_batches(service: MLService) -> No
     merged_items = metric(after, items) - metric(before, items)
     calls = metric(after, batches) - metric(before, batches)
     assert merged_items == 128
-    assert calls <= 128 / 4, f"{calls:.0f} model calls for 128 requests: requests were not merged"
+    # Unmerged, 128 requests are 128 calls. Measured: 17-21 calls alone, 34 once under the full suite's load
+    # (this process's 16 clients then send more slowly than the model, 12 ms a pass, answers them).
+    assert calls <= 128 / 3, f"{calls:.0f} model calls for 128 requests: requests were not merged"
 
 
 def test_overload_is_429_with_retry_after_and_bounded(service: MLService) -> None:
