@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.make_samples import scene_image
 from scripts.ml_process import ml_service
+from scripts.peer_load import Connection
+from scripts.peer_servers import listening_pid
 
 CONCURRENCY = 16
 WORDS = (
@@ -69,35 +71,9 @@ def scenes(count: int, seed: int = 7, size: tuple[int, int] = (320, 240)) -> lis
     return encoded
 
 
-class Client:
-    """One keep-alive connection; ``post`` returns (status, body bytes)."""
-
-    def __init__(self, url: str, timeout_s: float = 300.0) -> None:
-        parts = urlsplit(url)
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._timeout_s = timeout_s
-        self._conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
-
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        for attempt in (0, 1):
-            try:
-                self._conn.request("POST", path, body=body, headers={"content-type": "application/json"})
-                response = self._conn.getresponse()
-                return response.status, response.read()
-            except (ConnectionError, http.client.HTTPException):
-                self._conn.close()  # the server closed an idle keep-alive connection: reconnect once
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    def get(self, path: str) -> Any:
-        self._conn.request("GET", path)
-        response = self._conn.getresponse()
-        return orjson.loads(response.read())
-
-    def close(self) -> None:
-        self._conn.close()
+def connect(url: str) -> Connection:
+    """One keep-alive connection (scripts/peer_load.py), patient with a loaded service."""
+    return Connection(url, timeout_s=300.0)
 
 
 def checked(status: int, body: bytes) -> None:
@@ -107,7 +83,7 @@ def checked(status: int, body: bytes) -> None:
 
 def sequential(url: str, path: str, bodies: list[bytes], items_per_body: int) -> float:
     """Items/s for ``bodies`` sent one after another on one connection."""
-    client = Client(url)
+    client = connect(url)
     client.post(path, bodies[0])  # warm the connection and the path
     started = time.perf_counter()
     for body in bodies:
@@ -120,12 +96,12 @@ def sequential(url: str, path: str, bodies: list[bytes], items_per_body: int) ->
 def concurrent(url: str, path: str, bodies: list[bytes], clients: int) -> float:
     """Items/s for one-item ``bodies`` sent by ``clients`` threads, each in a closed loop."""
     shares = [bodies[i::clients] for i in range(clients)]
-    connections = [Client(url) for _ in range(clients)]
+    connections = [connect(url) for _ in range(clients)]
     for connection in connections:
         connection.post(path, bodies[0])
     start = threading.Barrier(clients + 1)
 
-    def run(connection: Client, share: list[bytes]) -> None:
+    def run(connection: Connection, share: list[bytes]) -> None:
         start.wait()
         for body in share:
             checked(*connection.post(path, body))
@@ -183,9 +159,9 @@ def overload(url: str, pid: int | None, clients: int, requests_each: int, texts:
     retry_after: list[float] = []
     lock = threading.Lock()
     bodies = [orjson.dumps({"texts": sentences(texts, seed=1000 + i)}) for i in range(clients)]
-    connections = [Client(url) for _ in range(clients)]
+    connections = [connect(url) for _ in range(clients)]
 
-    def run(connection: Client, body: bytes) -> None:
+    def run(connection: Connection, body: bytes) -> None:
         for _ in range(requests_each):
             try:
                 connection._conn.request(
@@ -200,7 +176,7 @@ def overload(url: str, pid: int | None, clients: int, requests_each: int, texts:
             except (OSError, http.client.HTTPException) as exc:
                 key = type(exc).__name__
                 connection.close()
-                connection = Client(url)
+                connection = connect(url)
             with lock:
                 counts[key] = counts.get(key, 0) + 1
 
@@ -230,23 +206,10 @@ def overload(url: str, pid: int | None, clients: int, requests_each: int, texts:
 
 def service_pid(port: int) -> int | None:
     """The pid listening on ``port`` (Linux /proc), for a service this script did not start."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    return int(proc.name)
-        except OSError:
-            continue
-    return None
+    try:
+        return listening_pid(port)
+    except LookupError:
+        return None
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> float:
@@ -254,7 +217,7 @@ def median_of(runs: int, measure: Callable[[], float]) -> float:
 
 
 def bench(url: str, quick: bool) -> dict[str, Any]:
-    caps = Client(url).get("/capabilities")
+    caps = connect(url).get("/capabilities")
     text_max = int(caps["endpoints"]["/v1/embed/text"]["max_batch"])
     image_max = int(caps["endpoints"]["/v1/analyze/images"]["max_batch"])
     pid = service_pid(urlsplit(url).port or 80)
@@ -303,7 +266,7 @@ def bench(url: str, quick: bool) -> dict[str, Any]:
         result["image_concurrent16_per_s"] / result["image_batched_per_s"], 2
     )
     result.update(overload(url, pid, clients=64, requests_each=4 if quick else 8, texts=text_max // 2))
-    after = Client(url)
+    after = connect(url)
     status, _ = after.post("/v1/embed/text", orjson.dumps({"texts": ["still serving"]}))
     result["after_overload_status"] = status
     return result

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -52,6 +53,12 @@ class Connection:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    def get(self, path: str) -> Any:
+        """The JSON answer to GET ``path``."""
+        self._conn.request("GET", path)
+        response = self._conn.getresponse()
+        return orjson.loads(response.read())
 
     def close(self) -> None:
         self._conn.close()
