@@ -31,7 +31,7 @@ from orchestrator.jobs import (
 from orchestrator.logs import get_logger
 from orchestrator.manifest import Manifest, compare, current_manifest
 from orchestrator.people import check_vector_sizes
-from orchestrator.pipeline.context import PipelineContext, ScanScope, WatchScan
+from orchestrator.pipeline.context import ScanScope, WatchScan
 from orchestrator.pipeline.negotiate import collection_spec, pipeline_config
 from orchestrator.pipeline.runner import run_pipeline
 from orchestrator.security import PathInvalidError, PathNotAllowedError, resolve_ingest_root, resolve_s3_root
@@ -470,20 +470,13 @@ class JobManager:
         if isinstance(root, S3Prefix):  # listed by stages/scan_s3.py, downloads spooled under DATA_DIR
             spool = Spool(spool_root(services.settings.data_dir) / job.id, services.settings.s3_spool_bytes)
             objects = ObjectScan(root, services.objects, spool, services.settings.s3_download_workers)
-        ctx = PipelineContext(
+        ctx = services.pipeline_context(
             job_id=job.id,
             root=root if isinstance(root, Path) else Path(),
             collection=physical,
             config=config,
-            store=services.store,
-            index=services.index,
-            cache=services.cache,
-            ml=services.ml,
             progress=progress,
             control=job.control,
-            decoder=services.decoder,
-            people=services.people,
-            media_slots=asyncio.Semaphore(max(1, services.settings.media_in_flight)),
             watch=watch,
             objects=objects,
         )

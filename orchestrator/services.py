@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.cache import ResultCache
 from orchestrator.catalog import Catalog
@@ -14,7 +16,16 @@ from orchestrator.file_index import FileIndex
 from orchestrator.media.decode_pool import DecodePool
 from orchestrator.metrics import Metrics
 from orchestrator.people_store import PeopleStore
-from orchestrator.sources.s3 import ObjectStorage
+from orchestrator.pipeline.context import (
+    Checkpoint,
+    JobControl,
+    PartitionScan,
+    PipelineConfig,
+    PipelineContext,
+    WatchScan,
+)
+from orchestrator.pipeline.progress import JobProgress
+from orchestrator.sources.s3 import ObjectScan, ObjectStorage
 
 
 @dataclass(slots=True)
@@ -72,6 +83,41 @@ class Services:
             metrics=metrics,
             decoder=decoder,
             objects=ObjectStorage(settings),
+        )
+
+    def pipeline_context(
+        self,
+        *,
+        job_id: str,
+        root: Path,
+        collection: str,
+        config: PipelineConfig,
+        progress: JobProgress,
+        control: JobControl,
+        watch: WatchScan | None = None,
+        objects: ObjectScan | None = None,
+        partition: PartitionScan | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> PipelineContext:
+        """One pipeline pass over these services: the pass's own parts given, the shared ones filled in."""
+        return PipelineContext(
+            job_id=job_id,
+            root=root,
+            collection=collection,
+            config=config,
+            store=self.store,
+            index=self.index,
+            cache=self.cache,
+            ml=self.ml,
+            progress=progress,
+            control=control,
+            decoder=self.decoder,
+            people=self.people,
+            media_slots=asyncio.Semaphore(max(1, self.settings.media_in_flight)),
+            watch=watch,
+            objects=objects,
+            partition=partition,
+            checkpoint=checkpoint,
         )
 
     async def close(self) -> None:

@@ -44,7 +44,7 @@ from orchestrator.distributed.tasks import (
 )
 from orchestrator.logs import get_logger
 from orchestrator.people import check_vector_sizes
-from orchestrator.pipeline.context import JobControl, PartitionScan, PipelineContext
+from orchestrator.pipeline.context import JobControl, PartitionScan
 from orchestrator.pipeline.negotiate import collection_spec, pipeline_config
 from orchestrator.pipeline.progress import JobProgress
 from orchestrator.pipeline.runner import run_pipeline
@@ -225,20 +225,13 @@ class Worker:
         progress = JobProgress()
         control = JobControl()
         ledger = PartitionLedger(self.store, claim, progress)
-        ctx = PipelineContext(
+        ctx = services.pipeline_context(
             job_id=f"{job.id}:{claim.id}:{claim.attempt}",  # this pass's scratch rows in the local index
             root=Path(job.root),
             collection=collection,
             config=config,
-            store=services.store,
-            index=services.index,
-            cache=services.cache,
-            ml=services.ml,
             progress=progress,
             control=control,
-            decoder=services.decoder,
-            people=services.people,
-            media_slots=asyncio.Semaphore(max(1, self.settings.media_in_flight)),
             partition=PartitionScan(claim.directory, names, {n: known[n] for n in names if n in known}),
             checkpoint=ledger,
         )
