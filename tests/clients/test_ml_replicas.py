@@ -31,6 +31,8 @@ class Replica:
     poison: str = "poison"  # a batch holding this text or image id is answered 500
     ready: bool = True
     overloaded: int = 0  # answer this many requests with 429
+    gate: asyncio.Event | None = None  # when set: hold each request until the event is set
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set by the first request taken in
     batches: list[int] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
@@ -44,7 +46,10 @@ class Replica:
         self.batches.append(len(items))
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self.arrived.set()
         try:
+            if self.gate is not None:
+                await self.gate.wait()
             await asyncio.sleep(self.delay_s)
         finally:
             self.in_flight -= 1
@@ -98,21 +103,28 @@ async def serving(replica: Replica) -> AsyncIterator[tuple[str, uvicorn.Server]]
 
 
 async def test_requests_go_to_the_replica_with_fewest_outstanding_items() -> None:
-    slow, fast = Replica(delay_s=0.4), Replica(delay_s=0.02)
+    release = asyncio.Event()
+    slow, fast = Replica(gate=release), Replica()
     async with serving(slow) as (slow_url, _), serving(fast) as (fast_url, _):
-        client = MLClient([slow_url, fast_url], timeout_s=5, retry_deadline_s=5)
+        client = MLClient([slow_url, fast_url], timeout_s=30, retry_deadline_s=30)
         try:
-            # Three callers sending one text after another: while the slow replica holds a request, the next
-            # ones go to the fast replica (round-robin would give the slow one half of them).
-            async def caller(name: str) -> list[list[float] | None]:
-                return [v for i in range(8) for v in await client.embed_text([f"{name}{i}"])]
-
-            results = await asyncio.gather(caller("a"), caller("b"), caller("c"))
+            # Two requests at once: one goes to each replica (a tie, then the other has fewer outstanding);
+            # the slow replica holds its own until released.
+            first = [asyncio.create_task(client.embed_text([t])) for t in ("a", "b")]
+            async with asyncio.timeout(20):  # a request held by the slow replica would wait for ever
+                await slow.arrived.wait()
+                done, held = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+                # While the slow replica holds one item, each next request goes to the fast one (round-robin
+                # would give the slow one every other request).
+                after = [v for i in range(10) for v in await client.embed_text([f"c{i}"])]
+            assert (len(slow.batches), len(fast.batches)) == (1, 11)
+            release.set()
+            held_vectors = await asyncio.gather(*held)
         finally:
+            release.set()
             await client.close()
-    assert all(v is not None for r in results for v in r)
-    assert len(slow.batches) + len(fast.batches) == 24
-    assert len(slow.batches) * 3 <= len(fast.batches), (len(slow.batches), len(fast.batches))
+    assert len(done) == 1 and len(held) == 1
+    assert all(v is not None for v in after) and held_vectors[0] == [[1.0, 1.0]]
 
 
 async def test_batch_limits_are_the_smallest_any_replica_reports_whichever_answers_first() -> None:
