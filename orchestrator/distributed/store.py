@@ -142,8 +142,8 @@ async def _stale(conn: AsyncConnection[Any], claim: Claim) -> str | None:
     ).fetchone()
     if row is not None and row[0] == claim.attempt and row[1] == "running":
         return None
-    now = (None, None) if row is None else (row[0], row[1])
-    return f"partition {claim.id}: attempt {claim.attempt} is stale (now {now[0]}, {now[1]})"
+    attempt, state = (None, None) if row is None else row
+    return f"partition {claim.id}: attempt {claim.attempt} is stale (now {attempt}, {state})"
 
 
 def _job(row: tuple[Any, ...]) -> JobRecord:

@@ -199,9 +199,8 @@ class Worker:
                 raise
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                if not await self.store.fail_owned(
-                    claim, error
-                ):  # a newer attempt owns it: no say on the job
+                owned = await self.store.fail_owned(claim, error)
+                if not owned:  # a newer attempt owns it: this pass has no say on the job
                     log.warning(
                         "partition_taken_over", reason=f"its pass failed afterwards: {error}", exc_info=True
                     )
