@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from orchestrator.distributed.connection import ClosingConnection
 from orchestrator.distributed.schema import SCHEMA_LOCK, TABLES
 from orchestrator.file_index import IndexedFile
 
@@ -151,13 +152,14 @@ def _job(row: tuple[Any, ...]) -> JobRecord:
 
 
 class ClusterStore:
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[ClosingConnection[tuple[Any, ...]]]) -> None:
         self._pool = pool
 
     @classmethod
     async def open(cls, url: str, max_size: int = 8) -> ClusterStore:
-        pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[ClosingConnection[tuple[Any, ...]]] = AsyncConnectionPool(
             url,
+            connection_class=ClosingConnection,
             min_size=1,
             max_size=max_size,
             open=False,

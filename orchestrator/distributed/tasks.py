@@ -13,6 +13,7 @@ import uuid
 import procrastinate
 from procrastinate import exceptions
 
+from orchestrator.distributed.connection import ClosingConnection
 from orchestrator.distributed.store import scan_id
 
 QUEUE = "archivist"
@@ -21,8 +22,10 @@ PARTITION_TASK = "archivist.partition"
 
 
 def queue_app(database_url: str) -> procrastinate.App:
-    # (procrastinate's pool checks each connection it hands out: one from before a restart is replaced)
-    return procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database_url))
+    # (procrastinate's pool checks each connection it hands out: one from before a restart is replaced; its
+    # LISTEN connection is made with the pool's connection class too)
+    connector = procrastinate.PsycopgConnector(conninfo=database_url, connection_class=ClosingConnection)
+    return procrastinate.App(connector=connector)
 
 
 async def defer_scan(app: procrastinate.App, job_id: str, directory: str) -> None:

@@ -215,6 +215,9 @@ class PostgresServer:
             "-c", f"unix_socket_directories={self.socket_dir}",
             "-c", "fsync=off",
             "-c", "shared_buffers=32MB",
+            # Each connection's arrival is logged: a stop that hangs on a client that never finished its
+            # handshake shows that client's port at the end of the log (the failure's message).
+            "-c", "log_connections=on",
         )  # fmt: skip
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
