@@ -6,7 +6,7 @@ refused), 413 halving and bisection down to the one bad item."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -102,6 +102,20 @@ async def serving(replica: Replica) -> AsyncIterator[tuple[str, uvicorn.Server]]
         await task
 
 
+def healthy(client: MLClient) -> dict[str, bool]:
+    return {s["url"]: s["healthy"] for s in client.replica_stats()}
+
+
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    """Poll a condition the client's health loop brings about (it offers no event to wait on)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not condition():  # noqa: ASYNC110 - the client's health loop sets no event
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {timeout_s:.0f} s") from None
+
+
 async def test_requests_go_to_the_replica_with_fewest_outstanding_items() -> None:
     release = asyncio.Event()
     slow, fast = Replica(gate=release), Replica()
@@ -148,7 +162,7 @@ async def test_a_dead_replica_is_taken_out_and_its_request_goes_elsewhere() -> N
             assert await client.embed_text(["warm"]) and await client.embed_text(["up"])
             assert len(a.batches) == 1 and len(b.batches) == 1  # ties rotate
             a_server.should_exit = True
-        await asyncio.sleep(0.3)  # a is gone (its port refuses connections)
+        # a is gone (serving() waited for its server to stop: its port refuses connections)
         try:
             for i in range(6):
                 assert (await client.embed_text([f"x{i}"]))[0] is not None
@@ -165,13 +179,12 @@ async def test_health_checks_put_a_recovered_replica_back() -> None:
         client = MLClient([a_url, b_url], timeout_s=5, retry_deadline_s=5, health_interval_s=0.05)
         client.start()
         try:
-            await asyncio.sleep(0.3)
-            assert {s["url"]: s["healthy"] for s in client.replica_stats()} == {a_url: False, b_url: True}
+            await until(lambda: healthy(client) == {a_url: False, b_url: True}, "a found not ready")
             for _ in range(4):
                 await client.embed_text(["only b"])
             assert a.batches == []
             a.ready = True
-            await asyncio.sleep(0.3)
+            await until(lambda: healthy(client) == {a_url: True, b_url: True}, "a checked again and put back")
             for _ in range(4):
                 await client.embed_text(["both"])
             assert len(a.batches) >= 1
