@@ -62,6 +62,16 @@ async def test_scan_policies(tmp_path: Path) -> None:
     assert len(failures) == 4
 
 
+async def _until_full(q: asyncio.Queue[object], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):  # the scan thread's first put (bounded under load)
+        while not q.full():  # noqa: ASYNC110 - asyncio.Queue signals no "became full" event
+            await asyncio.sleep(0.01)
+
+
+def _a_put_waits() -> bool:
+    return any(getattr(t.get_coro(), "__qualname__", "") == "Queue.put" for t in asyncio.all_tasks())
+
+
 async def test_scan_batches_large_directories_and_honours_backpressure(tmp_path: Path) -> None:
     root = tmp_path / "many"
     root.mkdir()
@@ -70,8 +80,8 @@ async def test_scan_batches_large_directories_and_honours_backpressure(tmp_path:
     ctx = await make_context(tmp_path, root)
     q: asyncio.Queue[object] = asyncio.Queue(1)
     task = asyncio.create_task(scan_stage(ctx, q, 1))
-    await asyncio.sleep(0.3)
-    assert q.qsize() == 1 and not task.done()  # blocked on the full queue, not buffering
+    await _until_full(q)
+    assert not task.done()  # blocked on the full queue, not buffering
     sizes = []
     while (message := await q.get()) is not SENTINEL:
         assert isinstance(message, list)
@@ -88,15 +98,21 @@ async def test_scan_stops_when_cancelled(tmp_path: Path) -> None:
     ctx = await make_context(tmp_path, root)
     q: asyncio.Queue[object] = asyncio.Queue(1)
     task = asyncio.create_task(scan_stage(ctx, q, 1))
-    await asyncio.sleep(0.2)
+    await _until_full(q)
+    async with asyncio.timeout(30):  # ... and the thread's next put waits on the loop
+        while not _a_put_waits():  # noqa: ASYNC110 - the thread's put is a task of the loop, not an event
+            await asyncio.sleep(0.01)
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
         pass
     assert ctx.control.stop_flag.is_set()
-    await asyncio.sleep(0.5)  # the thread polls the flag every 0.2 s and exits without putting more
-    assert q.qsize() == 1
+    # The thread polls the flag every 0.2 s: within five polls it withdraws its waiting put and exits.
+    await asyncio.sleep(1.0)
+    q.get_nowait()  # room again: a put still waiting would land now
+    await asyncio.sleep(0.1)
+    assert q.empty()
 
 
 async def test_unchanged_files_take_the_fast_path_and_travel_by_name(tmp_path: Path) -> None:
