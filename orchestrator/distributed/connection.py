@@ -3,9 +3,10 @@ connection attempt that ends without a connection (cancelled, timed out, refused
 
 psycopg 3.3 re-raises whatever ends `AsyncConnection.connect` from `connect`'s own frame, and that frame still
 holds the libpq connection being made: its socket stays open, halfway through the startup handshake, for as
-long as the exception is referenced. That is not short: procrastinate keeps the side tasks it cancels when
-PostgreSQL goes away, and the cancellation with them. The server meanwhile keeps a process waiting for that
-client's startup packet, up to its `authentication_timeout` (60 s by default), and a fast shutdown
+long as the exception lives, and that can be long (tests/distributed/test_connection.py: still open after the
+caller returned and after `gc.collect()`). Attempts do get cancelled: procrastinate cancels its side tasks,
+its LISTEN connection's among them, when PostgreSQL goes away. The server meanwhile keeps a process waiting
+for that client's startup packet, up to its `authentication_timeout` (60 s by default), and a fast shutdown
 (`pg_ctl stop`, a restart, a failover) waits for that process: our workers, reconnecting while PostgreSQL
 stopped, held its shutdown past 30 s. Clearing the frames of the traceback drops the half-made connection
 (CPython frees it at once, and libpq's PQfinish closes the socket); the traceback's lines are kept.
