@@ -7,7 +7,6 @@ is refused (409) and a cancel waits for them, then ends the job cancelled."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from scripts.bench_pipeline import make_images
 from tests.support.app_factory import make_settings
 from tests.support.counting_store import CountingStore
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
+from tests.support.polling import until
 
 pytestmark = pytest.mark.slow
 
@@ -85,14 +85,6 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> Gates:
     return gates
 
 
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(3000):  # bounded: 60 s
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(what)
-
-
 def _awaiting(task: asyncio.Task[Any] | None, function: str) -> bool:
     """True when the task is suspended inside `function` (its chain of awaited coroutines)."""
     coro: Any = task.get_coro() if task is not None else None
@@ -129,8 +121,10 @@ async def test_pause_or_cancel_at_each_last_step(
         if step == "upsert" and action == "pause":  # accepted; what is in flight finishes, then it holds
             assert await _post(orch, job_id, "pause") == (200, {"job_id": job_id, "state": "paused"})
             gates.release.set()
-            await _until(
-                lambda: _awaiting(job.task, "begin_finishing") or "merge" in gates.calls, "the stages to end"
+            await until(
+                lambda: _awaiting(job.task, "begin_finishing") or "merge" in gates.calls,
+                "the stages to end",
+                60,
             )
             assert "merge" not in gates.calls  # the finishing steps wait for resume ...
             status = (await orch.client.get(f"/jobs/{job_id}")).json()
@@ -150,7 +144,7 @@ async def test_pause_or_cancel_at_each_last_step(
             expected = "completed"
         else:  # cancel waits for the finishing steps, then the job is cancelled
             cancel = asyncio.create_task(_post(orch, job_id, "cancel"))
-            await _until(lambda: job.cancel_requested, "the cancel to arrive")
+            await until(lambda: job.cancel_requested, "the cancel to arrive", 60)
             assert not cancel.done()  # it waits while the step is held
             assert (await orch.client.get(f"/jobs/{job_id}")).json()["state"] == "running"
             gates.release.set()

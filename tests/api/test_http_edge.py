@@ -22,6 +22,7 @@ from orchestrator.config import Settings
 from orchestrator.file_index import IndexedFile
 from tests.support.app_factory import counting_store, make_settings
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
+from tests.support.polling import until
 from tests.test_deploy_files import ROOT, compose_env, interpolate, python_snippet
 
 DOWN_ML = "http://127.0.0.1:9"  # nothing listens: a job waits for it (ML_RETRY_DEADLINE_S) and stays active
@@ -31,15 +32,6 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
     (tmp_path / "media").mkdir(exist_ok=True)
     values: dict[str, object] = {"ml_retry_deadline_s": 120.0, **overrides}
     return make_settings(tmp_path / "data", DOWN_ML, [tmp_path / "media"], **values)
-
-
-async def _until(condition: Any, timeout_s: float = 10.0) -> None:
-    """Poll `condition()` (bounded) until it is true."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition never became true")
-        await asyncio.sleep(0.02)
 
 
 async def _active_job(orch: RunningOrchestrator, path: Path, collection: str = "media") -> str:
@@ -267,13 +259,15 @@ async def test_event_producers_stop_when_their_client_goes(tmp_path: Path) -> No
             assert (await asyncio.wait_for(anext(lines), 10)) == "event: progress"
             assert (await asyncio.wait_for(anext(lines), 10)).startswith('data: {"type":"progress"')
             assert streams.active == 1
-        await _until(lambda: streams.active == 0)  # the client hung up mid-job: its producer is gone
+        await until(
+            lambda: streams.active == 0, "the SSE producer gone", 10
+        )  # the client hung up mid-job: its producer is gone
 
         ws_url = orch.url.replace("http", "ws") + f"/jobs/{job_id}/ws"
         async with websockets.connect(ws_url, proxy=None) as ws:
             await asyncio.wait_for(ws.recv(), 10)
             assert streams.active == 1
-        await _until(lambda: streams.active == 0)
+        await until(lambda: streams.active == 0, "the WebSocket producer gone", 10)
         assert (await orch.app.state.jobs.get(job_id)).active  # the job itself goes on
 
         # A job that ends closes both streams with a last "end" event.
@@ -374,7 +368,9 @@ async def test_stream_serves_only_checked_regular_files_under_the_roots(tmp_path
         assert part.status_code == 206 and part.content == original.read_bytes()[10:20]
         unsatisfiable = await orch.client.get(f"/media/{point}/stream", headers={"range": "bytes=5000-"})
         assert unsatisfiable.status_code == 416
-        await _until(lambda: _open_fds_of(original) == 0)  # every descriptor was closed
+        await until(
+            lambda: _open_fds_of(original) == 0, "every descriptor closed", 10
+        )  # every descriptor was closed
 
         # The parent directory swapped for a symlink that leads outside: refused on the opened file.
         (media / "photos").rename(media / "photos.orig")

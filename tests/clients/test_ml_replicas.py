@@ -6,7 +6,7 @@ refused), 413 halving and bisection down to the one bad item."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from orchestrator.clients.ml import ImageRequestItem, MLClient
 from tests.support.orchestrator_server import free_port
+from tests.support.polling import until
 from tests.support.silent_server import silent_server
 
 
@@ -107,16 +108,6 @@ def healthy(client: MLClient) -> dict[str, bool]:
     return {s["url"]: s["healthy"] for s in client.replica_stats()}
 
 
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    """Poll a condition the client's health loop brings about (it offers no event to wait on)."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not condition():  # noqa: ASYNC110 - the client's health loop sets no event
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"{what}: not within {timeout_s:.0f} s") from None
-
-
 async def test_requests_go_to_the_replica_with_fewest_outstanding_items() -> None:
     release = asyncio.Event()
     slow, fast = Replica(gate=release), Replica()
@@ -180,12 +171,14 @@ async def test_health_checks_put_a_recovered_replica_back() -> None:
         client = MLClient([a_url, b_url], timeout_s=5, retry_deadline_s=5, health_interval_s=0.05)
         client.start()
         try:
-            await until(lambda: healthy(client) == {a_url: False, b_url: True}, "a found not ready")
+            await until(lambda: healthy(client) == {a_url: False, b_url: True}, "a found not ready", 20)
             for _ in range(4):
                 await client.embed_text(["only b"])
             assert a.batches == []
             a.ready = True
-            await until(lambda: healthy(client) == {a_url: True, b_url: True}, "a checked again and put back")
+            await until(
+                lambda: healthy(client) == {a_url: True, b_url: True}, "a checked again and put back", 20
+            )
             for _ in range(4):
                 await client.embed_text(["both"])
             assert len(a.batches) >= 1

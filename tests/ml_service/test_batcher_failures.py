@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from ml_service.batching import Batcher, ModelFailed
 from ml_service.errors import ErrorCode
 from ml_service.models.base import InferenceModel, ItemResult
+from tests.support.polling import until
 
 ANSWER_TIMEOUT_S = 5.0
 
@@ -78,13 +78,6 @@ def model(tmp_path: Path) -> Doubler:
     return doubler
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 class Running:
     """A batcher's worker task on one inference thread, stopped (and the thread joined) on exit."""
 
@@ -109,7 +102,7 @@ async def test_an_unload_that_raises_does_not_stop_the_batcher(model: Doubler) -
     running = Running(lambda pool: Batcher(model, pool, 100, idle_unload_s=0.1))
     async with running as batcher:
         assert [r.value for r in await batcher.submit([1])] == [2]
-        await until(lambda: model.unload_attempts >= 1)
+        await until(lambda: model.unload_attempts >= 1, "an unload attempted", 5)
         results = await asyncio.wait_for(batcher.submit([3, 4]), ANSWER_TIMEOUT_S)
         assert [r.value for r in results] == [6, 8]
         assert batcher.failure is None and not running.task.done()  # type: ignore[union-attr]
@@ -135,7 +128,9 @@ async def test_a_dead_batcher_refuses_its_queued_and_later_requests(model: Doubl
     try:
         async with running as batcher:
             first = asyncio.ensure_future(batcher.submit([1]))
-            await until(lambda: model.batches == 1)  # the first batch holds the inference thread
+            await until(
+                lambda: model.batches == 1, "the first batch running", 5
+            )  # the first batch holds the inference thread
             queued = [asyncio.ensure_future(batcher.submit([n])) for n in (2, 3)]
             model.broken_batching = True  # the next batch's bookkeeping raises: the worker dies
             model.gate.set()
@@ -164,7 +159,7 @@ async def test_a_stopped_batcher_refuses_instead_of_leaving_requests_waiting(mod
         # until then (else the join waits out the gate's own 30 s bound).
         try:
             first = asyncio.ensure_future(batcher.submit([1]))
-            await until(lambda: model.batches == 1)
+            await until(lambda: model.batches == 1, "the first batch running", 5)
             assert running.task is not None
             running.task.cancel()
             await asyncio.gather(running.task, return_exceptions=True)

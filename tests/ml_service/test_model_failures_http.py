@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import orjson
 
 from tests.ml_service.fake_service import DIM, FakeText, serving, unit_vector
+from tests.support.polling import until
 
 # Bounds, not pauses: each is far above what the step takes, and only reached when something is broken.
 ANSWER_TIMEOUT_S = 10.0
 TTL_S = 0.2
-
-
-async def until(condition: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not callable(condition) or not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_an_unload_that_raises_leaves_the_model_serving(tmp_path: Path) -> None:
@@ -34,7 +27,7 @@ async def test_an_unload_that_raises_leaves_the_model_serving(tmp_path: Path) ->
     async with serving(text, model_ttl_s=TTL_S) as (service, client):
         first = await client.post("/v1/embed/text", json={"texts": ["a cat"]})
         assert first.status_code == 200, first.text
-        await until(lambda: text.unload_attempts >= 1)
+        await until(lambda: text.unload_attempts >= 1, "an unload attempted", 10)
         answer = await asyncio.wait_for(
             client.post("/v1/embed/text", json={"texts": ["a dog", "a cat"]}), ANSWER_TIMEOUT_S
         )
@@ -54,12 +47,14 @@ async def test_a_dead_batcher_answers_its_queued_and_later_requests_and_fails_re
         batcher = service.text_batcher
         assert batcher is not None
         running = asyncio.ensure_future(client.post("/v1/embed/text", json={"texts": ["running"]}))
-        await until(lambda: text.batches == 1)  # the first batch holds the inference thread
+        await until(
+            lambda: text.batches == 1, "the first batch running", 10
+        )  # the first batch holds the inference thread
         queued = [
             asyncio.ensure_future(client.post("/v1/embed/text", json={"texts": [f"queued {i}"]}))
             for i in range(2)
         ]
-        await until(lambda: batcher.queued_items == 3)
+        await until(lambda: batcher.queued_items == 3, "three requests queued", 10)
         # The next batch's bookkeeping raises: a bug in the worker itself, which kills it.
         text.broken_batching = True
         text.gate.set()

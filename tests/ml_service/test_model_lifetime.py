@@ -24,6 +24,7 @@ import pytest
 from ml_service.batching import Batcher
 from ml_service.models.base import InferenceModel, ItemResult
 from tests.support.ml_server import running_ml_service
+from tests.support.polling import until
 
 TTL_S = 0.3
 
@@ -98,13 +99,6 @@ class Running:
         self.loader.shutdown(wait=True)
 
 
-async def until(condition: Any, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_lazy_model_loads_on_first_use_on_the_loader_thread(weights: Path) -> None:
     model = Tracked(weights)
     version = model.identify()  # what ML_LAZY_LOAD does at start-up
@@ -131,7 +125,7 @@ async def test_idle_model_is_unloaded_and_loaded_again(weights: Path) -> None:
             await asyncio.sleep(TTL_S / 3)
             await batcher.submit([1])
         assert model.loaded and batcher.unloads == 0
-        await until(lambda: batcher.unloads == 1)
+        await until(lambda: batcher.unloads == 1, "the idle model unloaded", 5)
         assert not model.loaded
         gc.collect()
         assert released() is None  # the runtime object is gone, not just hidden
@@ -158,7 +152,7 @@ async def test_other_models_keep_serving_while_one_loads(weights: Path) -> None:
     slow.gate = threading.Event()
     async with Running([slow, other], ttl_s=0) as (slow_batcher, other_batcher):
         waiting = asyncio.ensure_future(slow_batcher.submit([1]))
-        await until(lambda: slow_batcher.queued_items == 1)
+        await until(lambda: slow_batcher.queued_items == 1, "a request queued", 5)
         # The slow model's load holds the loader thread; the other model answers meanwhile.
         assert [r.value for r in await asyncio.wait_for(other_batcher.submit([2]), 5)] == [4]
         assert not waiting.done()

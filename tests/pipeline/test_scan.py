@@ -9,6 +9,7 @@ from pathlib import Path
 from orchestrator.pipeline.messages import SENTINEL, DirBatch
 from orchestrator.pipeline.stages.scan import SCAN_BATCH, scan_stage
 from tests.support.pipeline_context import make_context
+from tests.support.polling import until
 
 
 async def _drain(q: asyncio.Queue[object]) -> tuple[dict[str, int], dict[str, str]]:
@@ -62,12 +63,6 @@ async def test_scan_policies(tmp_path: Path) -> None:
     assert len(failures) == 4
 
 
-async def _until_full(q: asyncio.Queue[object], timeout_s: float = 30.0) -> None:
-    async with asyncio.timeout(timeout_s):  # the scan thread's first put (bounded under load)
-        while not q.full():  # noqa: ASYNC110 - asyncio.Queue signals no "became full" event
-            await asyncio.sleep(0.01)
-
-
 def _a_put_waits() -> bool:
     return any(getattr(t.get_coro(), "__qualname__", "") == "Queue.put" for t in asyncio.all_tasks())
 
@@ -80,7 +75,7 @@ async def test_scan_batches_large_directories_and_honours_backpressure(tmp_path:
     ctx = await make_context(tmp_path, root)
     q: asyncio.Queue[object] = asyncio.Queue(1)
     task = asyncio.create_task(scan_stage(ctx, q, 1))
-    await _until_full(q)
+    await until(q.full, "the scan's first put", 30)
     assert not task.done()  # blocked on the full queue, not buffering
     sizes = []
     while (message := await q.get()) is not SENTINEL:
@@ -98,10 +93,8 @@ async def test_scan_stops_when_cancelled(tmp_path: Path) -> None:
     ctx = await make_context(tmp_path, root)
     q: asyncio.Queue[object] = asyncio.Queue(1)
     task = asyncio.create_task(scan_stage(ctx, q, 1))
-    await _until_full(q)
-    async with asyncio.timeout(30):  # ... and the thread's next put waits on the loop
-        while not _a_put_waits():  # noqa: ASYNC110 - the thread's put is a task of the loop, not an event
-            await asyncio.sleep(0.01)
+    await until(q.full, "the scan's first put", 30)
+    await until(_a_put_waits, "the thread's next put waiting on the loop", 30)
     task.cancel()
     try:
         await task

@@ -8,10 +8,9 @@ Every wait is bounded (Playwright timeouts, `_until`).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -37,6 +36,7 @@ from tests.support.browser import (
 from tests.support.ml_gate import MLGate, ml_gate
 from tests.support.ml_server import MLService
 from tests.support.orchestrator_server import RunningOrchestrator, running_orchestrator
+from tests.support.polling import until
 
 pytestmark = pytest.mark.slow
 
@@ -154,14 +154,6 @@ def api_key_required(ui: UI) -> Iterator[None]:
         yield
     finally:
         settings.api_key = None
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"not true after {timeout_s}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def _is_search(response: Response) -> bool:
@@ -303,7 +295,7 @@ async def test_start_pause_resume_and_cancel_a_job(ui: UI) -> None:
             # Live progress from the event stream: the scan found the folder's one file.
             await expect(card.locator(".summary")).to_contain_text("0 of 1 files done")
             await expect(card.locator("table.stages tbody tr")).to_have_count(5)
-            await _until(lambda: ui.gate.held >= 1, "the job's inference request reached the gate")
+            await until(lambda: ui.gate.held >= 1, "the job's inference request reached the gate", 30)
             await shots.take(page, "running")
             await card.get_by_role("button", name="Pause").click()
             await expect(card).to_have_attribute("data-state", "paused")
